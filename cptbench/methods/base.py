@@ -67,6 +67,8 @@ class Method(ABC):
     uses_eval_labels: ClassVar[bool] = False
     #: does ``fit`` depend on the training examples (False: one run serves every k)?
     trains: ClassVar[bool] = False
+    #: do results vary with the seed even without training (then k = 0 runs every seed)?
+    stochastic: ClassVar[bool] = False
 
     def __init__(self, config: Any, context: MethodContext):
         self.config = config

@@ -31,7 +31,7 @@ def _import(path: str):
 def method_registry() -> Registry[type]:
     reg: Registry[type] = Registry("method")
     for name, (path, aliases) in _CORE.items():
-        reg.add(name, lambda p=path: _import(p), aliases=aliases, origin=path)
+        reg.add(name, lambda p=path: _import(p), aliases=aliases, origin=f"core: {path.partition(':')[0]}")
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -39,7 +39,7 @@ def method_registry() -> Registry[type]:
         # An entry point may declare aliases as "name = module:Class [alias1,alias2]" extras.
         if ep.extras:
             aliases = tuple(ep.extras)
-        reg.add(ep.name, ep.load, aliases=aliases, origin=f"{ep.value} (entry point)")
+        reg.add(ep.name, ep.load, aliases=aliases, origin=f"entry point: {ep.module}")
     return reg
 
 

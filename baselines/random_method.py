@@ -1,0 +1,26 @@
+"""``random``: a seeded uniform choice among the candidates: the chance row of every table.
+
+Each example's scores come from a generator seeded by (seed, example id), so a resumed run draws
+exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from cptbench.examples import Example, TrainExample
+from cptbench.methods import Method
+from cptbench.sampling import rng_for
+
+
+class RandomMethod(Method):
+    stochastic = True
+
+    def fit(self, train: Sequence[TrainExample], seed: int) -> None:
+        self._seed = seed
+
+    def predict(self, examples: Sequence[Example]) -> list[np.ndarray]:
+        seed = getattr(self, "_seed", 0)
+        return [rng_for("random", seed, ex.example_id).random(ex.n_candidates) for ex in examples]

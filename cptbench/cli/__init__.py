@@ -1,0 +1,1 @@
+"""The command-line interface (Click). Only this package imports click."""

@@ -1,0 +1,1 @@
+"""Data: the refer-layout loader, detector proposals, the bundled synthetic benchmark, data checks."""

@@ -1,0 +1,2 @@
+class DataError(ValueError):
+    """Input data that cannot be used; the message names the file, the record and the fix."""

@@ -1,0 +1,59 @@
+"""A pickle reader that admits plain data only.
+
+``refs(<splitBy>).p`` files are pickles, and unpickling can run arbitrary code. This reader accepts
+only the builtin containers and scalars a refs file holds (dict, list, tuple, set, str, bytes, int,
+float, bool, None); any other global (a class, a function such as ``os.system``) is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+from typing import Any
+
+_ALLOWED = {
+    ("builtins", "dict"), ("builtins", "list"), ("builtins", "tuple"), ("builtins", "set"),
+    ("builtins", "frozenset"), ("builtins", "str"), ("builtins", "bytes"), ("builtins", "int"),
+    ("builtins", "float"), ("builtins", "bool"), ("builtins", "complex"),
+    # Python 2 pickles (the original refer files) name these modules
+    ("__builtin__", "dict"), ("__builtin__", "list"), ("__builtin__", "tuple"), ("__builtin__", "set"),
+    ("__builtin__", "unicode"), ("__builtin__", "str"), ("__builtin__", "int"), ("__builtin__", "long"),
+    ("__builtin__", "float"), ("__builtin__", "bool"),
+}
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """The pickle references something other than plain containers and scalars."""
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    def __init__(self, file, source: str):
+        super().__init__(file, encoding="latin1")
+        self._source = source
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _ALLOWED:
+            if module == "__builtin__":
+                module = "builtins"
+                name = {"unicode": "str", "long": "int"}.get(name, name)
+            return super().find_class(module, name)
+        raise UnsafePickleError(
+            f"{self._source}: refused to load: the pickle references {module}.{name}, and only plain "
+            f"containers and scalars are allowed (a refs file holds nothing else). If this file came from "
+            f"an untrusted source, delete it; otherwise re-export it as plain lists and dicts."
+        )
+
+    def persistent_load(self, pid):
+        raise UnsafePickleError(f"{self._source}: refused to load: persistent ids are not allowed")
+
+
+def load_plain_pickle(path: str | Path) -> Any:
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return _PlainUnpickler(io.BytesIO(data), str(path)).load()
+    except UnsafePickleError:
+        raise
+    except Exception as exc:  # truncated or corrupt file
+        raise UnsafePickleError(f"{path}: not a readable pickle ({type(exc).__name__}: {exc}); re-download the file.") from exc

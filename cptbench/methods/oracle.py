@@ -1,0 +1,26 @@
+"""``oracle``: picks the candidate with the best IoU against the ground truth.
+
+The proposal-recall ceiling. It is the one declared exception that reads evaluation labels
+(``uses_eval_labels``); every record and table marks it.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..boxes import iou_matrix
+from ..examples import Example, Label
+from .base import Method
+
+
+class OracleMethod(Method):
+    uses_eval_labels = True
+
+    def set_eval_labels(self, labels: Mapping[str, Label]) -> None:
+        self._labels = labels
+
+    def predict(self, examples: Sequence[Example]) -> list[np.ndarray]:
+        convention = self.context.extra.get("iou_convention", "inclusive")
+        return [iou_matrix(ex.boxes, self._labels[ex.example_id].box, convention)[:, 0] for ex in examples]

@@ -1,0 +1,66 @@
+"""k-shot sampling: k referring expressions from the train split, the same on every machine.
+
+The generator is seeded from sha256("<task>|<k>|<seed>"), never from global state or Python's hash
+order, and draws from the (ref_id, sent_id) pairs sorted numerically, so the draw does not depend on
+file order either. The result is a manifest with a sha256 over its canonical JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Manifest:
+    task: str
+    task_version: int
+    shots: int
+    seed: int
+    examples: tuple[tuple[int, int], ...]  # (ref_id, sent_id) pairs, in draw order
+    sha256: str
+
+    def to_json(self) -> dict:
+        return {
+            "task": self.task, "task_version": self.task_version, "shots": self.shots, "seed": self.seed,
+            "examples": [{"ref_id": r, "sent_id": s} for r, s in self.examples], "sha256": self.sha256,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Manifest":
+        pairs = tuple((int(e["ref_id"]), int(e["sent_id"])) for e in data["examples"])
+        m = cls(data["task"], int(data["task_version"]), int(data["shots"]), int(data["seed"]), pairs, data["sha256"])
+        if manifest_digest(m.task, m.shots, m.seed, pairs) != m.sha256:
+            raise ValueError("manifest sha256 does not match its examples (the file was edited or corrupted)")
+        return m
+
+
+def rng_for(*parts: object) -> np.random.Generator:
+    """A local generator seeded from a stable digest of ``parts``."""
+    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
+
+
+def manifest_digest(task: str, shots: int, seed: int, pairs: Iterable[tuple[int, int]]) -> str:
+    payload = json.dumps({"task": task, "shots": shots, "seed": seed, "examples": [list(p) for p in pairs]},
+                         sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def sample_k_shot(task: str, task_version: int, train_pairs: Iterable[tuple[int, int]], shots: int, seed: int) -> Manifest:
+    """Draw ``shots`` distinct expressions from ``train_pairs`` (k = 0 gives an empty manifest)."""
+    pool = sorted({(int(r), int(s)) for r, s in train_pairs})
+    if shots < 0:
+        raise ValueError(f"shots must be >= 0, got {shots}")
+    if shots > len(pool):
+        raise ValueError(f"task {task!r}: {shots} shots asked but the train split has only {len(pool)} expressions")
+    if shots == 0:
+        chosen: tuple[tuple[int, int], ...] = ()
+    else:
+        idx = rng_for(task, shots, seed).choice(len(pool), size=shots, replace=False)
+        chosen = tuple(pool[i] for i in idx)
+    return Manifest(task, task_version, shots, seed, chosen, manifest_digest(task, shots, seed, chosen))

@@ -1,0 +1,84 @@
+"""The one scorer: every method's predictions are judged here, the same way.
+
+A prediction is the arg-max of the method's per-candidate scores (first index on ties). It is
+*invalid* when the score array has the wrong length or holds NaN/inf-only values; invalid
+predictions count as incorrect and are reported (``n_invalid``), never silently folded into misses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .boxes import iou_matrix, is_hit
+from .examples import Example, Label
+from .taskspec import MetricSpec
+
+
+@dataclass(frozen=True)
+class ScoredExample:
+    example_id: str
+    pred_index: int  # -1 when invalid or no candidates
+    iou: float
+    correct: bool
+    status: str  # "ok", "invalid", "no_candidates"
+    detail: str = ""
+
+    def to_json(self, scores: np.ndarray | None = None) -> dict[str, Any]:
+        row = {"example_id": self.example_id, "pred": self.pred_index, "iou": round(self.iou, 6),
+               "correct": self.correct, "status": self.status}
+        if self.detail:
+            row["detail"] = self.detail
+        if scores is not None:
+            row["scores"] = [None if not np.isfinite(s) else round(float(s), 6) for s in np.asarray(scores, dtype=np.float64).ravel()]
+        return row
+
+
+def score_example(example: Example, label: Label, scores: Any, metric: MetricSpec) -> ScoredExample:
+    n = example.n_candidates
+    if n == 0:
+        return ScoredExample(example.example_id, -1, 0.0, False, "no_candidates")
+    try:
+        s = np.asarray(scores, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        return ScoredExample(example.example_id, -1, 0.0, False, "invalid", "scores are not numeric")
+    if s.shape[0] != n:
+        return ScoredExample(example.example_id, -1, 0.0, False, "invalid", f"{s.shape[0]} scores for {n} candidates")
+    if np.isnan(s).any() or not np.isfinite(s).any():
+        return ScoredExample(example.example_id, -1, 0.0, False, "invalid", "NaN or no finite score")
+    pred = int(np.argmax(s))
+    value = float(iou_matrix(example.boxes[pred], label.box, metric.iou_convention)[0, 0])
+    return ScoredExample(example.example_id, pred, value, bool(is_hit(value, metric.threshold, metric.threshold_rule)), "ok")
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    n_correct: int
+    n_invalid: int
+    n_no_candidates: int
+
+    @property
+    def accuracy(self) -> float:
+        return 100.0 * self.n_correct / self.n if self.n else float("nan")
+
+
+def summarize(rows: Sequence[Mapping[str, Any]]) -> Summary:
+    return Summary(
+        n=len(rows),
+        n_correct=sum(1 for r in rows if r["correct"]),
+        n_invalid=sum(1 for r in rows if r["status"] == "invalid"),
+        n_no_candidates=sum(1 for r in rows if r["status"] == "no_candidates"),
+    )
+
+
+def proposal_recall(examples: Sequence[Example], labels: Mapping[str, Label], metric: MetricSpec) -> float:
+    """Percent of expressions with at least one candidate that counts as a hit (the oracle ceiling)."""
+    hits = 0
+    for ex in examples:
+        if ex.n_candidates:
+            ious = iou_matrix(ex.boxes, labels[ex.example_id].box, metric.iou_convention)[:, 0]
+            hits += bool(np.any(is_hit(ious, metric.threshold, metric.threshold_rule)))
+    return 100.0 * hits / len(examples) if examples else float("nan")
