@@ -5,3 +5,45 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers (refer_fixture) importable
+
+
+# ---- BEGIN tiny-model fixtures (cptbench.models adapters; owner: adapters) -----------------------
+import pytest  # noqa: E402
+
+#: words the tiny test models know as single tokens (besides colour words, "none" and template words)
+TINY_MODEL_WORDS = ("man", "woman", "dog", "cat", "shirt", "left", "right", "red", "car", "table", "chair")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """Factory: ``tiny_model_dir(kind, image_size=32, seed=0) -> Path`` of a tiny random model folder
+    (kind: vilt | flava | bridgetower), built once per session and loadable with
+    ``cptbench.models.loading.load_adapter(str(path))``. Treat the folder as read-only."""
+    built = {}
+
+    def make(kind: str, image_size: int = 32, seed: int = 0):
+        key = (kind, image_size, seed)
+        if key not in built:
+            from cptbench.models.tiny import build_tiny_model
+
+            folder = tmp_path_factory.mktemp(f"tiny-{kind}-{image_size}-{seed}")
+            built[key] = build_tiny_model(kind, folder, TINY_MODEL_WORDS, image_size=image_size, seed=seed)
+        return built[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_vilt_dir(tiny_model_dir):
+    return tiny_model_dir("vilt")
+
+
+@pytest.fixture(scope="session")
+def tiny_flava_dir(tiny_model_dir):
+    return tiny_model_dir("flava")
+
+
+@pytest.fixture(scope="session")
+def tiny_bridgetower_dir(tiny_model_dir):
+    return tiny_model_dir("bridgetower")
+# ---- END tiny-model fixtures ----------------------------------------------------------------------

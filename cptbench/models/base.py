@@ -25,6 +25,10 @@ class ModelVocabularyError(ValueError):
     """A word the method needs is not a single token of the model's vocabulary."""
 
 
+class TextTooLongError(ValueError):
+    """A text is longer than ``max_text_length`` tokens; adapters never truncate silently."""
+
+
 @dataclass
 class RegionFeatures:
     """Final-layer states for a batch of B (image, text) pairs.
@@ -63,14 +67,27 @@ class VLAdapter(ABC):
 
     def word_id(self, word: str) -> int:
         """The vocabulary id of ``word``; refuses words that are not exactly one token."""
-        pieces = self.tokenizer.tokenize(word)
-        if len(pieces) != 1:
+        pieces = self._word_pieces(word)
+        unk = getattr(self.tokenizer, "unk_token", None)
+        if len(pieces) != 1 or (unk is not None and pieces[0] == unk and word != unk):
+            what = "unknown (it maps to the unknown token)" if len(pieces) == 1 else f"{len(pieces)} tokens {pieces}"
             raise ModelVocabularyError(
-                f"the word {word!r} is {len(pieces)} tokens {pieces} in the vocabulary of model "
+                f"the word {word!r} is {what} in the vocabulary of model "
                 f"{self.model_name!r}; CPT needs every colour word and 'none' to be a single token. "
                 f"Choose another palette word or another model."
             )
         return int(self.tokenizer.convert_tokens_to_ids(pieces[0]))
+
+    def _word_pieces(self, word: str) -> list[str]:
+        """The tokens of ``word`` as it appears inside a sentence (adapters with byte-level BPE
+        vocabularies override this: there a word after a space is a different token)."""
+        return list(self.tokenizer.tokenize(word))
+
+    @property
+    def num_special_tokens(self) -> int:
+        """Tokens the tokenizer adds to one text ([CLS], [SEP], ...): a text fits when
+        ``count_tokens(text) + num_special_tokens <= max_text_length``."""
+        return int(self.tokenizer.num_special_tokens_to_add(pair=False))
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.tokenize(text))

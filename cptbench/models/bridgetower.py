@@ -1,0 +1,146 @@
+"""BridgeTower adapter (``BridgeTowerForMaskedLM``, e.g. ``BridgeTower/bridgetower-base-itm-mlm``).
+
+Text: RoBERTa byte-level BPE with ``<mask>`` (which absorbs the space before it). A word inside a
+sentence is the token of `` word`` (``Ġword``), not of ``word``: :meth:`word_id` looks up the
+spaced form, which is what the model predicts at ``... is in <mask> color.``.
+
+Image: the processor resizes the shortest edge to ``size`` (sides rounded down to ``size_divisor``,
+long side capped at 1333/800 of the short one) and centre-crops a ``crop_size`` square; the CLIP
+vision tower sees a fixed row-major grid of ``crop / patch`` patches. The patch boxes are exact for
+the part of the image the crop keeps: a non-square image loses the ends of its long side, which no
+patch covers (the boxes then do not tile the whole image). ``pixel_mask`` is ignored by the model
+(its image stream is never padded), so images are stacked at the crop size.
+
+Region features: the final cross-modal image stream (``image_features``); ``pooled`` is the pooled
+text-side [CLS] state (``cross_modal_text_pooler``, size ``hidden_size``). BridgeTower's own heads
+(ITM) use the concatenation of the text and image pooled states; that is not what ``pooled`` gives.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ._common import HFAdapter, quiet_progress, center_crop_offset, check_image_sizes, grid_boxes, image_processor_class as _ipc
+from .base import RegionFeatures
+from .flava import _size_get
+
+
+def image_processor_class():
+    return _ipc("BridgeTower")
+
+
+def processed_geometry(processor, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((resized_h, resized_w), (top, left)) for BridgeTower's resize + square centre crop."""
+    rh, rw = height, width
+    if getattr(processor, "do_resize", True):
+        shorter = _size_get(processor.size, "shortest_edge")
+        if not shorter:
+            raise NotImplementedError(f"patch boxes: unsupported image processor size {processor.size!r}")
+        longer = int(1333 / 800 * shorter)
+        divisor = int(getattr(processor, "size_divisor", 32) or 1)
+        scale = shorter / min(height, width)
+        if height < width:
+            new_h, new_w = float(shorter), scale * width
+        else:
+            new_h, new_w = scale * height, float(shorter)
+        if max(new_h, new_w) > longer:
+            scale = longer / max(new_h, new_w)
+            new_h, new_w = scale * new_h, scale * new_w
+        rh = int(new_h + 0.5) // divisor * divisor
+        rw = int(new_w + 0.5) // divisor * divisor
+    top = left = 0
+    if getattr(processor, "do_center_crop", False):
+        crop = _size_get(processor.crop_size, "shortest_edge")
+        if not crop:
+            ch, cw = _size_get(processor.crop_size, "height"), _size_get(processor.crop_size, "width")
+            if not (ch and cw):
+                raise NotImplementedError(f"patch boxes: unsupported crop_size {processor.crop_size!r}")
+        else:
+            ch = cw = crop
+        top, left = center_crop_offset(rh, int(ch)), center_crop_offset(rw, int(cw))
+    return (rh, rw), (top, left)
+
+
+class BridgeTowerAdapter(HFAdapter):
+    model_type = "bridgetower"
+
+    def __init__(self, model, tokenizer, image_processor, model_name: str):
+        tcfg = model.config.text_config
+        # RoBERTa-style positions start after the padding index
+        max_len = int(tcfg.max_position_embeddings) - (int(tcfg.pad_token_id or 0) + 1)
+        tok_max = getattr(tokenizer, "model_max_length", None)
+        if isinstance(tok_max, int) and 0 < tok_max < max_len:
+            max_len = tok_max
+        super().__init__(model, tokenizer, image_processor, model_name, max_len, model.config.hidden_size)
+
+    @classmethod
+    def from_pretrained(cls, path: str, device: str = "cpu", trust_remote_code: bool = False) -> "BridgeTowerAdapter":
+        from transformers import AutoTokenizer, BridgeTowerForMaskedLM
+
+        from .loading import check_head_loaded
+
+        # a local folder loads without progress bars; a hub download keeps its own
+        with quiet_progress(enabled=Path(path).is_dir()):
+            model, info = BridgeTowerForMaskedLM.from_pretrained(path, output_loading_info=True, trust_remote_code=trust_remote_code)
+        check_head_loaded(path, info, "mlm_score.transform.dense.weight")
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        processor = image_processor_class().from_pretrained(path)
+        model.to(device).eval()
+        return cls(model, tokenizer, processor, path)
+
+    def _word_pieces(self, word: str) -> list[str]:
+        # inside "... is in <mask> color." the word follows a space: its token is "Ġword"
+        return list(self.tokenizer.tokenize(" " + word.strip()))
+
+    @property
+    def patch_size(self) -> int:
+        ps = self.model.config.vision_config.patch_size
+        return int(ps[0] if isinstance(ps, (tuple, list)) else ps)
+
+    def _run(self, images: dict[str, Any], texts: Sequence[str]):
+        pixel_values = self._pixel_values(images)
+        enc, mask_col = self._encode_texts(texts, pixel_values.shape[0])
+        size = self.model.config.vision_config.image_size
+        out = self.model.bridgetower(
+            input_ids=enc["input_ids"],
+            attention_mask=enc["attention_mask"],
+            pixel_values=pixel_values,
+            interpolate_pos_encoding=tuple(pixel_values.shape[-2:]) != (size, size),
+        )
+        return out, enc, mask_col
+
+    def mask_logits(self, images: dict[str, Any], texts: Sequence[str]):
+        out, enc, mask_col = self._run(images, texts)
+        text = out.text_features
+        rows = torch.arange(text.shape[0], device=text.device)
+        return self.model.mlm_score(text[rows, mask_col])
+
+    def region_features(self, images: dict[str, Any], texts: Sequence[str], image_sizes: Sequence[tuple[int, int]]) -> RegionFeatures:
+        out, enc, _ = self._run(images, texts)
+        image = out.image_features  # (B, 1 + N, H): image [CLS] then the patch grid
+        batch = image.shape[0]
+        sizes = check_image_sizes(images, image_sizes, batch)
+        patches = image[:, 1:]
+        ps = self.patch_size
+        in_h, in_w = images["pixel_values"].shape[-2:]
+        grid_h, grid_w = int(in_h) // ps, int(in_w) // ps
+        if grid_h * grid_w != patches.shape[1]:
+            raise RuntimeError(f"BridgeTower returned {patches.shape[1]} patch tokens for a {grid_h}x{grid_w} grid")
+        boxes, valid = [], []
+        for w0, h0 in sizes:
+            (rh, rw), (top, left) = processed_geometry(self.image_processor, h0, w0)
+            b, v = grid_boxes(grid_h, grid_w, ps, left=left, top=top, scale_x=w0 / rw, scale_y=h0 / rh,
+                              valid_w=rw, valid_h=rh)
+            boxes.append(b)
+            valid.append(v)
+        valid_t = torch.stack(valid).to(image.device)
+        pooled = out.pooler_output[:, : self.hidden_size]  # text-side half of [text CLS; image CLS]
+        return RegionFeatures(
+            patches=patches * valid_t[..., None].to(patches.dtype),
+            patch_boxes=torch.stack(boxes).to(image.device),
+            patch_valid=valid_t,
+            pooled=pooled,
+        )

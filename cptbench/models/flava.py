@@ -1,0 +1,153 @@
+"""FLAVA adapter (``FlavaForPreTraining``, e.g. ``facebook/flava-full``).
+
+The masked-LM logits are the ones ``FlavaForPreTraining`` returns as ``mmm_text_logits`` (its
+multimodal masked-modelling text head applied to the text part of the multimodal encoder's output).
+``FlavaForPreTraining.forward`` runs the image and text encoders twice (unmasked and masked input)
+and evaluates every head over every position; this adapter runs ``FlavaModel`` once on the masked
+text and applies ``mmm_text_head`` at the [MASK] position only, which gives the same numbers
+(the tests compare with ``FlavaForPreTraining(..., input_ids_masked=..., return_loss=False)``).
+
+The multimodal sequence is ``[MM-CLS] [IMG-CLS] patches... [CLS] text...`` (no [MM-CLS] when the
+config has ``use_cls_token=False``): text positions are the last ``T``; patch ``j`` (row-major on
+the fixed ``image_size / patch_size`` grid) sits right after the image [CLS].
+
+Patch boxes follow the image processor: resize (to a fixed height x width, or shortest edge), then
+centre crop. With the default processor (224 x 224 resize, 224 x 224 crop) the grid covers the whole
+image, each patch an axis-scaled rectangle. When a crop cuts part of the image away, patches cover
+only the kept centre and the boxes are exact for it (the cut parts have no patch). The image codebook
+(only needed for FLAVA's own MIM pre-training losses) is not loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ._common import HFAdapter, quiet_progress, center_crop_offset, check_image_sizes, grid_boxes, image_processor_class as _ipc
+from .base import RegionFeatures
+
+
+def image_processor_class():
+    return _ipc("Flava")
+
+
+def _size_get(size: Any, key: str):
+    if size is None:
+        return None
+    if isinstance(size, dict):
+        return size.get(key)
+    return getattr(size, key, None)
+
+
+def processed_geometry(processor, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((resized_h, resized_w), (top, left)) of the crop in the resized image, for a FLAVA-style
+    processor (plain resize to height x width or shortest edge, then optional centre crop)."""
+    rh, rw = height, width
+    if getattr(processor, "do_resize", True):
+        size = processor.size
+        h, w, short = _size_get(size, "height"), _size_get(size, "width"), _size_get(size, "shortest_edge")
+        if h and w:
+            rh, rw = int(h), int(w)
+        elif short and not _size_get(size, "longest_edge"):
+            if height <= width:
+                rh, rw = int(short), int(short * width / height)
+            else:
+                rh, rw = int(short * height / width), int(short)
+        else:
+            raise NotImplementedError(f"patch boxes: unsupported image processor size setting {size!r}")
+    top = left = 0
+    if getattr(processor, "do_center_crop", False):
+        crop = processor.crop_size
+        ch, cw = _size_get(crop, "height"), _size_get(crop, "width")
+        if not (ch and cw):
+            raise NotImplementedError(f"patch boxes: unsupported crop_size setting {crop!r}")
+        top, left = center_crop_offset(rh, int(ch)), center_crop_offset(rw, int(cw))
+    return (rh, rw), (top, left)
+
+
+class FlavaAdapter(HFAdapter):
+    model_type = "flava"
+
+    def __init__(self, model, tokenizer, image_processor, model_name: str):
+        cfg = model.config
+        max_len = int(cfg.text_config.max_position_embeddings)
+        tok_max = getattr(tokenizer, "model_max_length", None)
+        if isinstance(tok_max, int) and 0 < tok_max < max_len:
+            max_len = tok_max
+        super().__init__(model, tokenizer, image_processor, model_name, max_len, cfg.multimodal_config.hidden_size)
+
+    @classmethod
+    def from_pretrained(cls, path: str, device: str = "cpu", trust_remote_code: bool = False) -> "FlavaAdapter":
+        from transformers import AutoTokenizer, FlavaForPreTraining
+
+        from .loading import check_head_loaded
+
+        # a local folder loads without progress bars; a hub download keeps its own
+        with quiet_progress(enabled=Path(path).is_dir()):
+            model, info = FlavaForPreTraining.from_pretrained(
+                path, init_codebook=False, output_loading_info=True, trust_remote_code=trust_remote_code
+            )
+        check_head_loaded(path, info, "mmm_text_head.transform.dense.weight")
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        processor = image_processor_class().from_pretrained(path)
+        model.to(device).eval()
+        return cls(model, tokenizer, processor, path)
+
+    @property
+    def patch_size(self) -> int:
+        ps = self.model.config.image_config.patch_size
+        return int(ps[0] if isinstance(ps, (tuple, list)) else ps)
+
+    def _run(self, images: dict[str, Any], texts: Sequence[str]):
+        pixel_values = self._pixel_values(images)
+        enc, mask_col = self._encode_texts(texts, pixel_values.shape[0])
+        out = self.model.flava(
+            input_ids=enc["input_ids"],
+            pixel_values=pixel_values,
+            attention_mask=enc["attention_mask"],
+            token_type_ids=enc.get("token_type_ids"),
+            skip_multimodal_encoder=False,
+            output_hidden_states=True,
+            return_dict=True,
+        )
+        return out, enc, mask_col
+
+    def mask_logits(self, images: dict[str, Any], texts: Sequence[str]):
+        out, enc, mask_col = self._run(images, texts)
+        mm = out.multimodal_embeddings
+        text_start = mm.shape[1] - enc["input_ids"].shape[1]  # text positions are the last T
+        rows = torch.arange(mm.shape[0], device=mm.device)
+        return self.model.mmm_text_head(mm[rows, text_start + mask_col])
+
+    def region_features(self, images: dict[str, Any], texts: Sequence[str], image_sizes: Sequence[tuple[int, int]]) -> RegionFeatures:
+        out, enc, _ = self._run(images, texts)
+        mm = out.multimodal_embeddings
+        batch = mm.shape[0]
+        sizes = check_image_sizes(images, image_sizes, batch)
+        offset = 1 if self.model.flava.multimodal_model.use_cls_token else 0
+        n_image = out.image_embeddings.shape[1]  # image [CLS] + patches
+        patches = mm[:, offset + 1: offset + n_image]
+        ps = self.patch_size
+        in_h, in_w = images["pixel_values"].shape[-2:]
+        grid_h, grid_w = int(in_h) // ps, int(in_w) // ps
+        if grid_h * grid_w != patches.shape[1]:
+            raise RuntimeError(f"FLAVA returned {patches.shape[1]} patch tokens for a {grid_h}x{grid_w} grid")
+        boxes, valid = [], []
+        for w0, h0 in sizes:
+            (rh, rw), (top, left) = processed_geometry(self.image_processor, h0, w0)
+            b, v = grid_boxes(grid_h, grid_w, ps, left=left, top=top, scale_x=w0 / rw, scale_y=h0 / rh,
+                              valid_w=rw, valid_h=rh)
+            boxes.append(b)
+            valid.append(v)
+        valid_t = torch.stack(valid).to(mm.device)
+        pooled = out.multimodal_output.pooler_output
+        if pooled is None:
+            pooled = mm[:, 0]
+        return RegionFeatures(
+            patches=patches * valid_t[..., None].to(patches.dtype),
+            patch_boxes=torch.stack(boxes).to(mm.device),
+            patch_valid=valid_t,
+            pooled=pooled,
+        )

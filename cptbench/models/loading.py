@@ -1,0 +1,115 @@
+"""``load_adapter``: a hub id, a local folder or ``bundled:<name>`` -> a :class:`VLAdapter`.
+
+The adapter is chosen by the config's ``model_type``. Every call loads a fresh model: methods
+train the weights in place, so adapters are never shared through a cache.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from .base import VLAdapter
+
+#: model_type -> (module, adapter class)
+ADAPTERS: dict[str, tuple[str, str]] = {
+    "vilt": ("cptbench.models.vilt", "ViltAdapter"),
+    "flava": ("cptbench.models.flava", "FlavaAdapter"),
+    "bridgetower": ("cptbench.models.bridgetower", "BridgeTowerAdapter"),
+}
+
+BUNDLED_PREFIX = "bundled:"
+_BUNDLED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class UnsupportedModelError(ValueError):
+    """The model's ``model_type`` has no adapter."""
+
+
+def assets_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "assets"
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """``bundled:<name>`` -> the folder ``cptbench/assets/<name>``; anything else unchanged."""
+    name_or_path = str(name_or_path)
+    if not name_or_path.startswith(BUNDLED_PREFIX):
+        return name_or_path
+    name = name_or_path[len(BUNDLED_PREFIX):]
+    if not _BUNDLED_NAME.match(name) or ".." in name:
+        raise ValueError(f"invalid bundled model name {name!r} (letters, digits, '_', '.', '-' only)")
+    folder = assets_dir() / name
+    if not (folder / "config.json").is_file():
+        available = sorted(p.name for p in assets_dir().iterdir() if (p / "config.json").is_file()) if assets_dir().is_dir() else []
+        raise FileNotFoundError(
+            f"bundled model {name!r} is not installed: no model folder at {folder}. "
+            f"Bundled models available: {', '.join(available) or 'none'}."
+        )
+    return str(folder)
+
+
+def supported_model_types() -> list[str]:
+    return sorted(ADAPTERS)
+
+
+def _model_type(path: str, trust_remote_code: bool) -> str:
+    local = Path(path).expanduser()
+    if local.is_dir():
+        cfg_file = local / "config.json"
+        if not cfg_file.is_file():
+            raise FileNotFoundError(f"{path!r} is a folder without a config.json: not a model folder")
+        model_type = json.loads(cfg_file.read_text()).get("model_type")
+        if model_type:
+            return str(model_type)
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise OSError(
+            f"cannot load the config of model {path!r}: not a local model folder, and not found on the "
+            f"Hugging Face hub or in its local cache (offline runs need the model downloaded first). "
+            f"Original error: {exc}"
+        ) from exc
+    return str(config.model_type)
+
+
+def adapter_class(model_type: str) -> type:
+    if model_type not in ADAPTERS:
+        raise UnsupportedModelError(
+            f"model type {model_type!r} has no cptbench adapter; supported model types: "
+            f"{', '.join(supported_model_types())} (masked-LM vision-language models)"
+        )
+    module, cls = ADAPTERS[model_type]
+    return getattr(importlib.import_module(module), cls)
+
+
+def load_adapter(name_or_path: str, device: str = "cpu", *, trust_remote_code: bool = False, **adapter_kwargs: Any) -> VLAdapter:
+    """Load a model with its tokenizer and image processor behind the adapter of its type.
+
+    ``name_or_path``: a hub id, a local folder (as written by ``save_pretrained`` or
+    ``build_tiny_model``) or ``bundled:<name>`` (a folder shipped in ``cptbench/assets``).
+    Remote code runs only with ``trust_remote_code=True``. The model is put in eval mode on
+    ``device``; each call returns a new, independent model.
+    """
+    path = resolve_model_path(name_or_path)
+    model_type = _model_type(path, trust_remote_code)
+    cls = adapter_class(model_type)
+    adapter = cls.from_pretrained(path, device=device, trust_remote_code=trust_remote_code, **adapter_kwargs)
+    if str(name_or_path).startswith(BUNDLED_PREFIX):
+        adapter.model_name = str(name_or_path)
+    return adapter
+
+
+def check_head_loaded(path: str, loading_info: dict, head_key: str) -> None:
+    """Refuse a checkpoint whose masked-LM head was not in the file (it would be random)."""
+    missing = set(loading_info.get("missing_keys") or ())
+    if head_key in missing:
+        raise ValueError(
+            f"model {path!r} has no trained masked-LM head ({head_key} is missing from the checkpoint): "
+            f"CPT reads masked-LM logits, so it needs a checkpoint pre-trained with MLM "
+            f"(e.g. dandelin/vilt-b32-mlm, not a VQA or retrieval fine-tune)"
+        )
