@@ -1,0 +1,317 @@
+"""Painting candidates: palettes, candidate pixel masks, blending, grouping and the painted-image cache.
+
+Blending (PROTOCOL section 3): per covered pixel ``out = (1 - a) * orig + a * rgb``, computed in
+float64 and rounded to the nearest integer (``numpy.rint``; with the default ``a = 127/255`` a tie
+cannot occur), pixels outside every painted region are left bit-for-bit unchanged. When regions of
+one group overlap, the later candidate (in candidate order) wins the pixel and the blend is applied
+once over the original, so every painted pixel shows exactly one palette colour.
+
+Box pixels: a float ``xyxy`` box (``x2 = x + w``) covers the pixel columns ``floor(x1) ..
+ceil(x2) - 1`` and rows ``floor(y1) .. ceil(y2) - 1``, clipped to the image: every pixel the
+continuous box touches is painted. A box of zero width on an integer edge covers nothing.
+
+Segmentations (CPT-Seg) are COCO polygons (list of flat ``[x1, y1, x2, y2, ...]`` lists), RLE dicts
+(compressed ``counts`` string or uncompressed list) or a ready ``(H, W)`` boolean array; they are
+decoded with pycocotools for the image's own height and width. A candidate without a usable mask
+falls back to its box; fallbacks are counted per distinct candidate.
+
+Grouping (the release's generic rule): candidates are chunked in order into groups of
+``len(palette)``; group ``g`` paints its ``j``-th candidate with ``palette[j]``; one painted copy
+(and one forward pass) per group, so ``ceil(N / C)`` copies per expression.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Hashable, Sequence
+
+import numpy as np
+
+from ..examples import Example
+
+DEFAULT_ALPHA = 127 / 255
+MODES = ("block", "mask")
+
+
+# --------------------------------------------------------------------------------------- palettes
+@dataclass(frozen=True)
+class Palette:
+    """An ordered set of colour words with their RGB values."""
+
+    name: str
+    words: tuple[str, ...]
+    rgb: tuple[tuple[int, int, int], ...]
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    @property
+    def spec(self) -> str:
+        """Canonical ``word:r,g,b;...`` form (what records and cache keys use)."""
+        return ";".join(f"{w}:{r},{g},{b}" for w, (r, g, b) in zip(self.words, self.rgb))
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "colors": {w: list(c) for w, c in zip(self.words, self.rgb)}}
+
+
+NAMED_PALETTES: dict[str, Palette] = {
+    # The release's RefCOCO colour set (one colour, one pass per candidate).
+    "red": Palette("red", ("red",), ((240, 0, 30),)),
+    # The multi-colour set the release uses for other tasks.
+    "release5": Palette(
+        "release5",
+        ("blue", "red", "yellow", "purple", "green"),
+        ((0, 10, 255), (240, 0, 30), (255, 255, 25), (155, 50, 210), (0, 255, 0)),
+    ),
+}
+
+
+def parse_palette(spec: str) -> Palette:
+    """A named palette (``red``, ``release5``) or a custom one, ``"word:r,g,b;word:r,g,b"``."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"palette must be a name ({', '.join(NAMED_PALETTES)}) or 'word:r,g,b;...', got {spec!r}")
+    spec = spec.strip()
+    if spec in NAMED_PALETTES:
+        return NAMED_PALETTES[spec]
+    if ":" not in spec:
+        raise ValueError(
+            f"unknown palette {spec!r}; choose one of {', '.join(NAMED_PALETTES)} "
+            f"or give a custom one as 'word:r,g,b;word:r,g,b' (e.g. 'red:240,0,30;blue:0,10,255')"
+        )
+    words, rgbs = [], []
+    for part in spec.split(";"):
+        if not part.strip():
+            continue
+        word, _, values = part.partition(":")
+        word = word.strip()
+        try:
+            rgb = tuple(int(v) for v in values.split(","))
+        except ValueError:
+            rgb = ()
+        if not word or len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+            raise ValueError(f"palette entry {part.strip()!r}: expected 'word:r,g,b' with r, g, b in 0..255")
+        if word.lower() == "none":
+            raise ValueError("palette: 'none' is the negative answer word and cannot be a colour")
+        if word in words:
+            raise ValueError(f"palette: colour word {word!r} appears twice")
+        words.append(word)
+        rgbs.append(rgb)
+    if not words:
+        raise ValueError(f"palette {spec!r} has no colours")
+    return Palette("custom", tuple(words), tuple(rgbs))  # type: ignore[arg-type]
+
+
+def candidate_groups(n_candidates: int, group_size: int) -> list[range]:
+    """Candidate index ranges, one per painted copy: ``[0, C), [C, 2C), ...``."""
+    return [range(s, min(s + group_size, n_candidates)) for s in range(0, n_candidates, group_size)]
+
+
+def n_groups(n_candidates: int, group_size: int) -> int:
+    return math.ceil(n_candidates / group_size) if n_candidates else 0
+
+
+# ----------------------------------------------------------------------------------- pixel masks
+def box_masks(boxes, height: int, width: int) -> np.ndarray:
+    """Boolean masks ``(n, H, W)`` of the pixels covered by ``xyxy`` boxes (rounding: module doc)."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x_lo = np.clip(np.floor(b[:, 0]), 0, width)
+    x_hi = np.clip(np.ceil(b[:, 2]), 0, width)
+    y_lo = np.clip(np.floor(b[:, 1]), 0, height)
+    y_hi = np.clip(np.ceil(b[:, 3]), 0, height)
+    cols = np.arange(width)
+    rows = np.arange(height)
+    in_x = (cols[None, :] >= x_lo[:, None]) & (cols[None, :] < x_hi[:, None])
+    in_y = (rows[None, :] >= y_lo[:, None]) & (rows[None, :] < y_hi[:, None])
+    return in_y[:, :, None] & in_x[:, None, :]
+
+
+def decode_segmentation(seg: Any, height: int, width: int) -> np.ndarray | None:
+    """A COCO segmentation as a boolean ``(H, W)`` mask, or ``None`` when there is no usable mask."""
+    if seg is None:
+        return None
+    if isinstance(seg, np.ndarray) and seg.ndim == 2:
+        if seg.shape != (height, width):
+            raise ValueError(f"mask array of shape {seg.shape} does not match the image ({height}, {width})")
+        return seg.astype(bool)
+    import warnings
+
+    with warnings.catch_warnings():
+        # pycocotools' own NumPy-2 deprecation notice (its __array__ signature), not ours to fix
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _decode_coco(seg, height, width)
+
+
+def _decode_coco(seg: Any, height: int, width: int) -> np.ndarray | None:
+    from pycocotools import mask as mask_utils
+
+    if isinstance(seg, dict):
+        if "counts" not in seg or "size" not in seg:
+            raise ValueError(f"RLE segmentation needs 'counts' and 'size', got keys {sorted(seg)}")
+        size = tuple(int(v) for v in seg["size"])
+        if size != (height, width):
+            raise ValueError(f"RLE of size {list(size)} (h, w) does not match the image ({height}, {width})")
+        counts = seg["counts"]
+        if isinstance(counts, list):
+            rle = mask_utils.frPyObjects(seg, height, width)
+        else:
+            rle = {"size": list(size), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+        return mask_utils.decode(rle).astype(bool)
+    if isinstance(seg, (list, tuple)):
+        # Polygons with fewer than three points are dropped (pycocotools would misread a 4-number
+        # polygon as a box).
+        polys = [[float(v) for v in p] for p in seg if isinstance(p, (list, tuple)) and len(p) >= 6]
+        if not polys:
+            return None
+        rles = mask_utils.frPyObjects(polys, height, width)
+        return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+    raise ValueError(f"unsupported segmentation of type {type(seg).__name__}")
+
+
+# --------------------------------------------------------------------------------------- blending
+def paint(image: np.ndarray, masks: np.ndarray, colors: Sequence[Sequence[int]], alpha: float = DEFAULT_ALPHA) -> np.ndarray:
+    """Blend ``colors[j]`` over ``masks[j]`` of a uint8 RGB image; returns a new uint8 array.
+
+    ``masks`` is boolean ``(G, H, W)``; where masks overlap the last one wins (module doc).
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"paint expects a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+    masks = np.asarray(masks, dtype=bool).reshape(-1, *image.shape[:2])
+    out = image.copy()
+    if masks.shape[0] == 0:
+        return out
+    covered = masks.any(axis=0)
+    if not covered.any():
+        return out
+    g = masks.shape[0]
+    owner = g - 1 - np.argmax(masks[::-1], axis=0)  # last mask covering each pixel
+    rgb = np.asarray(colors, dtype=np.float64).reshape(-1, 3)[:g]
+    blended = (1.0 - alpha) * image[covered].astype(np.float64) + alpha * rgb[owner[covered]]
+    out[covered] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return out
+
+
+def blend_color(orig, rgb, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
+    """The value :func:`paint` writes for original pixel(s) ``orig`` and colour ``rgb``."""
+    orig = np.asarray(orig, dtype=np.float64)
+    return np.clip(np.rint((1.0 - alpha) * orig + alpha * np.asarray(rgb, dtype=np.float64)), 0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------------ caches
+class LRUCache:
+    """A small bounded mapping; the least recently used entry goes first."""
+
+    def __init__(self, capacity: int):
+        self.capacity = max(0, int(capacity))
+        self._data: OrderedDict[Hashable, Any] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get_or_create(self, key: Hashable, factory: Callable[[], Any]) -> Any:
+        if key in self._data:
+            self.hits += 1
+            self._data.move_to_end(key)
+            return self._data[key]
+        self.misses += 1
+        value = factory()
+        if self.capacity:
+            self._data[key] = value
+            while len(self._data) > self.capacity:
+                self._data.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """An image file as a uint8 RGB array ``(H, W, 3)`` (stored pixel order, no EXIF rotation,
+    matching COCO's annotation coordinates)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def boxes_digest(boxes: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(np.asarray(boxes, dtype=np.float64)).tobytes()).hexdigest()[:16]
+
+
+class Painter:
+    """Paints the groups of an example and caches the adapter-prepared copies.
+
+    A copy is keyed by (image path, candidate key, candidate boxes, group, palette, alpha, mode), so
+    all expressions of one image and candidate set share it. ``prepare`` is the adapter's
+    ``prepare_image``; its results are kept in an LRU of ``cache_size`` entries.
+    """
+
+    def __init__(self, palette: Palette, alpha: float, mode: str, prepare: Callable[[np.ndarray], Any],
+                 cache_size: int = 64, image_cache_size: int = 8):
+        if mode not in MODES:
+            raise ValueError(f"painting mode must be one of {MODES}, got {mode!r}")
+        self.palette = palette
+        self.alpha = float(alpha)
+        self.mode = mode
+        self.prepare = prepare
+        self.prepared_cache = LRUCache(cache_size)
+        self.image_cache = LRUCache(image_cache_size)
+        self._fallbacks: set[tuple] = set()
+        self.images_painted = 0
+
+    @property
+    def mask_fallbacks(self) -> int:
+        """Distinct candidates painted with their box because they had no mask (mode ``mask``)."""
+        return len(self._fallbacks)
+
+    def groups(self, example: Example) -> list[range]:
+        return candidate_groups(example.n_candidates, len(self.palette))
+
+    def image(self, example: Example) -> np.ndarray:
+        img = self.image_cache.get_or_create(str(example.image_path), lambda: load_rgb(example.image_path))
+        w, h = example.image_size
+        if (w, h) != (0, 0) and img.shape[:2] != (h, w):
+            raise ValueError(
+                f"{example.image_path}: image is {img.shape[1]}x{img.shape[0]} but example "
+                f"{example.example_id} says {w}x{h}; boxes would not line up with the pixels"
+            )
+        return img
+
+    def _key(self, example: Example, group: int) -> tuple:
+        return (str(example.image_path), example.candidate_key, boxes_digest(example.boxes), group,
+                self.palette.spec, self.alpha, self.mode)
+
+    def region_masks(self, example: Example, indices: Sequence[int], height: int, width: int) -> np.ndarray:
+        """Boolean ``(len(indices), H, W)`` regions of the given candidates (box or mask mode)."""
+        boxes = np.asarray(example.boxes, dtype=np.float64)[list(indices)]
+        regions = box_masks(boxes, height, width)
+        if self.mode == "mask":
+            for row, i in enumerate(indices):
+                seg = example.masks[i] if i < len(example.masks) else None
+                decoded = decode_segmentation(seg, height, width)
+                if decoded is None:
+                    self._fallbacks.add((str(example.image_path), example.candidate_key, boxes_digest(example.boxes), i))
+                else:
+                    regions[row] = decoded
+        return regions
+
+    def painted(self, example: Example, group: int) -> np.ndarray:
+        """The painted uint8 copy of ``example``'s image for candidate group ``group`` (not cached)."""
+        groups = self.groups(example)
+        if not 0 <= group < len(groups):
+            raise IndexError(f"example {example.example_id} has {len(groups)} candidate groups, asked for {group}")
+        indices = list(groups[group])
+        img = self.image(example)
+        regions = self.region_masks(example, indices, img.shape[0], img.shape[1])
+        self.images_painted += 1
+        return paint(img, regions, self.palette.rgb[: len(indices)], self.alpha)
+
+    def prepared(self, example: Example, group: int) -> Any:
+        """``prepare(painted(example, group))``, cached."""
+        return self.prepared_cache.get_or_create(self._key(example, group), lambda: self.prepare(self.painted(example, group)))

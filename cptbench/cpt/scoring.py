@@ -1,0 +1,64 @@
+"""CPT score rules: from the masked-LM logits of one pass to one score per painted candidate.
+
+``logit``
+    The raw logit of the candidate's colour word in its group's pass (the release's zero-shot rule).
+``ratio``
+    ``logit(colour) / logit("none")`` from the same pass (the release's few-shot rule). A ratio of
+    raw logits is sign-sensitive: when ``logit("none")`` is negative a larger colour logit gives a
+    smaller score. It is reproduced as published.
+``logsoftmax``
+    ``log_softmax(colour) - log_softmax("none")``, the sign-safe variant. The log-partition cancels,
+    so it equals ``logit(colour) - logit("none")``; it is computed that way.
+``auto``
+    ``logit`` for zero-shot (no training), ``ratio`` after prompt tuning.
+
+Scores that are not numbers (``0 / 0``) become ``-inf`` so the harness's arg-max never picks them;
+``x / 0`` follows IEEE (``+-inf``).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+SCORE_RULES: tuple[str, ...] = ("auto", "logit", "ratio", "logsoftmax")
+
+
+def resolve_rule(rule: str, trained: bool) -> str:
+    """The concrete rule ``auto`` stands for (``logit`` zero-shot, ``ratio`` after training)."""
+    if rule not in SCORE_RULES:
+        raise ValueError(f"unknown score rule {rule!r}; choose one of {', '.join(SCORE_RULES)}")
+    if rule == "auto":
+        return "ratio" if trained else "logit"
+    return rule
+
+
+def score_candidates(logits, colour_index: Sequence[int], none_index: int, rule: str) -> np.ndarray:
+    """Scores of the candidates of one pass.
+
+    ``logits`` is one pass's logit vector (any 1-D array indexable by the given indices: the whole
+    vocabulary or just the gathered colour/``none`` columns); ``colour_index[j]`` is the index of
+    candidate ``j``'s colour word in it, ``none_index`` that of ``"none"``.
+    """
+    if rule == "auto":
+        raise ValueError("resolve 'auto' with resolve_rule() before scoring")
+    row = np.asarray(logits, dtype=np.float64).reshape(-1)
+    colour = row[np.asarray(list(colour_index), dtype=np.int64)]
+    none = row[int(none_index)]
+    if rule == "logit":
+        out = colour.copy()
+    elif rule == "ratio":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = colour / none
+    elif rule == "logsoftmax":
+        out = colour - none
+    else:
+        raise ValueError(f"unknown score rule {rule!r}; choose one of {', '.join(SCORE_RULES)}")
+    return np.where(np.isnan(out), -np.inf, out)
+
+
+def score_batch(logits, colour_index: Sequence[Sequence[int]], none_index: int, rule: str) -> list[np.ndarray]:
+    """:func:`score_candidates` for each row of a ``(B, K)`` logits matrix."""
+    rows = np.asarray(logits, dtype=np.float64)
+    return [score_candidates(rows[b], colour_index[b], none_index, rule) for b in range(rows.shape[0])]

@@ -1,0 +1,219 @@
+"""Few-shot colorful prompt tuning: MLM cross-entropy at ``[MASK]`` over the full vocabulary.
+
+Pass units. A training pass is one painted copy of a training image (one candidate group) with the
+expression's prompt, exactly as at prediction time. Its target is the colour word of the group's
+candidate that matches the ground truth (IoU above the threshold under the task's convention; when
+several in the group match, the one with the highest IoU, ties to the earlier candidate), or
+``"none"`` when no candidate of the group matches. With the one-colour palette a pass is one
+candidate, the release's rule; with ``C`` colours a pass asks about ``C`` candidates at once and the
+text is the same, so the answer is the colour the referred object was painted with, if it was
+painted in this copy. A group holding a matching candidate is a positive pass, every other group a
+negative pass.
+
+Per training expression and step: all positive passes plus as many negative passes as positives,
+drawn afresh each step without replacement (usually 1 + 1). An expression without any matching
+candidate contributes one negative pass.
+
+Optimisation: AdamW (lr 3e-5, betas (0.9, 0.98), weight decay 0.01 except on biases and LayerNorm
+weights), linear warm-up over the first ``warmup`` fraction of the steps then linear decay to 0,
+``steps`` optimizer steps. Each step takes the next ``batch_size`` expressions of a shuffled order
+(reshuffled when fewer than ``batch_size`` remain, so with ``batch_size == k`` every step sees all k
+expressions); the step's loss is the mean cross-entropy over all its passes, accumulated over
+micro-batches of at most ``micro_batch`` passes.
+
+Randomness: one ``numpy.random.SeedSequence((model_seed, seed))`` seeds a local numpy generator
+(order, negatives) and the torch RNG used by dropout, which runs inside ``torch.random.fork_rng`` so
+the caller's global RNG state is left as it was.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..boxes import iou_matrix, is_hit
+from ..examples import TrainExample
+from .painting import Palette, candidate_groups
+
+NONE_WORD = "none"
+
+
+@dataclass(frozen=True)
+class PassUnit:
+    """One training pass: training expression ``example_index``, candidate group ``group``."""
+
+    example_index: int
+    group: int
+    target: str
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    steps: int = 500
+    lr: float = 3e-5
+    batch_size: int = 0  # 0: k capped at 16
+    weight_decay: float = 0.01
+    warmup: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.98)
+    micro_batch: int = 32
+    iou_convention: str = "inclusive"
+    iou_threshold: float = 0.5
+    iou_rule: str = "gt"
+
+    def effective_batch_size(self, k: int) -> int:
+        size = self.batch_size if self.batch_size > 0 else min(k, 16)
+        return max(1, min(size, k))
+
+
+@dataclass
+class TrainResult:
+    steps: int = 0
+    losses: list[float] = field(default_factory=list)
+    passes: int = 0
+    positives: int = 0
+    negatives: int = 0
+    expressions_without_positive: int = 0
+    batch_size: int = 0
+
+    @property
+    def final_loss(self) -> float | None:
+        return self.losses[-1] if self.losses else None
+
+
+def expression_passes(train_example: TrainExample, index: int, palette: Palette, settings: TrainSettings
+                      ) -> tuple[list[PassUnit], list[PassUnit]]:
+    """The positive and negative pass units of one training expression (module doc)."""
+    ex, label = train_example.example, train_example.label
+    if ex.n_candidates == 0:
+        return [], []
+    ious = iou_matrix(ex.boxes, np.asarray(label.box, dtype=np.float64).reshape(1, 4), settings.iou_convention)[:, 0]
+    hits = is_hit(ious, settings.iou_threshold, settings.iou_rule)
+    positives, negatives = [], []
+    for g, members in enumerate(candidate_groups(ex.n_candidates, len(palette))):
+        matched = [i for i in members if hits[i]]
+        if matched:
+            best = max(matched, key=lambda i: (ious[i], -i))
+            positives.append(PassUnit(index, g, palette.words[best - members.start]))
+        else:
+            negatives.append(PassUnit(index, g, NONE_WORD))
+    return positives, negatives
+
+
+def select_passes(positives: Sequence[PassUnit], negatives: Sequence[PassUnit], rng: np.random.Generator) -> list[PassUnit]:
+    """All positives plus as many random negatives (one negative when there is no positive)."""
+    n_neg = min(len(negatives), len(positives) if positives else 1)
+    picked = sorted(rng.choice(len(negatives), size=n_neg, replace=False).tolist()) if n_neg else []
+    return list(positives) + [negatives[i] for i in picked]
+
+
+def linear_schedule(step: int, total: int, warmup_steps: int) -> float:
+    """Learning-rate factor at ``step`` (0-based): ``step / warmup_steps`` during warm-up, then
+    linear decay to 0 at ``total`` (the Hugging Face / release schedule; with warm-up the first step
+    has factor 0)."""
+    if step < warmup_steps:
+        return step / warmup_steps
+    return max(0.0, (total - step) / max(1, total - warmup_steps))
+
+
+def parameter_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases and on LayerNorm parameters."""
+    import torch
+
+    no_decay: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, torch.nn.LayerNorm):
+            no_decay.update(id(p) for p in module.parameters(recurse=False))
+    decay, plain = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if id(p) in no_decay or name.endswith("bias"):
+            plain.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+
+
+class _BatchOrder:
+    """Consecutive batches of a reshuffled order of ``k`` expression indices (module doc)."""
+
+    def __init__(self, k: int, batch_size: int, rng: np.random.Generator):
+        self.k, self.batch_size, self.rng = k, batch_size, rng
+        self._order: list[int] = []
+
+    def next(self) -> list[int]:
+        if len(self._order) < self.batch_size:
+            self._order = self.rng.permutation(self.k).tolist()
+        batch, self._order = self._order[: self.batch_size], self._order[self.batch_size:]
+        return batch
+
+
+def train_prompt(
+    model: Any,
+    train: Sequence[TrainExample],
+    palette: Palette,
+    forward: Callable[[Sequence[PassUnit]], Any],
+    target_id: Callable[[str], int],
+    settings: TrainSettings,
+    seed: int,
+    model_seed: int = 88,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> TrainResult:
+    """Prompt-tune ``model`` in place; ``forward(units)`` returns the ``(len(units), V)`` logits at
+    ``[MASK]`` for those passes (with gradients)."""
+    import torch
+
+    result = TrainResult()
+    k = len(train)
+    if k == 0 or settings.steps <= 0:
+        return result
+    units = [expression_passes(te, i, palette, settings) for i, te in enumerate(train)]
+    result.expressions_without_positive = sum(1 for pos, _ in units if not pos)
+    result.batch_size = settings.effective_batch_size(k)
+    order_ss, torch_ss = np.random.SeedSequence([int(model_seed), int(seed)]).spawn(2)
+    rng = np.random.default_rng(order_ss)
+    order = _BatchOrder(k, result.batch_size, rng)
+
+    optimizer = torch.optim.AdamW(parameter_groups(model, settings.weight_decay), lr=settings.lr,
+                                  betas=tuple(settings.betas), eps=1e-8)
+    warmup_steps = math.ceil(settings.warmup * settings.steps - 1e-9)  # as transformers' Trainer
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: linear_schedule(s, settings.steps, warmup_steps))
+    device = next(model.parameters()).device
+    devices = [device.index or 0] if device.type == "cuda" else []
+    micro = max(1, int(settings.micro_batch))
+    was_training = model.training
+    model.train()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(torch_ss.generate_state(1)[0]))
+            for step in range(settings.steps):
+                passes: list[PassUnit] = []
+                for i in order.next():
+                    passes.extend(select_passes(*units[i], rng))
+                if not passes:  # only expressions without candidates
+                    continue
+                optimizer.zero_grad(set_to_none=True)
+                total = 0.0
+                for start in range(0, len(passes), micro):
+                    chunk = passes[start: start + micro]
+                    logits = forward(chunk)
+                    targets = torch.tensor([target_id(u.target) for u in chunk], device=logits.device)
+                    loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum") / len(passes)
+                    loss.backward()
+                    total += float(loss.detach())
+                optimizer.step()
+                scheduler.step()
+                result.steps += 1
+                result.losses.append(total)
+                result.passes += len(passes)
+                result.positives += sum(1 for u in passes if u.target != NONE_WORD)
+                result.negatives += sum(1 for u in passes if u.target == NONE_WORD)
+                if progress is not None:
+                    progress("fit", step + 1, settings.steps)
+    finally:
+        model.train(was_training)
+    return result

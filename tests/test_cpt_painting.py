@@ -1,0 +1,192 @@
+"""CPT painting: palettes, grouping, box rounding, exact blends, segmentations, the painted cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from cptbench.cpt import painting
+from cptbench.cpt.painting import (
+    NAMED_PALETTES, Painter, blend_color, box_masks, candidate_groups, decode_segmentation, n_groups, paint,
+    parse_palette,
+)
+from cptbench.examples import Example
+
+A = 127 / 255
+
+
+def noise_image(h=20, w=30, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def expected_blend(orig, rgb, alpha=A):
+    # (1 - a) * orig + a * rgb, written out per channel in plain Python
+    return [int(round((1 - alpha) * float(o) + alpha * c)) for o, c in zip(orig, rgb)]
+
+
+# ------------------------------------------------------------------------------------------ palettes
+def test_named_palettes():
+    red = parse_palette("red")
+    assert red.words == ("red",) and red.rgb == ((240, 0, 30),)
+    p5 = parse_palette("release5")
+    assert p5.words == ("blue", "red", "yellow", "purple", "green")
+    assert p5.rgb == ((0, 10, 255), (240, 0, 30), (255, 255, 25), (155, 50, 210), (0, 255, 0))
+    assert set(NAMED_PALETTES) == {"red", "release5"}
+
+
+def test_custom_palette_and_errors():
+    p = parse_palette("red:240,0,30; blue:0,10,255")
+    assert p.words == ("red", "blue") and p.rgb == ((240, 0, 30), (0, 10, 255)) and p.name == "custom"
+    assert p.spec == "red:240,0,30;blue:0,10,255"
+    for bad, hint in [("rainbow", "release5"), ("red:1,2", "r,g,b"), ("red:1,2,300", "0..255"),
+                      ("none:1,2,3", "none"), ("a:1,2,3;a:3,4,5", "twice"), ("", "name")]:
+        with pytest.raises(ValueError, match=hint):
+            parse_palette(bad)
+
+
+def test_grouping_rule():
+    assert candidate_groups(8, 5) == [range(0, 5), range(5, 8)]
+    assert candidate_groups(3, 1) == [range(0, 1), range(1, 2), range(2, 3)]
+    assert candidate_groups(0, 5) == []
+    assert [n_groups(n, 5) for n in (0, 1, 5, 6, 10, 11)] == [0, 1, 1, 2, 2, 3]
+
+
+# ------------------------------------------------------------------------------------------- boxes
+def test_box_pixel_rounding():
+    # x1 = 2.5 -> first column 2; x2 = 5.2 -> last column ceil(5.2) - 1 = 5; y 1.0 .. 3.0 -> rows 1, 2
+    m = box_masks([[2.5, 1.0, 5.2, 3.0]], 6, 8)[0]
+    rows, cols = np.nonzero(m)
+    assert sorted(set(rows)) == [1, 2] and sorted(set(cols)) == [2, 3, 4, 5]
+    # clipped to the image; integer zero-width box covers nothing
+    m = box_masks([[-3.0, -1.0, 100.0, 2.0], [4.0, 0.0, 4.0, 6.0]], 6, 8)
+    assert m[0].sum() == 2 * 8 and m[1].sum() == 0
+
+
+def test_paint_box_exact_blend_and_untouched_outside():
+    img = noise_image()
+    box = [3.0, 4.0, 11.0, 9.0]
+    out = paint(img, box_masks([box], 20, 30), [(240, 0, 30)], A)
+    inside = np.zeros((20, 30), bool)
+    inside[4:9, 3:11] = True
+    assert np.array_equal(out[~inside], img[~inside])
+    for y, x in zip(*np.nonzero(inside)):
+        assert list(out[y, x]) == expected_blend(img[y, x], (240, 0, 30))
+    assert out.dtype == np.uint8 and img is not out
+
+
+def test_paint_overlap_last_wins_once_and_alpha():
+    img = noise_image(seed=1)
+    masks = box_masks([[0, 0, 10, 10], [5, 5, 15, 15]], 20, 30)
+    out = paint(img, masks, [(0, 10, 255), (240, 0, 30)], 0.3)
+    assert list(out[7, 7]) == expected_blend(img[7, 7], (240, 0, 30), 0.3)  # overlap: second colour, once
+    assert list(out[2, 2]) == expected_blend(img[2, 2], (0, 10, 255), 0.3)
+    assert np.array_equal(blend_color(img[2, 2], (0, 10, 255), 0.3), out[2, 2])
+    assert np.array_equal(paint(img, np.zeros((0, 20, 30), bool), [], A), img)
+
+
+# ---------------------------------------------------------------------------------- segmentations
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools' NumPy-2 notice in the reference
+def test_polygon_mask_painting():
+    img = noise_image(seed=2)
+    poly = [[2.0, 2.0, 12.0, 2.0, 12.0, 10.0, 2.0, 10.0]]
+    m = decode_segmentation(poly, 20, 30)
+    ref = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(poly, 20, 30))).astype(bool)
+    assert np.array_equal(m, ref) and m.sum() > 0
+    out = paint(img, m[None], [(240, 0, 30)], A)
+    assert np.array_equal(out[~m], img[~m])
+    assert np.array_equal(out[m], blend_color(img[m], (240, 0, 30)))
+    # degenerate polygons are no mask (fall back to the box)
+    assert decode_segmentation([[1.0, 2.0, 3.0, 4.0]], 20, 30) is None
+    assert decode_segmentation(None, 20, 30) is None and decode_segmentation([], 20, 30) is None
+
+
+def test_rle_masks_compressed_and_uncompressed():
+    truth = np.zeros((20, 30), dtype=bool)
+    truth[3:9, 5:20] = True
+    truth[12:15, 1:4] = True
+    compressed = mask_utils.encode(np.asfortranarray(truth.astype(np.uint8)))
+    as_json = {"size": compressed["size"], "counts": compressed["counts"].decode("ascii")}
+    # uncompressed: run lengths in column-major order, starting with a run of zeros
+    flat = truth.T.reshape(-1).astype(np.int8)
+    changes = np.flatnonzero(np.diff(np.concatenate([[0], flat, [1 - flat[-1]]])))
+    counts = np.diff(np.concatenate([[0], changes])).tolist()
+    uncompressed = {"size": [20, 30], "counts": counts}
+    for seg in (compressed, as_json, uncompressed):
+        assert np.array_equal(decode_segmentation(seg, 20, 30), truth)
+    img = noise_image(seed=3)
+    out = paint(img, decode_segmentation(as_json, 20, 30)[None], [(0, 255, 0)], A)
+    assert np.array_equal(out[~truth], img[~truth])
+    assert np.array_equal(out[truth], blend_color(img[truth], (0, 255, 0)))
+    with pytest.raises(ValueError, match="does not match"):
+        decode_segmentation(as_json, 21, 30)
+
+
+# --------------------------------------------------------------------------------------- painter
+def _example(tmp_path: Path, img: np.ndarray, boxes, masks=(), key="gt:1", eid="1:1") -> Example:
+    path = tmp_path / "img.png"
+    if not path.exists():
+        Image.fromarray(img).save(path)
+    return Example(example_id=eid, ref_id=1, sent_id=int(eid.split(":")[1]), image_id=1, image_path=path,
+                   image_size=(img.shape[1], img.shape[0]), expression="x", boxes=np.asarray(boxes, float),
+                   categories=("a",) * len(boxes), masks=tuple(masks), candidate_key=key)
+
+
+def test_painter_groups_fallbacks_and_cache(tmp_path):
+    img = noise_image(seed=4)
+    boxes = [[0, 0, 5, 5], [6, 0, 11, 5], [12, 0, 17, 5]]
+    poly = [[6.0, 0.0, 10.0, 0.0, 10.0, 4.0]]
+    ex = _example(tmp_path, img, boxes, masks=(None, poly, []))
+    calls = []
+    painter = Painter(parse_palette("red:240,0,30;blue:0,10,255"), A, "mask", lambda a: calls.append(a) or len(calls))
+    assert painter.groups(ex) == [range(0, 2), range(2, 3)]
+    g0 = painter.painted(ex, 0)
+    # candidate 0 has no mask: its box is painted red; candidate 1: its triangle in blue
+    assert np.array_equal(g0[0:5, 0:5], blend_color(img[0:5, 0:5], (240, 0, 30)))
+    tri = decode_segmentation(poly, 20, 30)
+    assert np.array_equal(g0[tri], blend_color(img[tri], (0, 10, 255)))
+    painted = np.zeros((20, 30), bool)
+    painted[0:5, 0:5] = True
+    painted |= tri
+    assert np.array_equal(g0[~painted], img[~painted])
+    g1 = painter.painted(ex, 1)  # candidate 2: empty polygon list -> box, first colour
+    assert np.array_equal(g1[0:5, 12:17], blend_color(img[0:5, 12:17], (240, 0, 30)))
+    assert painter.mask_fallbacks == 2
+    painter.painted(ex, 0)
+    assert painter.mask_fallbacks == 2  # distinct candidates, not paintings
+
+    # prepared copies are shared by every expression of the same image and candidate set
+    other_expr = _example(tmp_path, img, boxes, masks=(None, poly, []), eid="1:2")
+    assert painter.prepared(ex, 0) == painter.prepared(other_expr, 0) == 1
+    assert painter.prepared(ex, 1) == 2 and len(calls) == 2
+    assert painter.prepared_cache.hits == 1
+    other_set = _example(tmp_path, img, boxes, masks=(None, poly, []), key="det:1")
+    assert painter.prepared(other_set, 0) == 3
+    with pytest.raises(IndexError):
+        painter.painted(ex, 2)
+
+
+def test_painter_block_mode_ignores_masks_and_lru_bound(tmp_path, monkeypatch):
+    img = noise_image(seed=5)
+    ex = _example(tmp_path, img, [[0, 0, 4, 4], [5, 5, 9, 9]], masks=([[0.0, 0.0, 2.0, 0.0, 2.0, 2.0]], None))
+    loads = []
+    real = painting.load_rgb
+    monkeypatch.setattr(painting, "load_rgb", lambda p: loads.append(p) or real(p))
+    painter = Painter(parse_palette("red"), A, "block", lambda a: a, cache_size=1)
+    out = painter.prepared(ex, 0)
+    assert np.array_equal(out[0:4, 0:4], blend_color(img[0:4, 0:4], (240, 0, 30)))
+    assert painter.mask_fallbacks == 0
+    painter.prepared(ex, 1)
+    painter.prepared(ex, 0)  # evicted by the bound of 1: painted again, image read once
+    assert painter.images_painted == 3 and len(painter.prepared_cache) == 1 and len(loads) == 1
+
+
+def test_painter_refuses_size_mismatch(tmp_path):
+    img = noise_image()
+    ex = _example(tmp_path, img, [[0, 0, 4, 4]])
+    bad = Example(**{**{f: getattr(ex, f) for f in ex.__dataclass_fields__}, "image_size": (31, 20)})
+    with pytest.raises(ValueError, match="line up"):
+        Painter(parse_palette("red"), A, "block", lambda a: a).painted(bad, 0)

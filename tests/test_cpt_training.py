@@ -1,0 +1,165 @@
+"""CPT few-shot prompt tuning: pass units, sampling, schedule, and fit() with a tiny torch model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cptbench.cpt import painting
+from cptbench.cpt.method import CptBlockMethod, CptConfig
+from cptbench.cpt.painting import parse_palette
+from cptbench.cpt.testing import TinyTorchAdapter
+from cptbench.cpt.training import (
+    PassUnit, TrainSettings, _BatchOrder, expression_passes, linear_schedule, parameter_groups, select_passes,
+)
+from cptbench.examples import Example, Label, TrainExample
+from cptbench.methods.base import MethodContext
+
+H, W = 24, 64
+BOXES = np.array([[2 + 12 * i, 4, 12 + 12 * i, 14] for i in range(5)], float)
+
+
+def example(path, boxes=BOXES, eid="1:1", expression="the thing"):
+    return Example(example_id=eid, ref_id=1, sent_id=1, image_id=1, image_path=path, image_size=(W, H),
+                   expression=expression, boxes=np.asarray(boxes, float), categories=("thing",) * len(boxes),
+                   candidate_key="gt:1")
+
+
+def labelled(ex, box):
+    return TrainExample(ex, Label(ex.example_id, np.asarray(box, float)))
+
+
+# ------------------------------------------------------------------------------------- pass units
+def test_pass_units_one_colour_and_five_colours(tmp_path):
+    ex = example(tmp_path / "a.png", boxes=np.concatenate([BOXES, BOXES + [0, 6, 0, 6]]))  # 10 candidates
+    te = labelled(ex, ex.boxes[7])
+    pos, neg = expression_passes(te, 3, parse_palette("red"), TrainSettings())
+    assert pos == [PassUnit(3, 7, "red")] and [u.group for u in neg] == [0, 1, 2, 3, 4, 5, 6, 8, 9]
+    assert {u.target for u in neg} == {"none"}
+    pos, neg = expression_passes(te, 0, parse_palette("release5"), TrainSettings())
+    # candidate 7 is the third of group 1 -> painted yellow; group 0 holds no match
+    assert pos == [PassUnit(0, 1, "yellow")] and neg == [PassUnit(0, 0, "none")]
+
+
+def test_pass_units_best_match_threshold_and_no_match(tmp_path):
+    gt = np.array([0.0, 0.0, 10.0, 10.0])
+    boxes = [[0, 0, 10, 10], [0, 0, 10, 9], [30, 0, 40, 10], [0, 0, 10, 5]]
+    te = labelled(example(tmp_path / "a.png", boxes=boxes), gt)
+    pos, neg = expression_passes(te, 0, parse_palette("release5"), TrainSettings())
+    assert pos == [PassUnit(0, 0, "blue")] and neg == []  # two matches in one group: the best one's colour
+    pos, neg = expression_passes(te, 0, parse_palette("red"), TrainSettings())
+    assert [u.group for u in pos] == [0, 1] and [u.group for u in neg] == [2, 3]
+    # candidate 3 has IoU 0.5 (continuous convention): a negative under "gt", a positive under "ge"
+    strict = TrainSettings(iou_convention="continuous", iou_rule="gt")
+    loose = TrainSettings(iou_convention="continuous", iou_rule="ge")
+    assert 3 not in [u.group for u in expression_passes(te, 0, parse_palette("red"), strict)[0]]
+    assert 3 in [u.group for u in expression_passes(te, 0, parse_palette("red"), loose)[0]]
+    nothing = labelled(example(tmp_path / "a.png", boxes=boxes), [50, 15, 60, 20])
+    pos, neg = expression_passes(nothing, 0, parse_palette("red"), TrainSettings())
+    rng = np.random.default_rng(0)
+    assert pos == [] and len(select_passes(pos, neg, rng)) == 1
+
+
+def test_select_passes_balances_negatives():
+    rng = np.random.default_rng(0)
+    pos = [PassUnit(0, 1, "red"), PassUnit(0, 4, "red")]
+    neg = [PassUnit(0, g, "none") for g in (0, 2, 3, 5, 6)]
+    picked = select_passes(pos, neg, rng)
+    assert picked[:2] == pos and len(picked) == 4 and all(u in neg for u in picked[2:])
+    assert select_passes(pos, neg[:1], rng) == pos + neg[:1]
+    assert select_passes([], [], rng) == []
+
+
+def test_schedule_batches_and_parameter_groups():
+    assert [linear_schedule(s, 10, 2) for s in range(11)] == [0.0, 0.5, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8, 0.0]
+    assert [linear_schedule(s, 4, 0) for s in range(4)] == [1.0, 0.75, 0.5, 0.25]
+    assert TrainSettings().effective_batch_size(4) == 4 and TrainSettings().effective_batch_size(40) == 16
+    assert TrainSettings(batch_size=8).effective_batch_size(4) == 4
+    order = _BatchOrder(4, 4, np.random.default_rng(0))
+    assert all(sorted(order.next()) == [0, 1, 2, 3] for _ in range(3))
+    order = _BatchOrder(5, 2, np.random.default_rng(0))
+    first_epoch = order.next() + order.next()
+    assert len(set(first_epoch)) == 4
+    model = TinyTorchAdapter().model
+    decay, plain = parameter_groups(model, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[id(p)] for p in plain["params"]) == ["head.bias", "image.bias", "norm.bias", "norm.weight"]
+    assert sorted(names[id(p)] for p in decay["params"]) == ["head.weight", "image.weight", "text.weight"]
+    assert decay["weight_decay"] == 0.01 and plain["weight_decay"] == 0.0
+
+
+# ------------------------------------------------------------------------------------------ fit
+def make_split(tmp_path, prefix, n, seed):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        path = tmp_path / f"{prefix}{i}.png"
+        Image.fromarray(rng.integers(0, 256, size=(H, W, 3), dtype=np.uint8)).save(path)
+        gt = int(rng.integers(len(BOXES)))
+        ex = Example(example_id=f"{seed}:{i}", ref_id=i, sent_id=i, image_id=i, image_path=path, image_size=(W, H),
+                     expression=f"the thing {i}.", boxes=BOXES, categories=("thing",) * 5, candidate_key=f"{prefix}:{i}")
+        out.append(labelled(ex, BOXES[gt]))
+    return out
+
+
+def run(train, evals, seed=0, steps=6, palette="red", lr=3e-5, **extra):
+    adapter = TinyTorchAdapter(words=["the", "thing"] + [str(i) for i in range(10)])
+    before = {k: v.clone() for k, v in adapter.model.state_dict().items()}
+    ctx = MethodContext(eval_batch_size=3, extra={"adapter": adapter}, **extra)
+    m = CptBlockMethod(CptConfig(steps=steps, palette=palette, lr=lr), ctx)
+    m.fit(train, seed=seed)
+    scores = m.predict([te.example for te in evals])
+    return m, adapter, before, scores
+
+
+def test_fit_trains_reproducibly_and_sees_only_train_images(tmp_path, monkeypatch):
+    train = make_split(tmp_path, "train", 3, seed=1)
+    evals = make_split(tmp_path, "val", 2, seed=2)
+    loaded = []
+    real = painting.load_rgb
+    monkeypatch.setattr(painting, "load_rgb", lambda p: loaded.append(str(p)) or real(p))
+    rng_before = torch.get_rng_state()
+    progress = []
+    m1, adapter, before, s1 = run(train, evals, progress=lambda *a: progress.append(a))
+    # fit read exactly the training images; predict (afterwards) the evaluation images
+    n_fit_loads = len({te.example.image_path for te in train})
+    assert sorted(set(loaded[:n_fit_loads])) == sorted(str(te.example.image_path) for te in train)
+    assert set(loaded[n_fit_loads:]) == {str(te.example.image_path) for te in evals}
+    assert torch.equal(torch.get_rng_state(), rng_before)  # dropout ran on a forked RNG
+    after = adapter.model.state_dict()
+    assert all(not torch.equal(before[k], after[k]) for k in before)  # every weight is trained
+    d = m1.describe()
+    assert d["train_steps"] == 6 and d["score_rule"] == "ratio" and d["train_batch_size"] == 3
+    assert d["train_positive_passes"] == 18 and d["train_negative_passes"] == 18
+    assert np.isfinite(d["train_final_loss"])
+    assert [p for p in progress if p[0] == "fit"][-1] == ("fit", 6, 6)
+    m2, _, _, s2 = run(train, evals)
+    assert m2.train_result.losses == m1.train_result.losses
+    assert all(np.array_equal(a, b) for a, b in zip(s1, s2))
+    m3, _, _, _ = run(train, evals, seed=1)
+    assert m3.train_result.losses != m1.train_result.losses
+    with pytest.raises(RuntimeError, match="already"):
+        m1.fit(train, seed=0)
+
+
+def test_fit_learns_with_five_colours_and_saves_weights(tmp_path):
+    train = make_split(tmp_path, "train", 4, seed=3)
+    m, adapter, _, _ = run(train, train[:1], steps=40, palette="release5", lr=1e-2, artifacts_dir=tmp_path / "art")
+    losses = m.train_result.losses
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    assert not (tmp_path / "art").exists()  # only when asked
+    adapter2 = TinyTorchAdapter(words=["the", "thing"] + [str(i) for i in range(10)])
+    ctx = MethodContext(extra={"adapter": adapter2}, artifacts_dir=tmp_path / "art")
+    m2 = CptBlockMethod(CptConfig(steps=2, save_weights=True), ctx)
+    m2.fit(train, seed=0)
+    saved = torch.load(tmp_path / "art" / "cpt-weights" / "model.pt")
+    assert torch.equal(saved["head.weight"], adapter2.model.state_dict()["head.weight"])
+
+
+def test_zero_shot_fit_does_not_train(tmp_path):
+    evals = make_split(tmp_path, "val", 1, seed=4)
+    m, adapter, before, _ = run([], evals)
+    assert all(torch.equal(before[k], v) for k, v in adapter.model.state_dict().items())
+    assert m.describe()["score_rule"] == "logit" and m.describe()["train_steps"] == 0
