@@ -213,7 +213,7 @@ class Runner:
             eval_batch_size=self.request.eval_batch_size, progress=self.progress,
             artifacts_dir=self.store.root / "artifacts" / pending[0].run_id,
             extra={"iou_convention": task.metric.iou_convention, "iou_threshold": task.metric.threshold,
-                   "shots": job.shots},
+                   "iou_rule": task.metric.threshold_rule, "shots": job.shots},
         )
         method = job.method_cls(job.config, context)
         fitted = False

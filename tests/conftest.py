@@ -47,3 +47,9 @@ def tiny_flava_dir(tiny_model_dir):
 def tiny_bridgetower_dir(tiny_model_dir):
     return tiny_model_dir("bridgetower")
 # ---- END tiny-model fixtures ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def synthref_cache(tmp_path_factory):
+    """A session-wide synthref cache folder (generated once, ~1 s)."""
+    return tmp_path_factory.mktemp("cptbench-cache")

@@ -1,0 +1,91 @@
+"""``cptbench show``: write the painted prompt images and per-candidate scores of one expression."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .run_cmd import _parse_sets
+from .state import friendly_errors, pass_state
+
+
+@click.command()
+@click.option("-t", "--task", default="synthref", show_default=True, help="Task card name.")
+@click.option("--ref-id", type=int, required=True, help="The ref to show (any split).")
+@click.option("--sent-id", type=int, default=None, help="Which of the ref's sentences (default: the first).")
+@click.option("-m", "--method", default="cpt", show_default=True, help="A CPT method: cpt, cpt-blk, cpt-seg.")
+@click.option("-k", "--shots", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Prompt-tune on the k-shot draw of --seed first (as `run` would), then show.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--model", default=None, help="Backbone (default: the task card's).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Method option, as in `run`.")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None, envvar="CPTBENCH_DATA_ROOT")
+@click.option("--images", type=click.Path(file_okay=False), default=None)
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: ./cptbench-show/<task>-<ref>-<sent>).")
+@click.option("--device", default="cpu", show_default=True)
+@pass_state
+@friendly_errors
+def show(state, task, ref_id, sent_id, method, shots, seed, model, sets, data_root, images, out, device) -> None:
+    """Paint one expression's candidates as the method does, run the model, and write
+    group<g>.png (each painted copy), original.png and scores.txt (prompt texts, per-candidate
+    scores, IoU with the ground truth, the pick)."""
+    from PIL import Image
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..cpt.inspect import explain
+    from ..cpt.method import CptMethod
+    from ..methods.base import MethodContext, parse_config
+    from ..methods.registry import get_method_class
+    from ..runner import RunRequest, Runner, _options_for
+    from ..store import ResultsStore
+    from ..tasks import get_task
+
+    spec = get_task(task)
+    cls = get_method_class(method)
+    if not issubclass(cls, CptMethod):
+        raise click.ClickException(f"`show` paints prompts, so it needs a CPT method (cpt, cpt-blk, cpt-seg); got {cls.name!r}")
+    options = _parse_sets(sets)
+    config = parse_config(cls.Config, _options_for(cls.name, cls, spec, options), method=cls.name)
+    runner = Runner(RunRequest([spec], [cls.name], [shots], data_root=data_root, images=images), ResultsStore("."))
+    ds = runner._dataset(spec)
+    ref = next((r for r in ds.refs if int(r["ref_id"]) == ref_id), None)
+    if ref is None:
+        raise click.ClickException(f"task {spec.name!r} has no ref {ref_id} (ref ids run {min(r['ref_id'] for r in ds.refs)}..{max(r['ref_id'] for r in ds.refs)})")
+    sents = [int(s["sent_id"]) for s in ref["sentences"]]
+    sent_id = sents[0] if sent_id is None else sent_id
+    if sent_id not in sents:
+        raise click.ClickException(f"ref {ref_id} has sentences {sents}, not {sent_id}")
+    data = ds.load_split(ref["split"], ref_filter=[(ref_id, sent_id)])
+    example = data.examples[0]
+    context = MethodContext(model=model or spec.default_model, device=device, task=spec.name,
+                            extra={"iou_convention": spec.metric.iou_convention, "iou_threshold": spec.metric.threshold,
+                                   "iou_rule": spec.metric.threshold_rule, "shots": shots})
+    m = cls(config, context)
+    if shots:
+        m.fit(runner._train_examples(spec, runner.manifest(spec, shots, seed), "gt"), seed)
+    ex = explain(m, example, data.labels[example.example_id], spec.metric.iou_convention)
+
+    folder = Path(out or Path("cptbench-show") / f"{spec.name}-{ref_id}-{sent_id}")
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.open(example.image_path).convert("RGB").save(folder / "original.png")
+    lines = [f"task {spec.name} split {ref['split']} ref {ref_id} sent {sent_id}: {example.expression!r}",
+             f"method {cls.name} (k={shots}, seed {seed}), model {context.model}, score rule {ex.info['score_rule']}", ""]
+    for g in ex.groups:
+        Image.fromarray(g.image).save(folder / f"group{g.group}.png")
+        lines.append(f"group{g.group}.png: {g.text!r}  painted: " + ", ".join(f"#{i} {c}" for i, c in zip(g.candidates, g.colours)))
+    table = Table("cand", "category", "box (xyxy)", "group", "colour", "score", "IoU gt", "", title=example.expression)
+    lines.append("")
+    lines.append("cand\tcategory\tbox\tgroup\tcolour\tscore\tiou_gt\tmark")
+    colour_of = {i: (g.group, c) for g in ex.groups for i, c in zip(g.candidates, g.colours)}
+    for i in range(example.n_candidates):
+        mark = ("PICK " if i == ex.predicted else "") + ("GT" if ex.ious is not None and ex.ious[i] > spec.metric.threshold else "")
+        box = ", ".join(f"{v:.0f}" for v in example.boxes[i])
+        grp, col = colour_of[i]
+        iou = f"{ex.ious[i]:.2f}" if ex.ious is not None else ""
+        table.add_row(str(i), example.categories[i], box, str(grp), col, f"{ex.scores[i]:.4f}", iou, mark.strip())
+        lines.append(f"{i}\t{example.categories[i]}\t[{box}]\t{grp}\t{col}\t{ex.scores[i]:.6f}\t{iou}\t{mark.strip()}")
+    (folder / "scores.txt").write_text("\n".join(lines) + "\n")
+    Console().print(table)
+    state.log(f"wrote {folder}/: original.png, {len(ex.groups)} painted copies (group<g>.png), scores.txt")
