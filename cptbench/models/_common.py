@@ -222,3 +222,22 @@ class quiet_progress:
 
             hf_logging.enable_progress_bar()
         return False
+
+
+def load_hf_parts(model_cls, path: str, device: str, trust_remote_code: bool, head_param: str,
+                  processor_cls, **model_kwargs):
+    """Model (eval mode, on ``device``), tokenizer and image processor from one folder or hub id,
+    refusing a checkpoint whose masked-LM head (``head_param``) was not in the file."""
+    from transformers import AutoTokenizer
+
+    from .loading import check_head_loaded
+
+    # a local folder loads without progress bars; a hub download keeps its own
+    with quiet_progress(enabled=Path(path).is_dir()):
+        model, info = model_cls.from_pretrained(path, output_loading_info=True, trust_remote_code=trust_remote_code,
+                                                **model_kwargs)
+    check_head_loaded(path, info, head_param)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    processor = processor_cls.from_pretrained(path)
+    model.to(device).eval()
+    return model, tokenizer, processor

@@ -18,12 +18,11 @@ text-side [CLS] state (``cross_modal_text_pooler``, size ``hidden_size``). Bridg
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from ._common import HFAdapter, quiet_progress, center_crop_offset, check_image_sizes, grid_boxes, image_processor_class as _ipc
+from ._common import HFAdapter, load_hf_parts, center_crop_offset, check_image_sizes, grid_boxes, image_processor_class as _ipc
 from .base import RegionFeatures
 from .flava import _size_get
 
@@ -78,17 +77,10 @@ class BridgeTowerAdapter(HFAdapter):
 
     @classmethod
     def from_pretrained(cls, path: str, device: str = "cpu", trust_remote_code: bool = False) -> "BridgeTowerAdapter":
-        from transformers import AutoTokenizer, BridgeTowerForMaskedLM
+        from transformers import BridgeTowerForMaskedLM
 
-        from .loading import check_head_loaded
-
-        # a local folder loads without progress bars; a hub download keeps its own
-        with quiet_progress(enabled=Path(path).is_dir()):
-            model, info = BridgeTowerForMaskedLM.from_pretrained(path, output_loading_info=True, trust_remote_code=trust_remote_code)
-        check_head_loaded(path, info, "mlm_score.transform.dense.weight")
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        processor = image_processor_class().from_pretrained(path)
-        model.to(device).eval()
+        model, tokenizer, processor = load_hf_parts(BridgeTowerForMaskedLM, path, device, trust_remote_code,
+                                                    "mlm_score.transform.dense.weight", image_processor_class())
         return cls(model, tokenizer, processor, path)
 
     def _word_pieces(self, word: str) -> list[str]:

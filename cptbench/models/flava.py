@@ -20,12 +20,11 @@ only the kept centre and the boxes are exact for it (the cut parts have no patch
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from ._common import HFAdapter, quiet_progress, center_crop_offset, check_image_sizes, grid_boxes, image_processor_class as _ipc
+from ._common import HFAdapter, load_hf_parts, center_crop_offset, check_image_sizes, grid_boxes, image_processor_class as _ipc
 from .base import RegionFeatures
 
 
@@ -80,19 +79,10 @@ class FlavaAdapter(HFAdapter):
 
     @classmethod
     def from_pretrained(cls, path: str, device: str = "cpu", trust_remote_code: bool = False) -> "FlavaAdapter":
-        from transformers import AutoTokenizer, FlavaForPreTraining
+        from transformers import FlavaForPreTraining
 
-        from .loading import check_head_loaded
-
-        # a local folder loads without progress bars; a hub download keeps its own
-        with quiet_progress(enabled=Path(path).is_dir()):
-            model, info = FlavaForPreTraining.from_pretrained(
-                path, init_codebook=False, output_loading_info=True, trust_remote_code=trust_remote_code
-            )
-        check_head_loaded(path, info, "mmm_text_head.transform.dense.weight")
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        processor = image_processor_class().from_pretrained(path)
-        model.to(device).eval()
+        model, tokenizer, processor = load_hf_parts(FlavaForPreTraining, path, device, trust_remote_code,
+                                                    "mmm_text_head.transform.dense.weight", image_processor_class(), init_codebook=False)
         return cls(model, tokenizer, processor, path)
 
     @property

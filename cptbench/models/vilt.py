@@ -23,13 +23,12 @@ Gradients flow into every embedding parameter as in the native path, so methods 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from ._common import HFAdapter, quiet_progress, check_image_sizes, grid_boxes, image_processor_class as _ipc
+from ._common import HFAdapter, load_hf_parts, check_image_sizes, grid_boxes, image_processor_class as _ipc
 from .base import RegionFeatures
 
 
@@ -52,17 +51,10 @@ class ViltAdapter(HFAdapter):
 
     @classmethod
     def from_pretrained(cls, path: str, device: str = "cpu", trust_remote_code: bool = False, **kwargs) -> "ViltAdapter":
-        from transformers import AutoTokenizer, ViltForMaskedLM
+        from transformers import ViltForMaskedLM
 
-        from .loading import check_head_loaded
-
-        # a local folder loads without progress bars; a hub download keeps its own
-        with quiet_progress(enabled=Path(path).is_dir()):
-            model, info = ViltForMaskedLM.from_pretrained(path, output_loading_info=True, trust_remote_code=trust_remote_code)
-        check_head_loaded(path, info, "mlm_score.transform.dense.weight")
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        processor = image_processor_class().from_pretrained(path)
-        model.to(device).eval()
+        model, tokenizer, processor = load_hf_parts(ViltForMaskedLM, path, device, trust_remote_code,
+                                                    "mlm_score.transform.dense.weight", image_processor_class())
         return cls(model, tokenizer, processor, path, **kwargs)
 
     # -- images ----------------------------------------------------------------------------------
