@@ -3,7 +3,6 @@
 import sys
 import time
 
-import numpy as np
 
 from cptbench.methods import Method
 from cptbench.methods.registry import method_registry

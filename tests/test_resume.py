@@ -1,6 +1,5 @@
 """An interrupted run resumes with nothing lost or duplicated (Ctrl-C and kill -9)."""
 
-import json
 import os
 import signal
 import subprocess
