@@ -336,3 +336,16 @@ def test_tiny_build_is_fast_and_deterministic(tmp_path, kind):
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
     assert any(not torch.equal(w1[k], w3[k]) for k in w1)
     assert load_adapter(str(p1)).word_id("lamp") >= 0
+
+
+@pytest.mark.parametrize("kind", ["vilt", "flava", "bridgetower"])
+def test_region_features_take_plain_text_without_mask(kind, tiny_model_dir):
+    """Fine-tuning feeds the plain expression (no template, no [MASK])."""
+    from cptbench.models.loading import load_adapter
+
+    adapter = load_adapter(str(tiny_model_dir(kind)))
+    images = adapter.collate([adapter.prepare_image(np.zeros((32, 48, 3), dtype=np.uint8))])
+    feats = adapter.region_features(images, ["the man on the left"], [(48, 32)])
+    assert feats.patches.shape[0] == 1 and feats.pooled.shape == (1, adapter.hidden_size)
+    with pytest.raises(ValueError, match="exactly one"):
+        adapter.mask_logits(images, ["the man on the left"])  # masked-LM logits still need the mask

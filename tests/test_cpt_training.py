@@ -12,7 +12,7 @@ from cptbench.cpt.method import CptBlockMethod, CptConfig
 from cptbench.cpt.painting import parse_palette
 from cptbench.cpt.testing import TinyTorchAdapter
 from cptbench.cpt.training import (
-    PassUnit, TrainSettings, _BatchOrder, expression_passes, linear_schedule, parameter_groups, select_passes,
+    PassUnit, TrainSettings, expression_passes, select_passes,
 )
 from cptbench.examples import Example, Label, TrainExample
 from cptbench.methods.base import MethodContext
@@ -70,24 +70,6 @@ def test_select_passes_balances_negatives():
     assert picked[:2] == pos and len(picked) == 4 and all(u in neg for u in picked[2:])
     assert select_passes(pos, neg[:1], rng) == pos + neg[:1]
     assert select_passes([], [], rng) == []
-
-
-def test_schedule_batches_and_parameter_groups():
-    assert [linear_schedule(s, 10, 2) for s in range(11)] == [0.0, 0.5, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8, 0.0]
-    assert [linear_schedule(s, 4, 0) for s in range(4)] == [1.0, 0.75, 0.5, 0.25]
-    assert TrainSettings().effective_batch_size(4) == 4 and TrainSettings().effective_batch_size(40) == 16
-    assert TrainSettings(batch_size=8).effective_batch_size(4) == 4
-    order = _BatchOrder(4, 4, np.random.default_rng(0))
-    assert all(sorted(order.next()) == [0, 1, 2, 3] for _ in range(3))
-    order = _BatchOrder(5, 2, np.random.default_rng(0))
-    first_epoch = order.next() + order.next()
-    assert len(set(first_epoch)) == 4
-    model = TinyTorchAdapter().model
-    decay, plain = parameter_groups(model, 0.01)
-    names = {id(p): n for n, p in model.named_parameters()}
-    assert sorted(names[id(p)] for p in plain["params"]) == ["head.bias", "image.bias", "norm.bias", "norm.weight"]
-    assert sorted(names[id(p)] for p in decay["params"]) == ["head.weight", "image.weight", "text.weight"]
-    assert decay["weight_decay"] == 0.01 and plain["weight_decay"] == 0.0
 
 
 # ------------------------------------------------------------------------------------------ fit

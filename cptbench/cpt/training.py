@@ -28,7 +28,6 @@ the caller's global RNG state is left as it was.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -36,6 +35,7 @@ import numpy as np
 
 from ..boxes import iou_matrix, is_hit
 from ..examples import TrainExample
+from ..optim import adamw_with_schedule, batch_order, effective_batch_size, parameter_groups, seeded_torch_rng
 from .painting import Palette, candidate_groups
 
 NONE_WORD = "none"
@@ -57,15 +57,13 @@ class TrainSettings:
     batch_size: int = 0  # 0: k capped at 16
     weight_decay: float = 0.01
     warmup: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.98)
     micro_batch: int = 32
     iou_convention: str = "inclusive"
     iou_threshold: float = 0.5
     iou_rule: str = "gt"
 
     def effective_batch_size(self, k: int) -> int:
-        size = self.batch_size if self.batch_size > 0 else min(k, 16)
-        return max(1, min(size, k))
+        return effective_batch_size(k, self.batch_size)
 
 
 @dataclass
@@ -109,48 +107,6 @@ def select_passes(positives: Sequence[PassUnit], negatives: Sequence[PassUnit], 
     return list(positives) + [negatives[i] for i in picked]
 
 
-def linear_schedule(step: int, total: int, warmup_steps: int) -> float:
-    """Learning-rate factor at ``step`` (0-based): ``step / warmup_steps`` during warm-up, then
-    linear decay to 0 at ``total`` (the Hugging Face / release schedule; with warm-up the first step
-    has factor 0)."""
-    if step < warmup_steps:
-        return step / warmup_steps
-    return max(0.0, (total - step) / max(1, total - warmup_steps))
-
-
-def parameter_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: no weight decay on biases and on LayerNorm parameters."""
-    import torch
-
-    no_decay: set[int] = set()
-    for module in model.modules():
-        if isinstance(module, torch.nn.LayerNorm):
-            no_decay.update(id(p) for p in module.parameters(recurse=False))
-    decay, plain = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if id(p) in no_decay or name.endswith("bias"):
-            plain.append(p)
-        else:
-            decay.append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
-
-
-class _BatchOrder:
-    """Consecutive batches of a reshuffled order of ``k`` expression indices (module doc)."""
-
-    def __init__(self, k: int, batch_size: int, rng: np.random.Generator):
-        self.k, self.batch_size, self.rng = k, batch_size, rng
-        self._order: list[int] = []
-
-    def next(self) -> list[int]:
-        if len(self._order) < self.batch_size:
-            self._order = self.rng.permutation(self.k).tolist()
-        batch, self._order = self._order[: self.batch_size], self._order[self.batch_size:]
-        return batch
-
-
 def train_prompt(
     model: Any,
     train: Sequence[TrainExample],
@@ -175,24 +131,18 @@ def train_prompt(
     result.batch_size = settings.effective_batch_size(k)
     order_ss, torch_ss = np.random.SeedSequence([int(model_seed), int(seed)]).spawn(2)
     rng = np.random.default_rng(order_ss)
-    order = _BatchOrder(k, result.batch_size, rng)
-
-    optimizer = torch.optim.AdamW(parameter_groups(model, settings.weight_decay), lr=settings.lr,
-                                  betas=tuple(settings.betas), eps=1e-8)
-    warmup_steps = math.ceil(settings.warmup * settings.steps - 1e-9)  # as transformers' Trainer
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: linear_schedule(s, settings.steps, warmup_steps))
+    order = batch_order(k, result.batch_size, settings.steps, rng)
+    optimizer, scheduler = adamw_with_schedule(parameter_groups(model, settings.weight_decay), settings.lr,
+                                               settings.steps, settings.warmup)
     device = next(model.parameters()).device
-    devices = [device.index or 0] if device.type == "cuda" else []
     micro = max(1, int(settings.micro_batch))
     was_training = model.training
     model.train()
     try:
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(int(torch_ss.generate_state(1)[0]))
-            for step in range(settings.steps):
+        with seeded_torch_rng(int(torch_ss.generate_state(1)[0]), device):
+            for step, batch in enumerate(order):
                 passes: list[PassUnit] = []
-                for i in order.next():
+                for i in batch:
                     passes.extend(select_passes(*units[i], rng))
                 if not passes:  # only expressions without candidates
                     continue

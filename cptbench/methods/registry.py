@@ -35,10 +35,10 @@ def method_registry() -> Registry[type]:
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        aliases: tuple[str, ...] = ()
-        # An entry point may declare aliases as "name = module:Class [alias1,alias2]" extras.
-        if ep.extras:
-            aliases = tuple(ep.extras)
+        # An entry point may declare aliases after the object: "name = module:Class [alias1, alias2]".
+        # (Read from the raw value: importlib's ``extras`` would split "fine-tune" into two words.)
+        _, _, bracket = ep.value.partition("[")
+        aliases = tuple(a.strip() for a in bracket.rstrip("] ").split(",") if a.strip())
         reg.add(ep.name, ep.load, aliases=aliases, origin=f"entry point: {ep.module}")
     return reg
 

@@ -128,10 +128,11 @@ class HFAdapter(VLAdapter):
             raise ValueError(f"the tokenizer of model {self.model_name!r} has no mask token")
 
     # -- text ------------------------------------------------------------------------------------
-    def _encode_texts(self, texts: Sequence[str], batch: int | None = None):
+    def _encode_texts(self, texts: Sequence[str], batch: int | None = None, need_mask: bool = True):
         """Token tensors (padded to the longest text) on the model's device, and the [MASK] column
         of each row. Refuses texts longer than ``max_text_length`` and texts without exactly one
-        mask token (truncating would silently drop words or the mask: that is the caller's call)."""
+        mask token (truncating would silently drop words or the mask: that is the caller's call).
+        ``need_mask=False`` (region features of plain text) skips the mask check; the column is None."""
         if isinstance(texts, str):
             raise TypeError("texts must be a sequence of strings, not one string")
         texts = list(texts)
@@ -150,6 +151,8 @@ class HFAdapter(VLAdapter):
                 f"{self.model_name!r} (special tokens included); text {i} has {n} tokens: {texts[i]!r}. "
                 f"Shorten the free part of the text (the expression) before calling the model."
             )
+        if not need_mask:
+            return {k: v.to(self.device) for k, v in enc.items()}, None
         is_mask = ids == self.mask_token_id
         counts = is_mask.sum(dim=1)
         bad = (counts != 1).nonzero().flatten().tolist()

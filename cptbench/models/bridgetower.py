@@ -92,9 +92,9 @@ class BridgeTowerAdapter(HFAdapter):
         ps = self.model.config.vision_config.patch_size
         return int(ps[0] if isinstance(ps, (tuple, list)) else ps)
 
-    def _run(self, images: dict[str, Any], texts: Sequence[str]):
+    def _run(self, images: dict[str, Any], texts: Sequence[str], need_mask: bool = True):
         pixel_values = self._pixel_values(images)
-        enc, mask_col = self._encode_texts(texts, pixel_values.shape[0])
+        enc, mask_col = self._encode_texts(texts, pixel_values.shape[0], need_mask=need_mask)
         size = self.model.config.vision_config.image_size
         out = self.model.bridgetower(
             input_ids=enc["input_ids"],
@@ -111,7 +111,7 @@ class BridgeTowerAdapter(HFAdapter):
         return self.model.mlm_score(text[rows, mask_col])
 
     def region_features(self, images: dict[str, Any], texts: Sequence[str], image_sizes: Sequence[tuple[int, int]]) -> RegionFeatures:
-        out, enc, _ = self._run(images, texts)
+        out, enc, _ = self._run(images, texts, need_mask=False)
         image = out.image_features  # (B, 1 + N, H): image [CLS] then the patch grid
         batch = image.shape[0]
         sizes = check_image_sizes(images, image_sizes, batch)

@@ -90,9 +90,9 @@ class FlavaAdapter(HFAdapter):
         ps = self.model.config.image_config.patch_size
         return int(ps[0] if isinstance(ps, (tuple, list)) else ps)
 
-    def _run(self, images: dict[str, Any], texts: Sequence[str]):
+    def _run(self, images: dict[str, Any], texts: Sequence[str], need_mask: bool = True):
         pixel_values = self._pixel_values(images)
-        enc, mask_col = self._encode_texts(texts, pixel_values.shape[0])
+        enc, mask_col = self._encode_texts(texts, pixel_values.shape[0], need_mask=need_mask)
         out = self.model.flava(
             input_ids=enc["input_ids"],
             pixel_values=pixel_values,
@@ -112,7 +112,7 @@ class FlavaAdapter(HFAdapter):
         return self.model.mmm_text_head(mm[rows, text_start + mask_col])
 
     def region_features(self, images: dict[str, Any], texts: Sequence[str], image_sizes: Sequence[tuple[int, int]]) -> RegionFeatures:
-        out, enc, _ = self._run(images, texts)
+        out, enc, _ = self._run(images, texts, need_mask=False)
         mm = out.multimodal_embeddings
         batch = mm.shape[0]
         sizes = check_image_sizes(images, image_sizes, batch)

@@ -135,9 +135,9 @@ class ViltAdapter(HFAdapter):
             cell[b, : c.shape[0]] = c.cpu()
         return seq, token_mask, cell, grids, pixel_mask
 
-    def _run(self, images: dict[str, Any], texts: Sequence[str]):
+    def _run(self, images: dict[str, Any], texts: Sequence[str], need_mask: bool = True):
         batch = int(images["pixel_values"].shape[0]) if images["pixel_values"].ndim == 4 else 1
-        enc, mask_col = self._encode_texts(texts, batch)
+        enc, mask_col = self._encode_texts(texts, batch, need_mask=need_mask)
         seq, token_mask, cell, grids, pixel_mask = self._image_tokens(images)
         out = self.model.vilt(
             input_ids=enc["input_ids"],
@@ -156,7 +156,7 @@ class ViltAdapter(HFAdapter):
         return self.model.mlm_score(states)
 
     def region_features(self, images: dict[str, Any], texts: Sequence[str], image_sizes: Sequence[tuple[int, int]]) -> RegionFeatures:
-        out, enc, _, token_mask, cell, grids, pixel_mask = self._run(images, texts)
+        out, enc, _, token_mask, cell, grids, pixel_mask = self._run(images, texts, need_mask=False)
         batch = token_mask.shape[0]
         sizes = check_image_sizes(images, image_sizes, batch)
         text_len = enc["input_ids"].shape[1]

@@ -1,0 +1,411 @@
+"""Fine-tuning baselines on the CPT backbones: ``ft`` (full fine-tuning, alias ``finetune``) and
+``ft-head`` (the linear probe: frozen backbone, trained head).
+
+Input and representation (PROTOCOL section 4)
+---------------------------------------------
+The unpainted image and the plain expression (whitespace-normalised, no template; cut to the
+model's text limit token-wise when longer, counted in ``describe()``) go through the VL model once
+per expression. Each candidate box gets the vector
+
+    [ overlap-pooled final patch states (H) | pooled [CLS] state (H) | box geometry (7) ]
+
+where the pooling weight of a patch is area(patch ∩ box) / area(patch), normalised to sum 1 (a box
+covering no patch falls back to the nearest patch(es); see :mod:`cptbench_baselines.region_pool`),
+and the geometry is x1/W, y1/H, x2/W, y2/H, w/W, h/H, area/(W*H). An MLP head
+``Linear(2H+7, H) - GELU - LayerNorm(H) - Linear(H, 1)`` gives one logit per candidate. The loss is
+the softmax cross-entropy over the candidates of an expression toward the candidate with the
+highest IoU with the ground truth (``cptbench.boxes.iou_matrix`` under the task's IoU convention;
+first candidate on ties). Training expressions without candidates, or where no candidate overlaps
+the ground truth (IoU 0 for all: no signal), are skipped and counted.
+
+Budget (the same rule as CPT)
+-----------------------------
+``steps`` optimizer steps (default 500), batch size = k capped at 16 (``batch_size = 0``; never
+more than the usable training expressions), AdamW lr 6e-5 (``head_lr``, 0 = same as ``lr``), betas
+(0.9, 0.98), eps 1e-8, weight decay 0.01 except biases and LayerNorm, 10 % linear warm-up then
+linear decay (:mod:`cptbench.optim`, shared with CPT), no gradient clipping, no dev-set selection:
+the last model is evaluated.
+
+Seeds
+-----
+The head is initialised from a local generator seeded with ``model_seed`` (88, fixed like the
+release's model seed): weights N(0, 0.02), biases 0, LayerNorm 1 / 0. The run seed only orders the
+batches (a local numpy generator). Dropout inside the backbone draws from the global torch RNG,
+which ``fit`` forks, seeds with ``model_seed`` and restores afterwards. So runs differ by their
+training subset (the harness's k-shot manifest) and, when the batch is smaller than the training
+set, by batch order; the same seed always gives the same model (on CPU). Zero-shot ``fit([])``
+leaves the head untrained at that fixed init, reported as ``"head": "untrained"``.
+
+``ft`` trains every backbone weight (backbone in train mode during ``fit``); ``ft-head`` sets
+``requires_grad = False`` on the backbone, keeps it in eval mode and computes the training
+expressions' representations once, under ``no_grad``, before training the head on them.
+
+The backbone is loaded lazily with ``cptbench.models.loading.load_adapter(context.model,
+context.device)``; tests may inject a ready adapter as ``context.extra["adapter"]`` (``ft`` then
+trains it in place). Calling ``fit`` again restarts from the pre-trained weights.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Hashable, Sequence
+
+import numpy as np
+
+from cptbench.boxes import iou_matrix
+from cptbench.examples import Example, TrainExample
+from cptbench.methods import Method, MethodContext
+from cptbench.sampling import rng_for
+
+from .candidate_head import candidate_loss, new_head
+from .region_pool import box_geometry, overlap_weights, pad_boxes, pool_patches
+from cptbench.optim import (MAX_BATCH, adamw_with_schedule, batch_order, effective_batch_size, parameter_groups,
+                            seeded_torch_rng, warmup_steps)
+
+#: the budget rule's cap on the batch size (batch = k, at most this)
+
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    steps: int = 500  # optimizer steps
+    lr: float = 6e-5
+    head_lr: float = 0.0  # 0 = same as lr
+    batch_size: int = 0  # 0 = k capped at 16
+    weight_decay: float = 0.01
+    warmup: float = 0.1  # fraction of steps
+    model_seed: int = 88  # head init and dropout
+    save_weights: bool = False  # write head (and ft's backbone) under the run's artifacts dir
+
+    def __post_init__(self):
+        checks = [
+            (isinstance(self.steps, int) and self.steps >= 0, f"steps must be an integer >= 0, got {self.steps!r}"),
+            (_number(self.lr) and self.lr > 0, f"lr must be > 0, got {self.lr!r}"),
+            (_number(self.head_lr) and self.head_lr >= 0, f"head_lr must be >= 0 (0 = same as lr), got {self.head_lr!r}"),
+            (isinstance(self.batch_size, int) and self.batch_size >= 0,
+             f"batch_size must be an integer >= 0 (0 = k capped at {MAX_BATCH}), got {self.batch_size!r}"),
+            (_number(self.weight_decay) and self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay!r}"),
+            (_number(self.warmup) and 0 <= self.warmup <= 1, f"warmup must be a fraction in [0, 1], got {self.warmup!r}"),
+            (isinstance(self.model_seed, int), f"model_seed must be an integer, got {self.model_seed!r}"),
+            (isinstance(self.save_weights, bool), f"save_weights must be true or false, got {self.save_weights!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# ----------------------------------------------------------------------------------------- helpers
+class _LRU:
+    """A small bounded cache; the least recently used entry goes first."""
+
+    def __init__(self, capacity: int):
+        self.capacity = max(0, int(capacity))
+        self._data: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        if key in self._data:
+            self._data.move_to_end(key)
+            return self._data[key]
+        value = make()
+        if self.capacity:
+            self._data[key] = value
+            while len(self._data) > self.capacity:
+                self._data.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def _load_rgb(path: str | Path) -> np.ndarray:
+    """An image file as uint8 RGB (H, W, 3), stored pixel order (COCO's annotation frame)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class _Item:
+    """A training expression as kept after ``fit`` starts: the example and the target index only."""
+
+    example: Example
+    target: int
+
+
+# ------------------------------------------------------------------------------------------ method
+class _CandidateScorer(Method):
+    """Common code of ``ft`` and ``ft-head``; ``train_backbone`` is the one difference."""
+
+    Config = FineTuneConfig
+    needs_model = True
+    trains = True
+    #: fine-tune the backbone (True) or keep it frozen and train the head only (False)
+    train_backbone: ClassVar[bool] = True
+    #: prepared (unpainted) images kept per image path
+    image_cache_size: ClassVar[int] = 32
+
+    def __init__(self, config: FineTuneConfig, context: MethodContext):
+        super().__init__(config, context)
+        if config.save_weights and context.artifacts_dir is None:
+            raise ValueError(f"method {self.name or type(self).__name__!r}: save_weights needs an artifacts directory "
+                             f"(the harness provides one per run)")
+        self._adapter = None
+        self._injected = False
+        self._snapshot: dict | None = None
+        self._dirty = False
+        self._images = _LRU(self.image_cache_size)
+        self._head = None
+        self._truncated: set[str] = set()
+        self._fallbacks = {"train": 0, "predict": 0}
+        self._info: dict[str, Any] = {"head": "untrained"}
+        #: training loss per optimizer step of the last ``fit``
+        self.losses: list[float] = []
+
+    # -- backbone ---------------------------------------------------------------------------------
+    def _backbone(self):
+        if self._adapter is None:
+            injected = self.context.extra.get("adapter")
+            if injected is not None:
+                self._adapter, self._injected = injected, True
+            else:
+                if not self.context.model:
+                    raise ValueError(f"method {self.name!r} needs a model (--model or the task card's default_model)")
+                from cptbench.models.loading import load_adapter
+
+                self._adapter = load_adapter(self.context.model, self.context.device)
+            if not self.train_backbone:
+                for p in self._adapter.model.parameters():
+                    p.requires_grad_(False)
+            self._adapter.model.eval()
+        return self._adapter
+
+    def _pretrained_backbone(self):
+        """The backbone with its pre-trained weights (a previous ``fit`` of ``ft`` is undone)."""
+        if self._dirty:
+            if self._injected:
+                self._adapter.model.load_state_dict(self._snapshot)
+            else:
+                self._adapter = None  # load_adapter returns a fresh model
+            self._dirty = False
+        adapter = self._backbone()
+        if self.train_backbone and self._injected and self._snapshot is None:
+            self._snapshot = {k: v.detach().clone() for k, v in adapter.model.state_dict().items()}
+        return adapter
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def _image(self, adapter, path: Path):
+        def make():
+            arr = _load_rgb(path)
+            return adapter.prepare_image(arr), (int(arr.shape[1]), int(arr.shape[0]))
+
+        return self._images.get(str(path), make)
+
+    def _text(self, adapter, expression: str) -> str:
+        text = " ".join(str(expression).split())
+        room = int(adapter.max_text_length) - int(adapter.num_special_tokens)
+        if adapter.count_tokens(text) <= room:
+            return text
+        self._truncated.add(text)
+        tokens = adapter.tokenizer.tokenize(text)
+        keep = max(room, 0)
+        while True:
+            cut = adapter.tokenizer.convert_tokens_to_string(tokens[:keep]).strip()
+            if keep == 0 or adapter.count_tokens(cut) <= room:
+                return cut
+            keep -= 1
+
+    def _represent(self, adapter, examples: Sequence[Example], stage: str):
+        """Candidate representations (B, N, 2H+7) and their validity (B, N) for a batch."""
+        import torch
+
+        prepared, sizes = zip(*(self._image(adapter, ex.image_path) for ex in examples))
+        images = adapter.collate(list(prepared))
+        texts = [self._text(adapter, ex.expression) for ex in examples]
+        feats = adapter.region_features(images, texts, list(sizes))
+        patches = feats.patches.float()
+        device = patches.device
+        boxes, valid = pad_boxes([ex.boxes for ex in examples], device)
+        weights, fallback = overlap_weights(feats.patch_boxes, feats.patch_valid, boxes, valid)
+        self._fallbacks[stage] += int(fallback.sum())
+        region = pool_patches(patches, weights)
+        cls = feats.pooled.float()[:, None, :].expand(-1, region.shape[1], -1)
+        geom = box_geometry(boxes, torch.tensor(sizes, dtype=torch.float32, device=device))
+        return torch.cat([region, cls, geom], dim=-1), valid
+
+    def _items(self, train: Sequence[TrainExample]) -> list[_Item]:
+        convention = self.context.extra.get("iou_convention", "inclusive")
+        items, no_candidates, no_overlap = [], 0, 0
+        for t in train:
+            if not isinstance(t, TrainExample):
+                raise TypeError(f"fit expects TrainExample objects, got {type(t).__name__}")
+            ex = t.example
+            if ex.n_candidates == 0:
+                no_candidates += 1
+                continue
+            ious = iou_matrix(ex.boxes, t.label.box, convention)[:, 0]
+            if not ious.max() > 0:
+                no_overlap += 1
+                continue
+            items.append(_Item(ex, int(np.argmax(ious))))
+        self._info.update(skipped_no_candidates=no_candidates, skipped_no_overlap=no_overlap)
+        return items
+
+    def _batch_size(self, k: int, n_items: int) -> int:
+        return max(1, min(effective_batch_size(k, self.config.batch_size), n_items))
+
+    # -- training ---------------------------------------------------------------------------------
+    def fit(self, train: Sequence[TrainExample], seed: int) -> None:
+        cfg = self.config
+        self.losses = []
+        self._fallbacks["train"] = 0
+        self._info = {"head": "untrained"}
+        items = self._items(train)
+        adapter = self._pretrained_backbone()
+        self._head = new_head(adapter.hidden_size, cfg.model_seed, adapter.device)
+        bs = self._batch_size(len(train), len(items))
+        self._info.update(n_train=len(items), k=len(train), steps=0, batch_size=bs if items else 0,
+                          warmup_steps=warmup_steps(cfg.steps, cfg.warmup), seed=int(seed))
+        if not items or cfg.steps == 0:
+            return
+        t0 = time.perf_counter()
+        self._train(adapter, items, bs, seed)
+        seconds = time.perf_counter() - t0
+        self._info.update(head="trained", steps=cfg.steps, train_seconds=round(seconds, 3),
+                          steps_per_second=round(cfg.steps / seconds, 3) if seconds > 0 else None,
+                          loss_first=self.losses[0], loss_last=self.losses[-1])
+        if cfg.save_weights:
+            self._info["saved"] = self._save(adapter)
+
+    def _train(self, adapter, items: list[_Item], bs: int, seed: int) -> None:
+        import torch
+
+        cfg = self.config
+        head = self._head
+        groups = parameter_groups([adapter.model], cfg.weight_decay, cfg.lr) if self.train_backbone else []
+        groups += parameter_groups([head], cfg.weight_decay, cfg.head_lr or cfg.lr)
+        optimizer, scheduler = adamw_with_schedule(groups, cfg.lr, cfg.steps, cfg.warmup)
+        targets = torch.tensor([it.target for it in items], dtype=torch.long, device=adapter.device)
+        frozen = None if self.train_backbone else self._frozen_representations(adapter, items)
+        order = batch_order(len(items), bs, cfg.steps, rng_for("cptbench_baselines.finetune", "batches", int(seed)))
+        progress = self.context.progress
+        stage = f"{self.name or 'ft'} fit"
+        self._dirty = self.train_backbone
+        if self.train_backbone:
+            adapter.model.train()
+        head.train()
+        try:
+            with seeded_torch_rng(cfg.model_seed, adapter.device):
+                for step, idx in enumerate(order):
+                    if frozen is None:
+                        reps, valid = self._represent(adapter, [items[i].example for i in idx], "train")
+                    else:
+                        reps, valid = self._stack([frozen[i] for i in idx], adapter.device)
+                    loss = candidate_loss(head(reps), valid, targets[torch.as_tensor(idx, device=targets.device)])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    scheduler.step()
+                    self.losses.append(float(loss.detach()))
+                    progress(stage, step + 1, cfg.steps)
+        finally:
+            adapter.model.eval()
+            head.eval()
+
+    def _frozen_representations(self, adapter, items: list[_Item]) -> list:
+        """Each training expression's (n_i, D) representation, computed once under no_grad."""
+        import torch
+
+        out = []
+        bs = max(1, int(self.context.eval_batch_size))
+        with torch.no_grad():
+            for start in range(0, len(items), bs):
+                chunk = [it.example for it in items[start:start + bs]]
+                reps, _ = self._represent(adapter, chunk, "train")
+                out += [reps[row, :ex.n_candidates].detach() for row, ex in enumerate(chunk)]
+        return out
+
+    @staticmethod
+    def _stack(reps: list, device):
+        import torch
+
+        n_max = max(r.shape[0] for r in reps)
+        out = torch.zeros(len(reps), n_max, reps[0].shape[1], dtype=reps[0].dtype, device=device)
+        valid = torch.zeros(len(reps), n_max, dtype=torch.bool, device=device)
+        for i, r in enumerate(reps):
+            out[i, :r.shape[0]] = r
+            valid[i, :r.shape[0]] = True
+        return out, valid
+
+    def _save(self, adapter) -> dict[str, str]:
+        from safetensors.torch import save_file
+
+        folder = Path(self.context.artifacts_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        head_path = folder / "head.safetensors"
+        save_file({k: v.detach().cpu().contiguous() for k, v in self._head.state_dict().items()}, str(head_path))
+        saved = {"head": str(head_path)}
+        if self.train_backbone:
+            target = folder / "backbone"
+            if hasattr(adapter.model, "save_pretrained"):
+                adapter.model.save_pretrained(target)
+            else:
+                target.mkdir(parents=True, exist_ok=True)
+                save_file({k: v.detach().cpu().contiguous() for k, v in adapter.model.state_dict().items()},
+                          str(target / "model.safetensors"))
+            saved["backbone"] = str(target)
+        return saved
+
+    # -- prediction -------------------------------------------------------------------------------
+    def predict(self, examples: Sequence[Example]) -> list[np.ndarray]:
+        import torch
+
+        adapter = self._backbone()
+        if self._head is None:  # predict without fit: the zero-shot head
+            self._head = new_head(adapter.hidden_size, self.config.model_seed, adapter.device)
+        head = self._head
+        adapter.model.eval()
+        head.eval()
+        out = [np.zeros(0, dtype=np.float64) for _ in examples]
+        todo = [i for i, ex in enumerate(examples) if ex.n_candidates > 0]
+        bs = max(1, int(self.context.eval_batch_size))
+        with torch.no_grad():
+            for start in range(0, len(todo), bs):
+                chunk = todo[start:start + bs]
+                reps, _ = self._represent(adapter, [examples[i] for i in chunk], "predict")
+                logits = head(reps).float().cpu().numpy()
+                for row, i in enumerate(chunk):
+                    out[i] = logits[row, :examples[i].n_candidates].astype(np.float64)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            **self._info,
+            "backbone": "fine-tuned" if self.train_backbone else "frozen (linear probe)",
+            "representation": "overlap-pooled final patch states + pooled [CLS] + 7 box-geometry features",
+            "text": "plain expression, no template",
+            "model_seed": cfg.model_seed,
+            "head_lr": cfg.head_lr or cfg.lr,
+            "truncated_texts": len(self._truncated),
+            "pooling_fallbacks": dict(self._fallbacks),
+        }
+
+
+class FineTuneMethod(_CandidateScorer):
+    """``ft``: the fine-tuning baseline; backbone and head trained (PROTOCOL section 4)."""
+
+    train_backbone = True
+
+
+class LinearProbeMethod(_CandidateScorer):
+    """``ft-head``: the linear probe; backbone frozen, only the candidate head trained."""
+
+    train_backbone = False

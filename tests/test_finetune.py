@@ -1,0 +1,414 @@
+"""The fine-tuning baselines (``ft``, ``ft-head``): region pooling, schedule, training, seeds, label
+isolation, and (with the tiny ViLT) an end-to-end run through the harness."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from cptbench.examples import Example, Label, TrainExample
+from cptbench.methods import MethodContext
+from cptbench.methods.base import ConfigError, parse_config
+from cptbench.models.base import RegionFeatures, VLAdapter
+from cptbench_baselines import finetune as ftmod
+from cptbench_baselines.candidate_head import new_head
+from cptbench_baselines.finetune import FineTuneConfig, FineTuneMethod, LinearProbeMethod
+from cptbench_baselines.region_pool import box_geometry, overlap_weights, pad_boxes, pool_patches
+
+# ------------------------------------------------------------------------------------ fake adapter
+PATCH = 16
+
+
+class FakeTokenizer:
+    mask_token = "[MASK]"
+    mask_token_id = 1
+    unk_token = None
+
+    def tokenize(self, text):
+        return text.lower().split()
+
+    def convert_tokens_to_string(self, tokens):
+        return " ".join(tokens)
+
+    def num_special_tokens_to_add(self, pair=False):
+        return 2
+
+
+class FakeNet(nn.Module):
+    def __init__(self, hidden: int, vocab: int = 97, seed: int = 0):
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.patch = nn.Linear(3, hidden)
+            self.words = nn.EmbeddingBag(vocab, hidden, mode="mean")
+            self.mix = nn.Linear(hidden, hidden)
+            self.norm = nn.LayerNorm(hidden)
+            self.pool = nn.Linear(hidden, hidden)
+        self.vocab = vocab
+
+
+class FakeAdapter(VLAdapter):
+    """A tiny VL 'model': 16-px patches (mean colour), a bag of hashed words, no resizing, so patch
+    boxes are in original pixels. Rows of a batch may have different image sizes (zero padding)."""
+
+    def __init__(self, hidden: int = 8, seed: int = 0, max_text_length: int = 8):
+        self.model = FakeNet(hidden, seed=seed)
+        self.tokenizer = FakeTokenizer()
+        self.model_name = "fake"
+        self.max_text_length = max_text_length
+        self.hidden_size = hidden
+        self.texts_seen: list[str] = []
+
+    def prepare_image(self, image):
+        return {"pixel_values": torch.from_numpy(np.array(image)).float().permute(2, 0, 1) / 255,
+                "original_size": torch.tensor(image.shape[:2])}
+
+    def collate(self, prepared):
+        h = max(p["pixel_values"].shape[1] for p in prepared)
+        w = max(p["pixel_values"].shape[2] for p in prepared)
+        pv = torch.stack([nn.functional.pad(p["pixel_values"], (0, w - p["pixel_values"].shape[2], 0,
+                                                                 h - p["pixel_values"].shape[1])) for p in prepared])
+        return {"pixel_values": pv, "original_size": torch.stack([p["original_size"] for p in prepared])}
+
+    def mask_logits(self, images, texts):  # pragma: no cover - not used by ft
+        raise NotImplementedError
+
+    def region_features(self, images, texts, image_sizes):
+        net = self.model
+        self.texts_seen += list(texts)
+        for t in texts:
+            assert self.count_tokens(t) + self.num_special_tokens <= self.max_text_length
+        pv = images["pixel_values"]
+        b, _, h, w = pv.shape
+        gh, gw = math.ceil(h / PATCH), math.ceil(w / PATCH)
+        pv = nn.functional.pad(pv, (0, gw * PATCH - w, 0, gh * PATCH - h))
+        means = nn.functional.avg_pool2d(pv, PATCH).flatten(2).transpose(1, 2)  # (B, P, 3)
+        sizes = torch.tensor(image_sizes, dtype=torch.float32)  # (B, 2) W, H
+        cols = torch.arange(gw, dtype=torch.float32).repeat(gh) * PATCH
+        rows = torch.arange(gh, dtype=torch.float32).repeat_interleave(gw) * PATCH
+        x0, y0 = cols[None].expand(b, -1), rows[None].expand(b, -1)
+        x1 = torch.minimum(x0 + PATCH, sizes[:, :1])
+        y1 = torch.minimum(y0 + PATCH, sizes[:, 1:])
+        valid = (x0 < sizes[:, :1]) & (y0 < sizes[:, 1:])
+        boxes = torch.stack([x0, y0, x1, y1], -1) * valid[..., None]
+        ids = [[zlib.crc32(tok.encode()) % net.vocab for tok in self.tokenizer.tokenize(t)] or [0] for t in texts]
+        offsets = torch.tensor([0] + [len(i) for i in ids[:-1]]).cumsum(0)
+        text = net.words(torch.tensor(sum(ids, [])), offsets)
+        x = torch.tanh(net.patch(means) + text[:, None])
+        x = net.norm(net.mix(x)) * valid[..., None]
+        pooled = torch.tanh(net.pool(x.sum(1) / valid.sum(1, keepdim=True) + text))
+        return RegionFeatures(patches=x, patch_boxes=boxes, patch_valid=valid, pooled=pooled)
+
+
+# ------------------------------------------------------------------------------------------- data
+def _write_image(path: Path, seed: int, size=(48, 32)) -> Path:
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    return path
+
+
+BOXES = np.array([[0.0, 4.0, 14.0, 28.0], [17.0, 2.0, 31.0, 30.0], [34.0, 6.0, 47.0, 26.0]])
+WORDS = ("left", "middle", "right")
+
+
+def make_examples(folder: Path, n: int, start: int = 0, split: str = "train"):
+    """``n`` (Example, Label) pairs: the expression names the target's position, one image each."""
+    out = []
+    for i in range(start, start + n):
+        path = _write_image(folder / f"img{i}.png", seed=i)
+        target = i % 3
+        ex = Example(example_id=f"{i}:0", ref_id=i, sent_id=0, image_id=i, image_path=path, image_size=(48, 32),
+                     expression=f"the {WORDS[target]} one", boxes=BOXES.copy(), categories=("a", "b", "c"),
+                     split=split, candidate_key=f"img{i}")
+        out.append((ex, Label(ex.example_id, BOXES[target] + [0.5, 0.5, 0.5, 0.5])))
+    return out
+
+
+def train_set(folder, n, start=0):
+    return [TrainExample(ex, lab) for ex, lab in make_examples(folder, n, start)]
+
+
+def method(cls, adapter, **cfg):
+    ctx = MethodContext(model="fake", extra={"adapter": adapter, "iou_convention": "inclusive"})
+    return cls(FineTuneConfig(**cfg), ctx)
+
+
+def weights_of(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+# ------------------------------------------------------------------------------------ pooling
+GRID = torch.tensor([[[0, 0, 16, 16], [16, 0, 32, 16], [0, 16, 16, 32], [16, 16, 32, 32]]], dtype=torch.float32)
+
+
+def _w(boxes, valid_patches=(True, True, True, True), box_valid=None):
+    pv = torch.tensor([valid_patches])
+    bv = None if box_valid is None else torch.tensor([box_valid])
+    w, fb = overlap_weights(GRID, pv, torch.tensor([boxes], dtype=torch.float32), bv)
+    return w[0].numpy(), fb[0].numpy()
+
+
+def test_pooling_weights_whole_and_partial_patches():
+    w, fb = _w([[0, 0, 16, 16], [8, 0, 24, 16], [0, 0, 8, 8], [8, 8, 24, 24], [8, 0, 32, 16], [0, 0, 32, 32],
+                [-10, -10, 48, 48]])
+    expected = [[1, 0, 0, 0], [0.5, 0.5, 0, 0], [1, 0, 0, 0], [0.25] * 4, [1 / 3, 2 / 3, 0, 0], [0.25] * 4, [0.25] * 4]
+    np.testing.assert_allclose(w, expected, atol=1e-12)
+    assert not fb.any()
+
+
+def test_pooling_fallback_to_nearest_patches():
+    w, fb = _w([
+        [40, 0, 50, 10],     # right of the image, centre level with the top row: patch 1
+        [16, 4, 16, 4],      # a point on the border of patches 0 and 1: 0.5 / 0.5
+        [-10, -10, -5, -5],  # above-left: patch 0
+        [5, 5, 5, 12],       # zero-width line inside patch 0
+        [16, 16, 16, 16],    # the grid's centre point: all four patches touch it
+        [0, 40, 32, 50],     # below the image, as wide as it: centre below the bottom row's border
+        [0, 5, 30, 5],       # zero-height line through patches 0 and 1: its centre (15, 5) is in patch 0
+        [20, 40, 40, 60],    # below-right: centre (30, 50) is nearest to patch 3
+    ])
+    expected = [[0, 1, 0, 0], [0.5, 0.5, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0], [0.25] * 4, [0, 0, 0.5, 0.5],
+                [1, 0, 0, 0], [0, 0, 0, 1]]
+    np.testing.assert_allclose(w, expected, atol=1e-12)
+    assert fb.all()
+
+
+def test_pooling_invalid_patches_padding_and_nan():
+    # patches 2, 3 invalid (e.g. padding): a box over patch 2 only falls back to the valid patch
+    # nearest its centre (8, 24): patch 0 (distance 8; patch 1 is 8*sqrt(2) away)
+    w, fb = _w([[0, 16, 16, 32], [0, 0, 32, 32]], valid_patches=(True, True, False, False))
+    np.testing.assert_allclose(w, [[1, 0, 0, 0], [0.5, 0.5, 0, 0]], atol=1e-12)
+    assert fb.tolist() == [True, False]
+    # padding candidates and non-finite boxes get zero weights (a zero pooled vector)
+    w, fb = _w([[0, 0, 16, 16], [0, 0, 16, 16], [float("nan"), 0, 16, 16]], box_valid=(True, False, True))
+    np.testing.assert_allclose(w, [[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
+    assert not fb.any()
+    # an image without any valid patch: zeros, never NaN
+    w, _ = _w([[0, 0, 16, 16]], valid_patches=(False,) * 4)
+    assert np.all(w == 0)
+
+
+def test_pool_patches_and_geometry():
+    patches = torch.arange(8, dtype=torch.float32).reshape(1, 4, 2)  # patch p = [2p, 2p+1]
+    w, _ = overlap_weights(GRID, torch.ones(1, 4, dtype=torch.bool), torch.tensor([[[8.0, 0, 24, 16]]]))
+    np.testing.assert_allclose(pool_patches(patches, w)[0, 0].numpy(), [1.0, 2.0])
+    g = box_geometry(torch.tensor([[[8.0, 4, 24, 20]]]), torch.tensor([[32.0, 64.0]]))
+    np.testing.assert_allclose(g[0, 0].numpy(), [8 / 32, 4 / 64, 24 / 32, 20 / 64, 16 / 32, 16 / 64, 256 / 2048])
+    boxes, valid = pad_boxes([np.zeros((2, 4)), np.zeros((0, 4))])
+    assert boxes.shape == (2, 2, 4) and valid.tolist() == [[True, True], [False, False]]
+
+
+def test_pooling_is_vectorised_over_large_inputs():
+    gen = torch.Generator().manual_seed(0)
+    pb = torch.rand(2, 300, 2, generator=gen) * 600
+    patch_boxes = torch.cat([pb, pb + 32], dim=-1)
+    boxes = torch.rand(2, 60, 4, generator=gen) * 600
+    boxes[..., 2:] = boxes[..., :2] + torch.rand(2, 60, 2, generator=gen) * 100
+    w, _ = overlap_weights(patch_boxes, torch.ones(2, 300, dtype=torch.bool), boxes)
+    np.testing.assert_allclose(w.sum(-1).numpy(), 1.0, atol=1e-9)
+
+
+# ------------------------------------------------------------------------------------ config
+def test_config_defaults_and_validation():
+    cfg = FineTuneConfig()
+    assert (cfg.steps, cfg.lr, cfg.head_lr, cfg.batch_size, cfg.weight_decay, cfg.warmup, cfg.model_seed,
+            cfg.save_weights) == (500, 6e-5, 0.0, 0, 0.01, 0.1, 88, False)
+    assert parse_config(FineTuneConfig, {"steps": "5", "head-lr": "1e-3"}, method="ft").head_lr == 1e-3
+    for bad in ({"steps": "-1"}, {"warmup": "1.5"}, {"lr": "0"}, {"stpes": "5"}):
+        with pytest.raises(ConfigError):
+            parse_config(FineTuneConfig, bad, method="ft")
+
+
+def test_registered_with_alias():
+    from cptbench.methods.registry import get_method_class
+
+    assert get_method_class("ft") is FineTuneMethod and get_method_class("finetune") is FineTuneMethod
+    assert get_method_class("ft-head") is LinearProbeMethod
+    assert FineTuneMethod.needs_model and FineTuneMethod.trains and LinearProbeMethod.trains
+
+
+def test_published_rows():
+    from cptbench_baselines.published import published_rows
+
+    rows = published_rows()
+    assert len(rows) == 7 * 8 + 2 * 8 + 8
+    key = {(r["task"], r["split"], r["method"], r["proposals"]): r for r in rows}
+    assert key[("refcoco", "val", "random", "det:mattnet")]["accuracy"] == 15.73
+    assert key[("refcocog", "test", "Alpha-CLIP in ReCLIP", "det:mattnet")]["accuracy"] == 62.0
+    assert key[("refcoco+", "testB", "CPT-adapted", "gt")]["accuracy"] == 28.74
+    assert key[("refcoco", "testA", "MDETR", "none")]["shots"] == "full"
+    assert {r["shots"] for r in rows} == {0, "full"} and all(r["source"] for r in rows)
+
+
+# ------------------------------------------------------------------------------------ training
+@pytest.mark.parametrize("cls", [FineTuneMethod, LinearProbeMethod], ids=["ft", "ft-head"])
+def test_training_loss_falls_and_backbone_frozen_only_for_probe(tmp_path, cls):
+    adapter = FakeAdapter()
+    before = weights_of(adapter.model)
+    m = method(cls, adapter, steps=40, lr=1e-2, warmup=0.0)
+    m.fit(train_set(tmp_path, 6), seed=0)
+    info = m.describe()
+    assert info["head"] == "trained" and info["steps"] == 40 and info["batch_size"] == 6 and info["n_train"] == 6
+    assert len(m.losses) == 40
+    assert np.mean(m.losses[-5:]) < 0.75 * m.losses[0], m.losses
+    after = weights_of(adapter.model)
+    changed = any(not torch.equal(before[k], after[k]) for k in before)
+    if cls is LinearProbeMethod:
+        assert not changed and not any(p.requires_grad for p in adapter.model.parameters())
+        assert info["backbone"].startswith("frozen")
+    else:
+        assert changed and info["backbone"] == "fine-tuned"
+
+
+def test_fit_sees_only_training_images_and_keeps_no_labels(tmp_path, monkeypatch):
+    loaded = []
+    real = ftmod._load_rgb
+    monkeypatch.setattr(ftmod, "_load_rgb", lambda p: loaded.append(Path(p)) or real(p))
+    train = train_set(tmp_path, 3)
+    evals = [ex for ex, _ in make_examples(tmp_path, 4, start=100, split="val")]  # labels dropped here
+    m = method(FineTuneMethod, FakeAdapter(), steps=3)
+    m.fit(train, seed=0)
+    assert set(loaded) == {t.example.image_path for t in train}
+
+    def holds_labels(obj, depth=0):
+        if isinstance(obj, (Label, TrainExample)):
+            return True
+        if depth > 3:
+            return False
+        if isinstance(obj, dict):
+            return any(holds_labels(v, depth + 1) for v in obj.values())
+        if isinstance(obj, (list, tuple, set)):
+            return any(holds_labels(v, depth + 1) for v in obj)
+        return False
+
+    assert not holds_labels(vars(m))
+    scores = m.predict(evals)
+    assert [s.shape for s in scores] == [(3,)] * 4 and all(np.isfinite(s).all() for s in scores)
+    assert set(loaded) - {t.example.image_path for t in train} == {ex.image_path for ex in evals}
+
+
+def test_same_seed_same_scores_and_seeds_differ(tmp_path):
+    train = train_set(tmp_path, 4)
+    evals = [ex for ex, _ in make_examples(tmp_path, 3, start=50)]
+
+    def run(seed, cls=FineTuneMethod):
+        m = method(cls, FakeAdapter(), steps=6, lr=1e-2, batch_size=2)
+        m.fit(train, seed)
+        return np.concatenate(m.predict(evals))
+
+    np.testing.assert_allclose(run(0), run(0), atol=1e-6)
+    assert not np.allclose(run(0), run(1), atol=1e-4)
+    np.testing.assert_allclose(run(3, LinearProbeMethod), run(3, LinearProbeMethod), atol=1e-6)
+
+
+def test_refit_restarts_from_pretrained_weights(tmp_path):
+    train = train_set(tmp_path, 4)
+    evals = [ex for ex, _ in make_examples(tmp_path, 2, start=60)]
+    adapter = FakeAdapter()
+    pretrained = weights_of(adapter.model)
+    m = method(FineTuneMethod, adapter, steps=4, lr=1e-2)
+    m.fit(train[:2], seed=1)
+    m.fit(train, seed=0)
+    again = np.concatenate(m.predict(evals))
+    fresh = method(FineTuneMethod, FakeAdapter(), steps=4, lr=1e-2)
+    fresh.fit(train, seed=0)
+    np.testing.assert_allclose(again, np.concatenate(fresh.predict(evals)), atol=1e-6)
+    m.fit([], seed=0)  # zero-shot after training: pre-trained backbone, untrained head
+    assert all(torch.equal(v, adapter.model.state_dict()[k]) for k, v in pretrained.items())
+
+
+def test_zero_shot_is_the_untrained_fixed_head(tmp_path):
+    evals = [ex for ex, _ in make_examples(tmp_path, 3)]
+    a = method(FineTuneMethod, FakeAdapter())
+    a.fit([], seed=0)
+    assert a.describe()["head"] == "untrained" and a.describe()["steps"] == 0
+    b = method(LinearProbeMethod, FakeAdapter())
+    unfitted = b.predict(evals)  # predict without fit: the same zero-shot head
+    for x, y in zip(a.predict(evals), unfitted):
+        np.testing.assert_allclose(x, y, atol=1e-6)
+
+
+def test_edge_cases_skip_truncate_and_empty_candidates(tmp_path):
+    (ex0, lab0), (ex1, lab1), (ex2, lab2) = make_examples(tmp_path, 3)
+    no_cands = Example(**{**vars(ex1), "boxes": np.zeros((0, 4))})
+    far = Label(lab2.example_id, np.array([200.0, 200.0, 220.0, 220.0]))  # overlaps no candidate
+    long = Example(**{**vars(ex0), "expression": "the  left one " + " very" * 20})
+    adapter = FakeAdapter(max_text_length=8)
+    m = method(LinearProbeMethod, adapter, steps=2)
+    m.fit([TrainExample(long, lab0), TrainExample(no_cands, lab1), TrainExample(ex2, far)], seed=0)
+    info = m.describe()
+    assert (info["n_train"], info["skipped_no_candidates"], info["skipped_no_overlap"]) == (1, 1, 1)
+    assert info["truncated_texts"] == 1 and adapter.texts_seen[0] == "the left one very very very"
+    scores = m.predict([no_cands, ex0])
+    assert scores[0].shape == (0,) and scores[1].shape == (3,)
+
+
+def test_batch_size_rule(tmp_path):
+    m = method(FineTuneMethod, FakeAdapter())
+    assert [m._batch_size(k, k) for k in (1, 2, 4, 8, 16, 32)] == [1, 2, 4, 8, 16, 16]
+    assert m._batch_size(4, 3) == 3  # never more than the usable expressions
+    assert method(FineTuneMethod, FakeAdapter(), batch_size=2)._batch_size(8, 8) == 2
+
+
+def test_save_weights(tmp_path):
+    ctx = MethodContext(model="fake", artifacts_dir=tmp_path / "art", extra={"adapter": FakeAdapter()})
+    m = FineTuneMethod(FineTuneConfig(steps=1, save_weights=True), ctx)
+    m.fit(train_set(tmp_path, 1), seed=0)
+    saved = m.describe()["saved"]
+    assert Path(saved["head"]).is_file() and Path(saved["backbone"]).is_dir()
+    with pytest.raises(ValueError, match="artifacts"):
+        FineTuneMethod(FineTuneConfig(save_weights=True), MethodContext(model="fake"))
+
+
+# -------------------------------------------------------------------------- tiny ViLT (real adapter)
+@pytest.fixture(scope="module")
+def tiny_vilt(tmp_path_factory):
+    pytest.importorskip("cptbench.models.tiny")
+    from cptbench.models.tiny import build_tiny_model
+
+    return build_tiny_model("vilt", tmp_path_factory.mktemp("tiny") / "vilt",
+                            words=["thing", "number", "variant", "left", "middle", "right"])
+
+
+@pytest.mark.parametrize("cls", [FineTuneMethod, LinearProbeMethod], ids=["ft", "ft-head"])
+def test_tiny_vilt_trains(tmp_path, tiny_vilt, cls):
+    ctx = MethodContext(model=str(tiny_vilt), extra={"iou_convention": "inclusive"})
+    m = cls(FineTuneConfig(steps=12, lr=1e-3, warmup=0.0), ctx)
+    m.fit(train_set(tmp_path, 4), seed=0)
+    assert np.mean(m.losses[-3:]) < m.losses[0]
+    scores = m.predict([ex for ex, _ in make_examples(tmp_path, 2, start=10)])
+    assert [s.shape for s in scores] == [(3,), (3,)]
+
+
+def test_tiny_vilt_end_to_end_through_the_harness(tmp_path, tiny_vilt):
+    from cptbench.runner import Runner, RunRequest, plan
+    from cptbench.store import ResultsStore
+    from cptbench.taskspec import load_task_card
+    from refer_fixture import write_refer_fixture, write_task_card
+
+    root = write_refer_fixture(tmp_path / "data")
+    task = load_task_card(write_task_card(tmp_path / "cards"))
+    request = RunRequest(tasks=[task], methods=["ft", "ft-head"], shots=[1, 2], seeds=[0, 1], model=str(tiny_vilt),
+                         options={"steps": 5}, data_root=str(root))
+    records = Runner(request, ResultsStore(tmp_path / "res")).run(plan(request))
+    assert len(records) == 2 * 2 * 2 * 3  # methods x k x seeds x splits
+    for r in records:
+        assert 0.0 <= r["accuracy"] <= 100.0 and r["n"] > 0
+        info = r["method_info"]
+        assert info["head"] == "trained" and info["steps"] == 5 and info["batch_size"] == r["shots"]
+        assert r["method_config"]["steps"] == 5
+
+
+def test_head_init_is_fixed_and_leaves_global_rng_alone():
+    state = torch.random.get_rng_state()
+    a, b, c = new_head(8, 88), new_head(8, 88), new_head(8, 89)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(a.net[0].weight, c.net[0].weight)
