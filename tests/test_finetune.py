@@ -234,19 +234,6 @@ def test_registered_with_alias():
     assert FineTuneMethod.needs_model and FineTuneMethod.trains and LinearProbeMethod.trains
 
 
-def test_published_rows():
-    from cptbench_baselines.published import published_rows
-
-    rows = published_rows()
-    assert len(rows) == 7 * 8 + 2 * 8 + 8
-    key = {(r["task"], r["split"], r["method"], r["proposals"]): r for r in rows}
-    assert key[("refcoco", "val", "random", "det:mattnet")]["accuracy"] == 15.73
-    assert key[("refcocog", "test", "Alpha-CLIP in ReCLIP", "det:mattnet")]["accuracy"] == 62.0
-    assert key[("refcoco+", "testB", "CPT-adapted", "gt")]["accuracy"] == 28.74
-    assert key[("refcoco", "testA", "MDETR", "none")]["shots"] == "full"
-    assert {r["shots"] for r in rows} == {0, "full"} and all(r["source"] for r in rows)
-
-
 # ------------------------------------------------------------------------------------ training
 @pytest.mark.parametrize("cls", [FineTuneMethod, LinearProbeMethod], ids=["ft", "ft-head"])
 def test_training_loss_falls_and_backbone_frozen_only_for_probe(tmp_path, cls):

@@ -15,6 +15,7 @@ def find(rows, **kw):
 
 def test_rows_carry_the_protocol_numbers():
     rows = published_rows()
+    assert len(rows) == 7 * 8 + 2 * 8 + 8  # zero-shot detected table, gt-proposal rows, MDETR
     assert find(rows, task="refcoco", split="val", method="CPT-Blk", proposals="det:mattnet") == 26.9
     assert find(rows, task="refcoco+", split="testA", method="CPT-Seg", proposals="det:mattnet") == 35.2
     assert find(rows, task="refcocog", split="test", method="ReCLIP", proposals="det:mattnet") == 59.01
