@@ -1,0 +1,1 @@
+"""The bundled miniature vision-language model: its pretraining corpus and training loop."""
