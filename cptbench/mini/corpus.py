@@ -69,7 +69,8 @@ def sample_item(seed: int, index: int, settings: CorpusSettings, n_objects: int 
     return render_scene(scene), caption(scene, rng, settings)
 
 
-def _colour_free(scene: Scene, i: int) -> list[str]:
+def colour_free_expressions(scene: Scene, i: int) -> list[str]:
+    """Expressions that identify object ``i`` uniquely without naming its colour."""
     colour = scene.objects[i].colour
     return [e for e in valid_expressions(scene, i) if colour not in e.split()]
 
@@ -80,7 +81,7 @@ def caption(scene: Scene, rng: np.random.Generator, settings: CorpusSettings) ->
     for i in order[: int(rng.integers(1, settings.statements + 1))]:
         i = int(i)
         obj = scene.objects[i]
-        exprs = _colour_free(scene, i)
+        exprs = colour_free_expressions(scene, i)
         kind = rng.random()
         if exprs and kind < 0.55:
             parts.append(f"{exprs[rng.integers(len(exprs))]} is {obj.colour}")
