@@ -48,10 +48,9 @@ trains it in place). Calling ``fit`` again restarts from the pre-trained weights
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Hashable, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
@@ -62,6 +61,7 @@ from cptbench.sampling import rng_for
 
 from .candidate_head import candidate_loss, new_head
 from .region_pool import box_geometry, overlap_weights, pad_boxes, pool_patches
+from cptbench.images import LRUCache, load_rgb
 from cptbench.optim import (MAX_BATCH, adamw_with_schedule, batch_order, effective_batch_size, parameter_groups,
                             seeded_torch_rng, warmup_steps)
 
@@ -102,36 +102,6 @@ def _number(v: Any) -> bool:
 
 
 # ----------------------------------------------------------------------------------------- helpers
-class _LRU:
-    """A small bounded cache; the least recently used entry goes first."""
-
-    def __init__(self, capacity: int):
-        self.capacity = max(0, int(capacity))
-        self._data: OrderedDict[Hashable, Any] = OrderedDict()
-
-    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
-        if key in self._data:
-            self._data.move_to_end(key)
-            return self._data[key]
-        value = make()
-        if self.capacity:
-            self._data[key] = value
-            while len(self._data) > self.capacity:
-                self._data.popitem(last=False)
-        return value
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-
-def _load_rgb(path: str | Path) -> np.ndarray:
-    """An image file as uint8 RGB (H, W, 3), stored pixel order (COCO's annotation frame)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
-
-
 @dataclass(frozen=True)
 class _Item:
     """A training expression as kept after ``fit`` starts: the example and the target index only."""
@@ -161,7 +131,7 @@ class _CandidateScorer(Method):
         self._injected = False
         self._snapshot: dict | None = None
         self._dirty = False
-        self._images = _LRU(self.image_cache_size)
+        self._images = LRUCache(self.image_cache_size)
         self._head = None
         self._truncated: set[str] = set()
         self._fallbacks = {"train": 0, "predict": 0}
@@ -203,10 +173,10 @@ class _CandidateScorer(Method):
     # -- inputs -----------------------------------------------------------------------------------
     def _image(self, adapter, path: Path):
         def make():
-            arr = _load_rgb(path)
+            arr = load_rgb(path)
             return adapter.prepare_image(arr), (int(arr.shape[1]), int(arr.shape[0]))
 
-        return self._images.get(str(path), make)
+        return self._images.get_or_create(str(path), make)
 
     def _text(self, adapter, expression: str) -> str:
         text = " ".join(str(expression).split())

@@ -256,8 +256,8 @@ def test_training_loss_falls_and_backbone_frozen_only_for_probe(tmp_path, cls):
 
 def test_fit_sees_only_training_images_and_keeps_no_labels(tmp_path, monkeypatch):
     loaded = []
-    real = ftmod._load_rgb
-    monkeypatch.setattr(ftmod, "_load_rgb", lambda p: loaded.append(Path(p)) or real(p))
+    real = ftmod.load_rgb
+    monkeypatch.setattr(ftmod, "load_rgb", lambda p: loaded.append(Path(p)) or real(p))
     train = train_set(tmp_path, 3)
     evals = [ex for ex, _ in make_examples(tmp_path, 4, start=100, split="val")]  # labels dropped here
     m = method(FineTuneMethod, FakeAdapter(), steps=3)

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..examples import Example
+from ..images import LRUCache, load_rgb
 
 DEFAULT_ALPHA = 127 / 255
 MODES = ("block", "mask")
@@ -202,42 +201,6 @@ def blend_color(orig, rgb, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ caches
-class LRUCache:
-    """A small bounded mapping; the least recently used entry goes first."""
-
-    def __init__(self, capacity: int):
-        self.capacity = max(0, int(capacity))
-        self._data: OrderedDict[Hashable, Any] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-
-    def get_or_create(self, key: Hashable, factory: Callable[[], Any]) -> Any:
-        if key in self._data:
-            self.hits += 1
-            self._data.move_to_end(key)
-            return self._data[key]
-        self.misses += 1
-        value = factory()
-        if self.capacity:
-            self._data[key] = value
-            while len(self._data) > self.capacity:
-                self._data.popitem(last=False)
-        return value
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def clear(self) -> None:
-        self._data.clear()
-
-
-def load_rgb(path: str | Path) -> np.ndarray:
-    """An image file as a uint8 RGB array ``(H, W, 3)`` (stored pixel order, no EXIF rotation,
-    matching COCO's annotation coordinates)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
 def boxes_digest(boxes: np.ndarray) -> str:
