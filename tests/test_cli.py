@@ -62,22 +62,23 @@ def test_run_then_leaderboard(toy):
     assert r.exit_code == 0, r.output
     assert "toyref (proposals: gt)" in r.output and "oracle*" in r.output
     lines = (res / "runs.jsonl").read_text().splitlines()
-    assert len(lines) == 3 * 2 * 3 + 3 * 3  # random: 3 k x 2 seeds x 3 splits; oracle (deterministic): 1 seed per k
+    # random and oracle do not train: one k (the smallest); random: 2 seeds, oracle (deterministic): 1; 3 splits
+    assert len(lines) == 2 * 3 + 1 * 3
     rec = json.loads(lines[0])
     for key in ("task", "split", "method", "model", "proposals", "shots", "seed", "accuracy", "n", "n_correct",
                 "n_invalid", "seconds", "manifest_sha256", "versions", "git_revision"):
         assert key in rec
     oracle = [json.loads(l) for l in lines if json.loads(l)["method"] == "oracle"]
     assert all(o["accuracy"] == 100.0 for o in oracle)  # gt proposals: recall 100%
-    manifest = json.loads((res / "splits" / "toyref" / "k2_s1.json").read_text())
-    assert len(manifest["examples"]) == 2 and len(manifest["sha256"]) == 64
+    manifest = json.loads((res / "splits" / "toyref" / "k0_s1.json").read_text())
+    assert manifest["examples"] == [] and len(manifest["sha256"]) == 64
     for f in ("leaderboard.csv", "leaderboard_wide.csv", "leaderboard.md"):
         assert (res / f).is_file()
     (res / "leaderboard.csv").unlink()
     r2 = CliRunner().invoke(cli, ["leaderboard", "--results", str(res)])
     assert r2.exit_code == 0 and (res / "leaderboard.csv").is_file()
     # re-running skips finished runs
-    r3 = CliRunner().invoke(cli, ["run", "-m", "random", "-k", "1", "--seeds", "0", "-t", "toyref", "--data-root", str(root), "--results", str(res)])
+    r3 = CliRunner().invoke(cli, ["run", "-m", "random", "-k", "0", "--seeds", "0", "-t", "toyref", "--data-root", str(root), "--results", str(res)])
     assert r3.exit_code == 0 and "0 new runs" in r3.output
     assert len((res / "runs.jsonl").read_text().splitlines()) == len(lines)
 

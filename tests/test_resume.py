@@ -1,5 +1,6 @@
 """An interrupted run resumes with nothing lost or duplicated (Ctrl-C and kill -9)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -60,7 +61,7 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(env):
     clean = tmp / "clean"
     subprocess.run([sys.executable, str(HERE / "slow_cli.py"), *cli_args(root, clean)], env=e, check=True, capture_output=True)
     expected = comparable(clean)
-    assert len(expected) == (1 + 2 * 2) * 3 + 3 * 2 * 3  # slow-random: k0 x1 seed + k1,k2 x2 seeds; random: 3 k x 2 seeds; 3 splits
+    assert len(expected) == (1 + 2 * 2) * 3 + 2 * 3  # slow-random: k0 x1 seed + k1,k2 x2 seeds; random (no training): k0 x 2 seeds; 3 splits
 
     interrupted = tmp / "interrupted"
     rng = np.random.default_rng(0)
@@ -79,6 +80,8 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(env):
     assert len(lines) == len({r["run_id"] for r in lines}) == len(expected)  # no duplicates, none lost
     assert comparable(interrupted) == expected
     assert not list((interrupted / "predictions").glob("*.partial.jsonl"))
+    manifest = json.loads((interrupted / "splits" / "toyref" / "k2_s1.json").read_text())
+    assert len(manifest["examples"]) == 2 and len(manifest["sha256"]) == 64
 
 
 def test_ctrl_c_mid_run_resumes_from_partial_predictions(env):
