@@ -37,8 +37,19 @@ set, by batch order; the same seed always gives the same model (on CPU). Zero-sh
 leaves the head untrained at that fixed init, reported as ``"head": "untrained"``.
 
 ``ft`` trains every backbone weight (backbone in train mode during ``fit``); ``ft-head`` sets
-``requires_grad = False`` on the backbone, keeps it in eval mode and computes the training
-expressions' representations once, under ``no_grad``, before training the head on them.
+``requires_grad = False`` on the backbone and keeps it in eval mode. Its candidate representations
+are then a pure function of (image, expression, candidate boxes): they are computed under
+``no_grad`` and kept in a bounded LRU keyed by exactly that, so the training expressions go through
+the backbone once per ``fit`` (not once per step) and a repeated (image, expression) is never
+recomputed by the same method object (``fit`` for another seed, or ``predict`` of the same
+examples again).
+
+Caches and counters
+-------------------
+Prepared (unpainted) images are kept per image path in a bounded LRU (``image_cache_size``).
+``describe()["pooling_fallbacks"]`` counts candidates that took the nearest-patch fallback:
+``train`` over the usable training expressions of the last ``fit`` (each once, however many steps
+see it), ``predict`` over the expressions predicted since that ``fit``.
 
 The backbone is loaded lazily with ``cptbench.models.loading.load_adapter(context.model,
 context.device)``; tests may inject a ready adapter as ``context.extra["adapter"]`` (``ft`` then
@@ -56,17 +67,14 @@ import numpy as np
 
 from cptbench.boxes import iou_matrix
 from cptbench.examples import Example, TrainExample
+from cptbench.images import LRUCache, load_rgb
 from cptbench.methods import Method, MethodContext
+from cptbench.optim import (MAX_BATCH, adamw_with_schedule, batch_order, effective_batch_size, parameter_groups,
+                            seeded_torch_rng, warmup_steps)
 from cptbench.sampling import rng_for
 
 from .candidate_head import candidate_loss, new_head
 from .region_pool import box_geometry, overlap_weights, pad_boxes, pool_patches
-from cptbench.images import LRUCache, load_rgb
-from cptbench.optim import (MAX_BATCH, adamw_with_schedule, batch_order, effective_batch_size, parameter_groups,
-                            seeded_torch_rng, warmup_steps)
-
-#: the budget rule's cap on the batch size (batch = k, at most this)
-
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,21 @@ class _Item:
     target: int
 
 
+class _Slot:
+    """A feature-cache entry, filled after the batch that computes it."""
+
+    __slots__ = ("value", "fallbacks")
+
+    def __init__(self):
+        self.value = None
+        self.fallbacks = 0
+
+
+def _feature_key(ex: Example) -> tuple:
+    boxes = np.ascontiguousarray(ex.boxes, dtype=np.float64)
+    return str(ex.image_path), " ".join(str(ex.expression).split()), boxes.shape, boxes.tobytes()
+
+
 # ------------------------------------------------------------------------------------------ method
 class _CandidateScorer(Method):
     """Common code of ``ft`` and ``ft-head``; ``train_backbone`` is the one difference."""
@@ -121,6 +144,8 @@ class _CandidateScorer(Method):
     train_backbone: ClassVar[bool] = True
     #: prepared (unpainted) images kept per image path
     image_cache_size: ClassVar[int] = 32
+    #: ft-head only: candidate representations kept per (image, expression, candidate boxes)
+    feature_cache_size: ClassVar[int] = 512
 
     def __init__(self, config: FineTuneConfig, context: MethodContext):
         super().__init__(config, context)
@@ -132,6 +157,7 @@ class _CandidateScorer(Method):
         self._snapshot: dict | None = None
         self._dirty = False
         self._images = LRUCache(self.image_cache_size)
+        self._features = LRUCache(0 if self.train_backbone else self.feature_cache_size)
         self._head = None
         self._truncated: set[str] = set()
         self._fallbacks = {"train": 0, "predict": 0}
@@ -192,8 +218,9 @@ class _CandidateScorer(Method):
                 return cut
             keep -= 1
 
-    def _represent(self, adapter, examples: Sequence[Example], stage: str):
-        """Candidate representations (B, N, 2H+7) and their validity (B, N) for a batch."""
+    def _represent(self, adapter, examples: Sequence[Example]):
+        """Candidate representations (B, N, 2H+7), their validity (B, N) and which candidates took
+        the nearest-patch pooling fallback (B, N) for a batch."""
         import torch
 
         prepared, sizes = zip(*(self._image(adapter, ex.image_path) for ex in examples))
@@ -204,11 +231,33 @@ class _CandidateScorer(Method):
         device = patches.device
         boxes, valid = pad_boxes([ex.boxes for ex in examples], device)
         weights, fallback = overlap_weights(feats.patch_boxes, feats.patch_valid, boxes, valid)
-        self._fallbacks[stage] += int(fallback.sum())
         region = pool_patches(patches, weights)
         cls = feats.pooled.float()[:, None, :].expand(-1, region.shape[1], -1)
         geom = box_geometry(boxes, torch.tensor(sizes, dtype=torch.float32, device=device))
-        return torch.cat([region, cls, geom], dim=-1), valid
+        return torch.cat([region, cls, geom], dim=-1), valid, fallback
+
+    def _frozen(self, adapter, examples: Sequence[Example], stage: str) -> list:
+        """ft-head: each example's ``(n_i, 2H+7)`` representation, computed under ``no_grad`` in
+        batches of ``eval_batch_size`` and cached per (image, expression, candidate boxes)."""
+        import torch
+
+        slots = [self._features.get_or_create(_feature_key(ex), _Slot) for ex in examples]
+        todo, seen = [], set()
+        for i, slot in enumerate(slots):
+            if slot.value is None and id(slot) not in seen:
+                seen.add(id(slot))
+                todo.append(i)
+        bs = max(1, int(self.context.eval_batch_size))
+        with torch.no_grad():
+            for start in range(0, len(todo), bs):
+                chunk = todo[start:start + bs]
+                reps, _, fallback = self._represent(adapter, [examples[i] for i in chunk])
+                for row, i in enumerate(chunk):
+                    n = examples[i].n_candidates
+                    slots[i].fallbacks = int(fallback[row, :n].sum())
+                    slots[i].value = reps[row, :n].detach().clone()  # not a view: the batch is freed
+        self._fallbacks[stage] += sum(slot.fallbacks for slot in slots)
+        return [slot.value for slot in slots]
 
     def _items(self, train: Sequence[TrainExample]) -> list[_Item]:
         convention = self.context.extra.get("iou_convention", "inclusive")
@@ -235,7 +284,7 @@ class _CandidateScorer(Method):
     def fit(self, train: Sequence[TrainExample], seed: int) -> None:
         cfg = self.config
         self.losses = []
-        self._fallbacks["train"] = 0
+        self._fallbacks = {"train": 0, "predict": 0}
         self._info = {"head": "untrained"}
         items = self._items(train)
         adapter = self._pretrained_backbone()
@@ -263,7 +312,8 @@ class _CandidateScorer(Method):
         groups += parameter_groups([head], cfg.weight_decay, cfg.head_lr or cfg.lr)
         optimizer, scheduler = adamw_with_schedule(groups, cfg.lr, cfg.steps, cfg.warmup)
         targets = torch.tensor([it.target for it in items], dtype=torch.long, device=adapter.device)
-        frozen = None if self.train_backbone else self._frozen_representations(adapter, items)
+        frozen = None if self.train_backbone else self._frozen(adapter, [it.example for it in items], "train")
+        fallbacks: dict[int, int] = {}  # ft: per training item, counted the first time it is seen
         order = batch_order(len(items), bs, cfg.steps, rng_for("cptbench_baselines.finetune", "batches", int(seed)))
         progress = self.context.progress
         stage = f"{self.name or 'ft'} fit"
@@ -275,7 +325,9 @@ class _CandidateScorer(Method):
             with seeded_torch_rng(cfg.model_seed, adapter.device):
                 for step, idx in enumerate(order):
                     if frozen is None:
-                        reps, valid = self._represent(adapter, [items[i].example for i in idx], "train")
+                        reps, valid, fallback = self._represent(adapter, [items[i].example for i in idx])
+                        for row, i in enumerate(idx):
+                            fallbacks.setdefault(i, int(fallback[row].sum()))
                     else:
                         reps, valid = self._stack([frozen[i] for i in idx], adapter.device)
                     loss = candidate_loss(head(reps), valid, targets[torch.as_tensor(idx, device=targets.device)])
@@ -288,19 +340,7 @@ class _CandidateScorer(Method):
         finally:
             adapter.model.eval()
             head.eval()
-
-    def _frozen_representations(self, adapter, items: list[_Item]) -> list:
-        """Each training expression's (n_i, D) representation, computed once under no_grad."""
-        import torch
-
-        out = []
-        bs = max(1, int(self.context.eval_batch_size))
-        with torch.no_grad():
-            for start in range(0, len(items), bs):
-                chunk = [it.example for it in items[start:start + bs]]
-                reps, _ = self._represent(adapter, chunk, "train")
-                out += [reps[row, :ex.n_candidates].detach() for row, ex in enumerate(chunk)]
-        return out
+            self._fallbacks["train"] += sum(fallbacks.values())
 
     @staticmethod
     def _stack(reps: list, device):
@@ -349,7 +389,12 @@ class _CandidateScorer(Method):
         with torch.no_grad():
             for start in range(0, len(todo), bs):
                 chunk = todo[start:start + bs]
-                reps, _ = self._represent(adapter, [examples[i] for i in chunk], "predict")
+                batch = [examples[i] for i in chunk]
+                if self.train_backbone:
+                    reps, _, fallback = self._represent(adapter, batch)
+                    self._fallbacks["predict"] += int(fallback.sum())
+                else:
+                    reps, _ = self._stack(self._frozen(adapter, batch, "predict"), adapter.device)
                 logits = head(reps).float().cpu().numpy()
                 for row, i in enumerate(chunk):
                     out[i] = logits[row, :examples[i].n_candidates].astype(np.float64)

@@ -6,7 +6,8 @@ entry-point group.
 
 * ``shots``: 0 for zero-shot rows, ``full`` for the fully supervised reference (MDETR);
 * ``proposals``: ``det:mattnet`` (MAttNet's Mask R-CNN detections), ``gt`` (all COCO annotations
-  of the image), or ``none`` for MDETR, which regresses boxes instead of ranking proposals;
+  of the image), or ``n/a (predicts boxes)`` for MDETR, which regresses boxes instead of ranking
+  proposals;
 * ``source``: the paper and table the number was read from.
 """
 

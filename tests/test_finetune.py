@@ -1,8 +1,9 @@
 """The fine-tuning baselines (``ft``, ``ft-head``): region pooling, schedule, training, seeds, label
-isolation, and (with the tiny ViLT) an end-to-end run through the harness."""
+isolation, the ft-head feature cache, and (with the tiny ViLT) an end-to-end CLI run on synthref."""
 
 from __future__ import annotations
 
+import json
 import math
 import zlib
 from pathlib import Path
@@ -10,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from PIL import Image
 from torch import nn
 
+from cptbench.cli.main import cli
 from cptbench.examples import Example, Label, TrainExample
 from cptbench.methods import MethodContext
 from cptbench.methods.base import ConfigError, parse_config
@@ -21,6 +24,16 @@ from cptbench_baselines import finetune as ftmod
 from cptbench_baselines.candidate_head import new_head
 from cptbench_baselines.finetune import FineTuneConfig, FineTuneMethod, LinearProbeMethod
 from cptbench_baselines.region_pool import box_geometry, overlap_weights, pad_boxes, pool_patches
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """The models here are tiny: intra-op threads only add contention on shared CI cores (measured:
+    a 40-step fit took 5x longer with 2 threads on a busy 2-core box). Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 # ------------------------------------------------------------------------------------ fake adapter
 PATCH = 16
@@ -322,6 +335,38 @@ def test_zero_shot_is_the_untrained_fixed_head(tmp_path):
         np.testing.assert_allclose(x, y, atol=1e-6)
 
 
+def test_probe_features_cached_per_image_and_expression(tmp_path):
+    adapter = FakeAdapter()
+    train = train_set(tmp_path, 4)
+    evals = [ex for ex, _ in make_examples(tmp_path, 2, start=70)]
+    m = method(LinearProbeMethod, adapter, steps=5)
+    m.fit(train, seed=0)
+    assert len(adapter.texts_seen) == 4  # once per training expression, not once per step
+    first = np.concatenate(m.predict(evals))
+    m.fit(train, seed=1)  # another seed, same expressions: no backbone pass
+    m.predict(evals)
+    m.predict(evals)
+    assert len(adapter.texts_seen) == 4 + 2
+    # a cached representation scores exactly as a freshly computed one
+    fresh = method(LinearProbeMethod, FakeAdapter(), steps=5)
+    fresh.fit(train, seed=0)
+    np.testing.assert_allclose(first, np.concatenate(fresh.predict(evals)), atol=1e-6)
+    # ft recomputes: its backbone changes every step
+    ft_adapter = FakeAdapter()
+    method(FineTuneMethod, ft_adapter, steps=5, batch_size=2).fit(train, seed=0)
+    assert len(ft_adapter.texts_seen) == 5 * 2
+
+
+def test_pooling_fallbacks_counted_once_per_candidate(tmp_path):
+    (ex, lab), = make_examples(tmp_path, 1)
+    outside = Example(**{**vars(ex), "boxes": np.vstack([ex.boxes, [[60.0, 0, 70, 10]]])})  # right of the image
+    for cls in (FineTuneMethod, LinearProbeMethod):
+        m = method(cls, FakeAdapter(), steps=4)
+        m.fit([TrainExample(outside, lab)], seed=0)
+        m.predict([outside, ex])
+        assert m.describe()["pooling_fallbacks"] == {"train": 1, "predict": 1}, cls
+
+
 def test_edge_cases_skip_truncate_and_empty_candidates(tmp_path):
     (ex0, lab0), (ex1, lab1), (ex2, lab2) = make_examples(tmp_path, 3)
     no_cands = Example(**{**vars(ex1), "boxes": np.zeros((0, 4))})
@@ -355,42 +400,50 @@ def test_save_weights(tmp_path):
 
 
 # -------------------------------------------------------------------------- tiny ViLT (real adapter)
-@pytest.fixture(scope="module")
-def tiny_vilt(tmp_path_factory):
-    pytest.importorskip("cptbench.models.tiny")
-    from cptbench.models.tiny import build_tiny_model
-
-    return build_tiny_model("vilt", tmp_path_factory.mktemp("tiny") / "vilt",
-                            words=["thing", "number", "variant", "left", "middle", "right"])
-
-
 @pytest.mark.parametrize("cls", [FineTuneMethod, LinearProbeMethod], ids=["ft", "ft-head"])
-def test_tiny_vilt_trains(tmp_path, tiny_vilt, cls):
-    ctx = MethodContext(model=str(tiny_vilt), extra={"iou_convention": "inclusive"})
+def test_tiny_vilt_trains(tmp_path, tiny_vilt_dir, cls):
+    from cptbench.models.loading import load_adapter
+
+    adapter = load_adapter(str(tiny_vilt_dir))
+    before = weights_of(adapter.model)
+    ctx = MethodContext(model=str(tiny_vilt_dir), extra={"adapter": adapter, "iou_convention": "inclusive"})
     m = cls(FineTuneConfig(steps=12, lr=1e-3, warmup=0.0), ctx)
     m.fit(train_set(tmp_path, 4), seed=0)
-    assert np.mean(m.losses[-3:]) < m.losses[0]
+    assert np.mean(m.losses[-3:]) < m.losses[0], m.losses
+    after = weights_of(adapter.model)
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert (not changed) if cls is LinearProbeMethod else len(changed) > len(before) // 2
     scores = m.predict([ex for ex, _ in make_examples(tmp_path, 2, start=10)])
     assert [s.shape for s in scores] == [(3,), (3,)]
 
 
-def test_tiny_vilt_end_to_end_through_the_harness(tmp_path, tiny_vilt):
-    from cptbench.runner import Runner, RunRequest, plan
-    from cptbench.store import ResultsStore
-    from cptbench.taskspec import load_task_card
-    from refer_fixture import write_refer_fixture, write_task_card
-
-    root = write_refer_fixture(tmp_path / "data")
-    task = load_task_card(write_task_card(tmp_path / "cards"))
-    request = RunRequest(tasks=[task], methods=["ft", "ft-head"], shots=[1, 2], seeds=[0, 1], model=str(tiny_vilt),
-                         options={"steps": 5}, data_root=str(root))
-    records = Runner(request, ResultsStore(tmp_path / "res")).run(plan(request))
-    assert len(records) == 2 * 2 * 2 * 3  # methods x k x seeds x splits
-    for r in records:
-        assert 0.0 <= r["accuracy"] <= 100.0 and r["n"] > 0
-        info = r["method_info"]
-        assert info["head"] == "trained" and info["steps"] == 5 and info["batch_size"] == r["shots"]
-        assert r["method_config"]["steps"] == 5
+def test_cli_end_to_end_on_synthref_beside_cpt(tmp_path, tiny_vilt_dir, synthref_cache, monkeypatch):
+    monkeypatch.setenv("CPTBENCH_CACHE", str(synthref_cache))
+    monkeypatch.delenv("CPTBENCH_TASKS_PATH", raising=False)
+    res = tmp_path / "res"
+    common = ["--model", str(tiny_vilt_dir), "--set", "steps=3", "--limit", "6", "--results", str(res)]
+    r = CliRunner().invoke(cli, ["run", "-m", "cpt", "-k", "1", "--seeds", "0", *common])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["run", "-m", "ft", "-m", "ft-head", "-k", "1,2", "--seeds", "0,1", *common])
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(line) for line in (res / "runs.jsonl").read_text().splitlines()]
+    ft_recs = [rec for rec in recs if rec["method"] in ("ft", "ft-head")]
+    splits = {rec["split"] for rec in recs}
+    assert len(ft_recs) == 2 * 2 * 2 * len(splits)  # methods x k x seeds x splits
+    for rec in ft_recs:
+        info = rec["method_info"]
+        assert rec["n"] == 6 and rec["n_invalid"] == 0 and rec["method_config"]["steps"] == 3
+        assert info["head"] == "trained" and info["steps"] == 3 and info["batch_size"] == rec["shots"]
+        assert info["k"] == rec["shots"] and not rec["uses_eval_labels"]
+    # same (k, seed) -> same training subset for ft and cpt
+    manifests = {(rec["method"], rec["shots"], rec["seed"]): rec["manifest_sha256"] for rec in recs}
+    assert manifests[("ft", 1, 0)] == manifests[("ft-head", 1, 0)] == manifests[("cpt-blk", 1, 0)]
+    r = CliRunner().invoke(cli, ["leaderboard", "--results", str(res)])
+    assert r.exit_code == 0, r.output
+    assert all(name in r.output for name in ("cpt-blk", "ft-head", " ft "))
+    board = (res / "leaderboard.csv").read_text().splitlines()
+    rows = {tuple(line.split(",")[2:6:3]) for line in board[1:]}  # (method, shots)
+    assert rows == {("cpt-blk", "1"), ("ft", "1"), ("ft", "2"), ("ft-head", "1"), ("ft-head", "2")}
 
 
 def test_head_init_is_fixed_and_leaves_global_rng_alone():

@@ -1,6 +1,5 @@
 """Published reference rows: the protocol's numbers, shown beside measured rows, never mixed."""
 
-import pytest
 from click.testing import CliRunner
 
 from cptbench.cli.main import cli
@@ -22,6 +21,12 @@ def test_rows_carry_the_protocol_numbers():
     assert find(rows, task="refcoco", split="testB", method="random", proposals="det:mattnet") == 19.20
     assert find(rows, task="refcoco+", split="testB", method="CPT-adapted", proposals="gt") == 28.74
     assert find(rows, task="refcocog", split="val", method="MDETR") == 83.35
+    assert find(rows, task="refcoco+", split="testA", method="Red Circle", proposals="det:mattnet") == 63.9
+    assert find(rows, task="refcoco", split="testB", method="Alpha-CLIP in ReCLIP", proposals="det:mattnet") == 50.3
+    assert find(rows, task="refcocog", split="val", method="ReCLIP", proposals="gt") == 68.08
+    assert find(rows, task="refcoco", split="val", method="CPT-adapted", proposals="det:mattnet") == 23.16
+    assert {r["proposals"] for r in rows} == {"det:mattnet", "gt", "n/a (predicts boxes)"}
+    assert {r["shots"] for r in rows if r["method"] == "MDETR"} == {"full"}
     assert all(r["proposals"] for r in rows) and all(r["source"] for r in rows)
     # the CPT paper's few-shot table could not be verified: no few-shot published rows
     assert {str(r["shots"]) for r in rows} <= {"0", "full"}
@@ -36,11 +41,12 @@ def test_tables_are_marked_published_with_their_proposal_setting():
 def test_leaderboard_published_prints_both(tmp_path, synthref_cache, monkeypatch):
     monkeypatch.setenv("CPTBENCH_CACHE", str(synthref_cache))
     res = tmp_path / "res"
-    r = CliRunner().invoke(cli, ["run", "-m", "random", "-k", "0", "--seeds", "0", "--limit", "5", "--results", str(res)])
+    r = CliRunner().invoke(cli, ["run", "-m", "random", "-k", "0", "--seeds", "0", "--limit", "5",
+                                 "--results", str(res)])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(cli, ["leaderboard", "--results", str(res), "--published"])
     assert r.exit_code == 0, r.output
     assert "synthref (proposals: gt" in r.output and "PUBLISHED (not measured here)" in r.output
-    assert "det:mattnet" in r.output
+    assert "det:mattnet" in r.output and "proposals gt" in r.output
     # published numbers never enter the measured CSV
     assert "ReCLIP" not in (res / "leaderboard.csv").read_text()
