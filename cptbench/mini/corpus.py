@@ -1,92 +1,249 @@
-"""The pretraining corpus of the bundled model: scenes like synthref's, with captions.
+"""The pretraining corpus of the bundled model: scenes like synthref's, described in words.
 
 Images come from their own scene stream (``scene_rng(seed, "pretrain", i)``), never the
-benchmark's. Captions describe the scene in words, the way COCO captions describe COCO images:
+benchmark's (synthref's streams are named after its splits). Each image gets several captions
+that describe the scene the way COCO captions describe COCO images:
 
-* statements that bind a colour to an object described by shape, size and position:
-  ``"the big circle on the left is blue"``;
-* questions and answers: ``"what color is the small square at the top ? green"``;
-* object lists: ``"a small blue circle on the left and a big gray square"``.
+* colour statements about an object described by shape, size and position:
+  ``"the big circle on the left is blue ."``;
+* questions and answers: ``"what color is the small square at the top ? green ."``;
+* position statements about an object described by its attributes:
+  ``"the small blue circle is on the left ."``;
+* object lists: ``"a small blue circle on the left and a big gray square ."``.
 
-No boxes, no region labels, and never the CPT template (``"... is in [MASK] color"``): grounding is
-not taught directly. Colour words appear because objects have those colours.
+A caption joins one or two such parts. Every description is true of the image and names its
+object uniquely (synthref's expression grammar and semantics, :mod:`cptbench.data.scenes`). There
+are no boxes, no region labels and never the CPT template (``"... is in [MASK] color"``): grounding
+is not taught directly. Colour words appear because objects have those colours.
 
-Red objects exist in these images (the benchmark's palette avoids red so that CPT's paint stays
-distinguishable): they come in varied shades of red, half of them a translucent red laid over
-another colour (alpha 0.35-0.8), so "red" covers reddish tints. This colour augmentation is the
-one thing here chosen with CPT's paint in mind; it is stated in the model card.
+Red objects exist here although synthref's palette avoids red (CPT paints candidates red, and the
+benchmark keeps its objects distinguishable from the paint), in varied shades: a plain red, or a
+translucent red laid over the object's own palette colour (alpha drawn from
+:attr:`CorpusSettings.tint_alpha`), so that "red" also covers a red tint over any colour.
+
+Scenes come in pairs (:func:`sample_pair_scene`): the same layout twice, with the red on a
+different object in each variant, and the same captions but for the colour words. Asked about one
+of the two focal objects, the answer is "red" in one variant and the object's own colour in the
+other, so "something in the image is red" does not predict the word; only the colour of the
+described object does. (The counterfactual of a caption, the way image-text matching with
+attribute-swapped negatives works, but through the masked-LM loss alone.)
+
+The red shades and the pairing are the two choices made here with CPT's paint in mind; the model
+card states them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Callable, Sequence
 
 import numpy as np
 
-from ..data.scenes import (COLOURS, PALETTE, SHAPES, SIZES, POSITIONS, Scene, object_phrase, render_scene,
-                           sample_scene, scene_rng, valid_expressions)
+from ..data.scenes import (ABSOLUTE_SIDE, COLOURS, PALETTE, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, Scene,
+                           SceneObject, object_phrase, render_scene, sample_scene, scene_rng, valid_expressions)
 
 RED = "red"
-CAPTION_WORDS = ("is", "what", "color", "?", ".", RED)
-# words the model must also know as single tokens for CPT's templates and scoring
+#: every colour word of the corpus (the benchmark's palette plus red)
+COLOUR_WORDS: tuple[str, ...] = (*COLOURS, RED)
+#: words the captions use beyond synthref's expression vocabulary
+CAPTION_WORDS = ("is", "what", "color", "?", ".")
+#: words CPT's templates and few-shot scoring need as single tokens (``in`` and ``none`` never
+#: occur in the captions; they are in the vocabulary only so that prompts tokenize)
 PROMPT_WORDS = ("in", "none", "color", "is", ".")
+
+CAPTION_KINDS = ("colour", "question", "position", "list")
 
 
 def vocabulary() -> list[str]:
-    words = {"the", "a", "and", "on", "at", *SHAPES, *COLOURS, *SIZES, *POSITIONS, *CAPTION_WORDS, *PROMPT_WORDS}
+    """The corpus' words (sorted); the tokenizer adds the special tokens in front."""
+    words = {"the", "a", "and", "on", "at", *SHAPES, *COLOUR_WORDS, *SIZES, *POSITIONS, *CAPTION_WORDS, *PROMPT_WORDS}
     return sorted(words)
 
 
 @dataclass(frozen=True)
 class CorpusSettings:
     image_size: int = 64
-    min_objects: int = 2
+    min_objects: int = 1
     max_objects: int = 8
-    p_single: float = 0.25  # share of one-object scenes (colour is learnt first where it is unambiguous)
-    p_red: float = 0.2  # chance an object is made red
-    p_tint: float = 0.5  # chance a red object is a translucent red over another colour
-    statements: int = 2  # caption parts per image (1..statements)
+    p_twins: float = 0.35  # chance a scene of 3+ objects holds look-alikes (only position tells them apart)
+    p_red_scene: float = 0.6  # chance a pair of scenes holds a red object
+    p_tint: float = 0.8  # chance a red object is a translucent red over its own colour (else a plain red)
+    tint_alpha: tuple[float, float] = (0.35, 0.7)
+    p_ask_focal: float = 0.6  # chance a colour statement / question is about one of the pair's two focal objects
+    captions_per_image: int = 4
+    max_parts: int = 2  # parts per caption: 1..max_parts
+    max_words: int = 36  # a caption of two parts longer than this keeps its first part only
+    #: relative weights of the caption kinds (colour, question, position, list)
+    kind_weights: tuple[float, float, float, float] = (0.4, 0.2, 0.15, 0.25)
 
 
-def _redden(obj, rng: np.random.Generator, p_tint: float):
-    red = np.array([rng.integers(190, 256), rng.integers(0, 50), rng.integers(0, 60)], dtype=np.float64)
-    if rng.random() < p_tint:
-        base = np.asarray(PALETTE[COLOURS[rng.integers(len(COLOURS))]], dtype=np.float64)
-        alpha = rng.uniform(0.35, 0.8)
-        red = (1 - alpha) * base + alpha * red
-    return replace(obj, colour=RED, rgb=tuple(int(round(v)) for v in red))
+# ------------------------------------------------------------------------------------------ scenes
+def _red_rgb(rng: np.random.Generator, settings: CorpusSettings) -> Callable[[Sequence[int]], tuple[int, int, int]]:
+    """A shade of red, drawn once and applied to any object's own colour: a translucent red over
+    it (probability ``p_tint``), else a plain red."""
+    tint = rng.random() < settings.p_tint
+    if tint:
+        red = np.array([rng.integers(210, 256), rng.integers(0, 31), rng.integers(0, 61)], dtype=np.float64)
+        alpha = float(rng.uniform(*settings.tint_alpha))
+    else:
+        red = np.array([rng.integers(150, 256), rng.integers(0, 51), rng.integers(0, 61)], dtype=np.float64)
+        alpha = 1.0
+
+    def over(under: Sequence[int]) -> tuple[int, int, int]:
+        rgb = (1.0 - alpha) * np.asarray(under, dtype=np.float64) + alpha * red
+        return tuple(int(v) for v in np.clip(np.rint(rgb), 0, 255))
+
+    return over
 
 
-def sample_item(seed: int, index: int, settings: CorpusSettings, n_objects: int | None = None,
-                stream: str = "pretrain") -> tuple[np.ndarray, str]:
-    """Image (uint8 HxWx3) and caption of corpus item ``index``."""
-    rng = scene_rng(seed, stream, index)
-    n = n_objects or (1 if rng.random() < settings.p_single else
-                      int(rng.integers(settings.min_objects, settings.max_objects + 1)))
-    scene = sample_scene(rng, settings.image_size, n, twins=int(rng.random() < 0.3 and n > 2))
-    objs = [(_redden(o, rng, settings.p_tint) if rng.random() < settings.p_red else o) for o in scene.objects]
-    scene = Scene(scene.image_size, scene.background, tuple(objs))
-    return render_scene(scene), caption(scene, rng, settings)
+def sample_pair_scene(rng: np.random.Generator, settings: CorpusSettings, n_objects: int,
+                      variant: int) -> tuple[Scene, tuple[int, ...]]:
+    """Variant ``variant`` (0 or 1) of a pair of scenes, and the pair's focal objects.
+
+    Both variants are drawn from the same ``rng`` state, so they share layout, shapes and
+    colours. With probability ``p_red_scene`` the pair has two focal objects ``(a, b)``: in variant
+    0 ``a`` is red, in variant 1 ``b`` is, in the same shade (a one-object scene: red in variant 0,
+    its own colour in variant 1). A caption about a focal object then says "red" in one variant and
+    the object's own colour in the other: what is red in the image decides the word, not whether
+    something red is present.
+    """
+    twins = 0
+    if n_objects >= 3 and rng.random() < settings.p_twins:
+        twins = int(rng.integers(1, 3))
+    scene = sample_scene(rng, settings.image_size, n_objects, twins=min(twins, n_objects - 1))
+    if rng.random() >= settings.p_red_scene:
+        return scene, ()
+    focal = tuple(int(j) for j in rng.choice(n_objects, size=min(2, n_objects), replace=False))
+    shade = _red_rgb(rng, settings)
+    if variant >= len(focal):
+        return scene, focal
+    objs = list(scene.objects)
+    i = focal[variant]
+    objs[i] = replace(objs[i], colour=RED, rgb=shade(objs[i].rgb))
+    return Scene(scene.image_size, scene.background, tuple(objs)), focal
 
 
-def colour_free_expressions(scene: Scene, i: int) -> list[str]:
-    """Expressions that identify object ``i`` uniquely without naming its colour."""
-    colour = scene.objects[i].colour
-    return [e for e in valid_expressions(scene, i) if colour not in e.split()]
+def render(scene: Scene) -> np.ndarray:
+    return render_scene(scene)
 
 
-def caption(scene: Scene, rng: np.random.Generator, settings: CorpusSettings) -> str:
-    parts = []
-    order = rng.permutation(len(scene.objects))
-    for i in order[: int(rng.integers(1, settings.statements + 1))]:
-        i = int(i)
-        obj = scene.objects[i]
-        exprs = colour_free_expressions(scene, i)
-        kind = rng.random()
-        if exprs and kind < 0.55:
-            parts.append(f"{exprs[rng.integers(len(exprs))]} is {obj.colour}")
-        elif exprs and kind < 0.8:
-            parts.append(f"what color is {exprs[rng.integers(len(exprs))]} ? {obj.colour}")
+# ----------------------------------------------------------------------------------- descriptions
+def _matches(obj: SceneObject, size: str | None, colour: str | None, shape: str) -> bool:
+    return obj.shape == shape and (size is None or obj.size == size) and (colour is None or obj.colour == colour)
+
+
+def unique_descriptions(scene: Scene, i: int, *, colour: bool, position: bool) -> list[str]:
+    """Descriptions (``"the small circle on the left"``) that pick object ``i`` alone.
+
+    ``colour``: whether the description may name the object's colour (it must not when the colour
+    is what the caption then states); ``position``: whether it may use a position. Red objects are
+    handled here too (synthref's grammar only knows its own palette). Without the colour, the
+    descriptions do not depend on any object's colour (so both variants of a pair get the same)."""
+    obj = scene.objects[i]
+    out = []
+    if colour and obj.colour in PALETTE:
+        mode = "any" if position else "attributes"
+        for e in valid_expressions(scene, i, mode):
+            if not colour and obj.colour in e.split():
+                continue
+            out.append(e)
+        return out
+    # the same grammar, resolved here (a colour or size narrows the set of matches)
+    for size in (None, obj.size):
+        for col in ((None, obj.colour) if colour else (None,)):
+            same = [j for j, o in enumerate(scene.objects) if _matches(o, size, col, obj.shape)]
+            words = ["the"] + ([size] if size else []) + ([col] if col else []) + [obj.shape]
+            if same == [i]:
+                out.append(" ".join(words))
+            if position:
+                out.extend(_positional(scene, i, same, words))
+    return out
+
+
+def _coord(obj: SceneObject, position: str) -> float:
+    x, y = obj.center
+    return {"left": x, "right": -x, "top": y, "bottom": -y}[position]
+
+
+def _on_side(obj: SceneObject, position: str, image_size: int) -> bool:
+    x, y = obj.center
+    lo, hi = ABSOLUTE_SIDE * image_size, (1.0 - ABSOLUTE_SIDE) * image_size
+    return {"left": x < lo, "right": x > hi, "top": y < lo, "bottom": y > hi}[position]
+
+
+_OPPOSITE = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
+
+
+def _positional(scene: Scene, i: int, same: list[int], words: list[str]) -> list[str]:
+    """Position variants of ``words`` that resolve to ``i`` alone (synthref's semantics)."""
+    from ..data.scenes import RELATIVE_MARGIN
+
+    out = []
+    objs = scene.objects
+    for pos in POSITIONS:
+        if len(same) == 1:
+            ok = _on_side(objs[i], pos, scene.image_size)
         else:
-            parts.append(object_phrase(obj, scene.image_size))
-    return " . ".join(parts)
+            coords = {j: _coord(objs[j], pos) for j in same}
+            best = min(coords.values())
+            extreme = min(j for j in same if coords[j] == best)
+            ok = (extreme == i and not _on_side(objs[i], _OPPOSITE[pos], scene.image_size)
+                  and all(coords[j] >= best + RELATIVE_MARGIN * scene.image_size for j in same if j != i))
+        if ok:
+            out.append(" ".join(words + [POSITION_PHRASES[pos]]))
+            out.append(" ".join(words[:1] + [pos] + words[1:]))
+    return out
+
+
+def sides(obj: SceneObject, image_size: int) -> list[str]:
+    return [p for p in POSITIONS if _on_side(obj, p, image_size)]
+
+
+def caption_part(scene: Scene, rng: np.random.Generator, settings: CorpusSettings, focal: Sequence[int] = ()) -> str:
+    """One description of the scene (a statement, a question and its answer, or a list); a colour
+    statement or question is about one of the ``focal`` objects with probability ``p_ask_focal``."""
+    kind = CAPTION_KINDS[int(rng.choice(len(CAPTION_KINDS), p=np.asarray(settings.kind_weights) / sum(settings.kind_weights)))]
+    n = len(scene.objects)
+    order = [int(i) for i in rng.permutation(n)]
+    ask_focal = rng.random() < settings.p_ask_focal
+    if kind in ("colour", "question") and focal and ask_focal:
+        first = int(focal[int(rng.integers(len(focal)))])
+        order = [first] + [i for i in order if i != first]
+    if kind in ("colour", "question"):
+        for i in order:
+            exprs = unique_descriptions(scene, i, colour=False, position=True)
+            if exprs:
+                e = exprs[int(rng.integers(len(exprs)))]
+                c = scene.objects[i].colour
+                return f"{e} is {c}" if kind == "colour" else f"what color is {e} ? {c}"
+    elif kind == "position":
+        for i in order:
+            where = sides(scene.objects[i], scene.image_size)
+            exprs = unique_descriptions(scene, i, colour=True, position=False)
+            if where and exprs:
+                e = exprs[int(rng.integers(len(exprs)))]
+                return f"{e} is {POSITION_PHRASES[where[int(rng.integers(len(where)))]]}"
+    k = int(rng.integers(1, min(2, n) + 1))
+    return " and ".join(object_phrase(scene.objects[i], scene.image_size) for i in sorted(order[:k]))
+
+
+def caption(scene: Scene, rng: np.random.Generator, settings: CorpusSettings, focal: Sequence[int] = ()) -> str:
+    parts = [caption_part(scene, rng, settings, focal) for _ in range(int(rng.integers(1, settings.max_parts + 1)))]
+    while len(parts) > 1 and len(" . ".join(parts).split()) + 2 > settings.max_words:
+        parts.pop()
+    return " . ".join(parts) + " ."
+
+
+def sample_item(seed: int, index: int, settings: CorpusSettings, n_objects: int,
+                stream: str = "pretrain") -> tuple[np.ndarray, list[str], Scene]:
+    """Image (uint8 HxWx3), captions and scene of corpus item ``index`` of ``stream``.
+
+    Items ``2p`` and ``2p + 1`` are the two variants of pair ``p`` (:func:`sample_pair_scene`;
+    give both the same ``n_objects``). Their captions come from one generator too, so a colour
+    statement about a focal object reads the same in both but for its colour word.
+    """
+    pair, variant = divmod(index, 2)
+    scene, focal = sample_pair_scene(scene_rng(seed, stream, pair), settings, n_objects, variant)
+    rng = scene_rng(seed, stream + "/captions", pair)
+    caps = [caption(scene, rng, settings, focal) for _ in range(settings.captions_per_image)]
+    return render_scene(scene), caps, scene

@@ -19,7 +19,7 @@ def binding_probe(adapter, n_scenes: int = 150, seed: int = 7) -> dict[str, floa
 
     from ..cpt.painting import paint
     from ..data.scenes import COLOURS, object_mask, render_scene, sample_scene, scene_rng
-    from .corpus import RED, colour_free_expressions
+    from .corpus import RED, unique_descriptions
 
     words = [RED, *COLOURS]
     ids = [adapter.word_id(w) for w in words]
@@ -28,7 +28,7 @@ def binding_probe(adapter, n_scenes: int = 150, seed: int = 7) -> dict[str, floa
         rng = scene_rng(seed, "binding-probe", i)
         scene = sample_scene(rng, 64, int(rng.integers(3, 7)))
         target = int(rng.integers(len(scene.objects)))
-        exprs = colour_free_expressions(scene, target)
+        exprs = unique_descriptions(scene, target, colour=False, position=True)
         if not exprs:
             continue
         image = render_scene(scene)
