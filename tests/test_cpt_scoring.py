@@ -14,6 +14,8 @@ ROW = np.array([2.0, -1.0, 4.0, 0.5])
 def test_resolve_rule():
     assert resolve_rule("auto", trained=False) == "logit"
     assert resolve_rule("auto", trained=True) == "ratio"
+    assert resolve_rule("auto-safe", trained=False) == "logit"
+    assert resolve_rule("auto-safe", trained=True) == "logsoftmax"
     assert resolve_rule("logsoftmax", trained=False) == "logsoftmax"
     with pytest.raises(ValueError, match="choose one of"):
         resolve_rule("softmax", trained=False)

@@ -10,7 +10,11 @@
     ``log_softmax(colour) - log_softmax("none")``, the sign-safe variant. The log-partition cancels,
     so it equals ``logit(colour) - logit("none")``; it is computed that way.
 ``auto``
-    ``logit`` for zero-shot (no training), ``ratio`` after prompt tuning.
+    ``logit`` for zero-shot (no training), ``ratio`` after prompt tuning (the release's pair).
+``auto-safe``
+    ``logit`` for zero-shot, ``logsoftmax`` after prompt tuning: the release's zero-shot rule and
+    the sign-safe few-shot one. Use it when ``logit("none")`` is not reliably positive, which is
+    visible without labels: the ``ratio`` scores of a run are then mostly negative.
 
 Scores that are not numbers (``0 / 0``) become ``-inf`` so the harness's arg-max never picks them;
 ``x / 0`` follows IEEE (``+-inf``).
@@ -22,15 +26,17 @@ from typing import Sequence
 
 import numpy as np
 
-SCORE_RULES: tuple[str, ...] = ("auto", "logit", "ratio", "logsoftmax")
+SCORE_RULES: tuple[str, ...] = ("auto", "auto-safe", "logit", "ratio", "logsoftmax")
+#: what each ``auto*`` rule stands for: (zero-shot, after prompt tuning)
+AUTO_RULES: dict[str, tuple[str, str]] = {"auto": ("logit", "ratio"), "auto-safe": ("logit", "logsoftmax")}
 
 
 def resolve_rule(rule: str, trained: bool) -> str:
-    """The concrete rule ``auto`` stands for (``logit`` zero-shot, ``ratio`` after training)."""
+    """The concrete rule an ``auto*`` rule stands for (:data:`AUTO_RULES`); others are returned as is."""
     if rule not in SCORE_RULES:
         raise ValueError(f"unknown score rule {rule!r}; choose one of {', '.join(SCORE_RULES)}")
-    if rule == "auto":
-        return "ratio" if trained else "logit"
+    if rule in AUTO_RULES:
+        return AUTO_RULES[rule][1 if trained else 0]
     return rule
 
 
@@ -41,8 +47,8 @@ def score_candidates(logits, colour_index: Sequence[int], none_index: int, rule:
     vocabulary or just the gathered colour/``none`` columns); ``colour_index[j]`` is the index of
     candidate ``j``'s colour word in it, ``none_index`` that of ``"none"``.
     """
-    if rule == "auto":
-        raise ValueError("resolve 'auto' with resolve_rule() before scoring")
+    if rule in AUTO_RULES:
+        raise ValueError(f"resolve {rule!r} with resolve_rule() before scoring")
     row = np.asarray(logits, dtype=np.float64).reshape(-1)
     colour = row[np.asarray(list(colour_index), dtype=np.int64)]
     none = row[int(none_index)]
