@@ -450,6 +450,11 @@ def _on_side(obj: SceneObject, position: str, image_size: int) -> bool:
     return {"left": x < lo, "right": x > hi, "top": y < lo, "bottom": y > hi}[position]
 
 
+def sides(obj: SceneObject, image_size: int) -> list[str]:
+    """The sides of the image (in :data:`POSITIONS` order) that ``obj``'s centre lies on."""
+    return [p for p in POSITIONS if _on_side(obj, p, image_size)]
+
+
 def resolve_expression(scene: Scene, expr: ExprParts | str) -> list[int]:
     """Indices of the objects ``expr`` can refer to (see the module docstring for the semantics).
 

@@ -39,8 +39,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..data.scenes import (ABSOLUTE_SIDE, COLOURS, PALETTE, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, Scene,
-                           SceneObject, object_phrase, render_scene, sample_scene, scene_rng, valid_expressions)
+from ..data.scenes import (COLOURS, PALETTE, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, ExprParts, Scene,
+                           expression_text, object_phrase, resolve_expression, sample_scene, scene_rng, sides,
+                           render_scene, valid_expressions)
 
 RED = "red"
 #: every colour word of the corpus (the benchmark's palette plus red)
@@ -123,80 +124,28 @@ def sample_pair_scene(rng: np.random.Generator, settings: CorpusSettings, n_obje
     return Scene(scene.image_size, scene.background, tuple(objs)), focal
 
 
-def render(scene: Scene) -> np.ndarray:
-    return render_scene(scene)
-
-
 # ----------------------------------------------------------------------------------- descriptions
-def _matches(obj: SceneObject, size: str | None, colour: str | None, shape: str) -> bool:
-    return obj.shape == shape and (size is None or obj.size == size) and (colour is None or obj.colour == colour)
-
-
 def unique_descriptions(scene: Scene, i: int, *, colour: bool, position: bool) -> list[str]:
     """Descriptions (``"the small circle on the left"``) that pick object ``i`` alone.
 
     ``colour``: whether the description may name the object's colour (it must not when the colour
-    is what the caption then states); ``position``: whether it may use a position. Red objects are
-    handled here too (synthref's grammar only knows its own palette). Without the colour, the
-    descriptions do not depend on any object's colour (so both variants of a pair get the same)."""
+    is what the caption then states); ``position``: whether it may use a position. Without the
+    colour, the descriptions do not depend on any object's colour (so both variants of a pair get
+    the same). Red objects, which synthref's palette lacks, are resolved the same way."""
     obj = scene.objects[i]
-    out = []
     if colour and obj.colour in PALETTE:
-        mode = "any" if position else "attributes"
-        for e in valid_expressions(scene, i, mode):
-            if not colour and obj.colour in e.split():
-                continue
-            out.append(e)
-        return out
-    # the same grammar, resolved here (a colour or size narrows the set of matches)
+        return valid_expressions(scene, i, "any" if position else "attributes")
+    out = []
     for size in (None, obj.size):
         for col in ((None, obj.colour) if colour else (None,)):
-            same = [j for j, o in enumerate(scene.objects) if _matches(o, size, col, obj.shape)]
-            words = ["the"] + ([size] if size else []) + ([col] if col else []) + [obj.shape]
-            if same == [i]:
-                out.append(" ".join(words))
-            if position:
-                out.extend(_positional(scene, i, same, words))
+            plain = ExprParts(obj.shape, size, col)
+            if resolve_expression(scene, plain) == [i]:
+                out.append(expression_text(plain))
+            for pos in POSITIONS if position else ():
+                if resolve_expression(scene, replace(plain, position=pos)) == [i]:
+                    out.append(expression_text(replace(plain, position=pos)))
+                    out.append(expression_text(replace(plain, position=pos, position_first=True)))
     return out
-
-
-def _coord(obj: SceneObject, position: str) -> float:
-    x, y = obj.center
-    return {"left": x, "right": -x, "top": y, "bottom": -y}[position]
-
-
-def _on_side(obj: SceneObject, position: str, image_size: int) -> bool:
-    x, y = obj.center
-    lo, hi = ABSOLUTE_SIDE * image_size, (1.0 - ABSOLUTE_SIDE) * image_size
-    return {"left": x < lo, "right": x > hi, "top": y < lo, "bottom": y > hi}[position]
-
-
-_OPPOSITE = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
-
-
-def _positional(scene: Scene, i: int, same: list[int], words: list[str]) -> list[str]:
-    """Position variants of ``words`` that resolve to ``i`` alone (synthref's semantics)."""
-    from ..data.scenes import RELATIVE_MARGIN
-
-    out = []
-    objs = scene.objects
-    for pos in POSITIONS:
-        if len(same) == 1:
-            ok = _on_side(objs[i], pos, scene.image_size)
-        else:
-            coords = {j: _coord(objs[j], pos) for j in same}
-            best = min(coords.values())
-            extreme = min(j for j in same if coords[j] == best)
-            ok = (extreme == i and not _on_side(objs[i], _OPPOSITE[pos], scene.image_size)
-                  and all(coords[j] >= best + RELATIVE_MARGIN * scene.image_size for j in same if j != i))
-        if ok:
-            out.append(" ".join(words + [POSITION_PHRASES[pos]]))
-            out.append(" ".join(words[:1] + [pos] + words[1:]))
-    return out
-
-
-def sides(obj: SceneObject, image_size: int) -> list[str]:
-    return [p for p in POSITIONS if _on_side(obj, p, image_size)]
 
 
 def caption_part(scene: Scene, rng: np.random.Generator, settings: CorpusSettings, focal: Sequence[int] = ()) -> str:
