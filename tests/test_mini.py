@@ -104,3 +104,33 @@ def test_bundled_model_still_reads_colours_through_the_pipeline():
     assert r["scenes"] >= 50
     assert r["binding"] > 2 * r["chance"], r
     assert r["gain_target"] > r["gain_other"] + 0.5, r
+
+
+@pytest.mark.skipif(not (ASSET / "model.safetensors").is_file(), reason="bundled checkpoint not built")
+def test_pretraining_inputs_equal_what_the_evaluation_adapter_builds():
+    """Pretraining encodes captions by word lookup and builds image tokens with a batched shortcut;
+    CPT evaluates through the tokenizer, image processor and ViltAdapter. If the two drift apart,
+    the committed model is evaluated on inputs it was never trained on."""
+    import numpy as np
+    import torch
+
+    from cptbench.mini.corpus import CorpusSettings, sample_item
+    from cptbench.mini.pretrain import PretrainSettings, encode, image_tokens, normalise
+    from cptbench.models.loading import load_adapter
+
+    adapter = load_adapter("bundled:mini-vilt")
+    settings = PretrainSettings()
+    items = [sample_item(5, i, CorpusSettings(), n_objects=1 + i % 8) for i in range(8)]
+    captions = [caps[0] for _, caps, _ in items]
+    ids, lengths = encode(captions, settings.max_text)
+    ref = adapter.tokenizer(captions, padding="max_length", max_length=settings.max_text)["input_ids"]
+    assert ids.tolist() == ref and lengths.tolist() == [sum(1 for t in row if t) for row in ref]
+
+    images = np.stack([img for img, _, _ in items])
+    pix = normalise(images, settings.image_mean, settings.image_std)
+    batch = adapter.collate([adapter.prepare_image(img) for img in images])
+    assert torch.allclose(pix, batch["pixel_values"], atol=1e-5)
+    with torch.no_grad():
+        ours = image_tokens(adapter.model, pix)
+        theirs, token_mask, *_ = adapter._image_tokens(batch)
+    assert bool(token_mask.all()) and torch.allclose(ours, theirs, atol=1e-5)

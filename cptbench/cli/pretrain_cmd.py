@@ -15,8 +15,8 @@ from .state import friendly_errors, pass_state
 @click.option("--corpus-size", type=click.IntRange(min=64), default=None,
               help="Captioned images generated (default: the recipe's).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="torch threads (default: the recipe's; results depend on it slightly; on a shared "
-                   "2-core machine 1 thread is much faster than 2).")
+              help="torch threads (default: the recipe's, 2; results depend on the thread count; "
+                   "use 1 when another job shares a 2-core machine).")
 @click.option("--validate/--no-validate", default=True, show_default=True,
               help="Measure zero-shot CPT and colour binding on the model's own validation scenes after "
                    "training (never synthref's); the numbers go to the log and the summary.")

@@ -29,10 +29,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..data.scenes import POSITIONS, SHAPES, SIZES
 from .corpus import COLOUR_WORDS, CorpusSettings, sample_item, vocabulary
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-CONTENT_WORDS = ("circle", "square", "triangle", "diamond", "small", "big", "left", "right", "top", "bottom")
+CONTENT_WORDS = (*SHAPES, *SIZES, *POSITIONS)
 CORPUS_STREAM = "pretrain"
 
 
@@ -120,7 +121,6 @@ class Corpus:
     n_objects: np.ndarray  # (N,)
     ids: np.ndarray  # (N, C, L) int16
     lengths: np.ndarray  # (N, C)
-    captions: list[list[str]]
 
 
 def build_corpus(settings: PretrainSettings, progress: Callable[[str, int, int], None] = lambda *a: None) -> Corpus:
@@ -138,7 +138,7 @@ def build_corpus(settings: PretrainSettings, progress: Callable[[str, int, int],
             progress("corpus", i + 1, n)
     flat, lengths = encode([c for caps in captions for c in caps], settings.max_text)
     c = cs.captions_per_image
-    return Corpus(images, counts, flat.reshape(n, c, -1), lengths.reshape(n, c), captions)
+    return Corpus(images, counts, flat.reshape(n, c, -1), lengths.reshape(n, c))
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -183,8 +183,8 @@ def normalise(images_uint8: np.ndarray, mean: float = 0.5, std: float = 0.5):
 
 
 # -------------------------------------------------------------------------------------- training
-def _mask_batch(ids: np.ndarray, lengths: np.ndarray, rng: np.random.Generator, settings: PretrainSettings,
-                classes: np.ndarray, mask_id: int) -> tuple[np.ndarray, np.ndarray]:
+def _mask_batch(ids: np.ndarray, rng: np.random.Generator, settings: PretrainSettings, classes: np.ndarray,
+                mask_id: int) -> tuple[np.ndarray, np.ndarray]:
     """Masked ids and a boolean array of the masked positions."""
     prob = np.array([0.0, settings.p_colour, settings.p_content, settings.p_other])[classes[ids]]
     u = rng.random(ids.shape)
@@ -281,7 +281,7 @@ def pretrain(out: str | Path, settings: PretrainSettings = PretrainSettings(),
             lengths = corpus.lengths[idx, which]
             width = int(lengths.max())
             ids = corpus.ids[idx, which, :width].astype(np.int64)
-            masked, chosen = _mask_batch(ids, lengths, rng, settings, classes, mask_id)
+            masked, chosen = _mask_batch(ids, rng, settings, classes, mask_id)
             input_ids = torch.from_numpy(masked)
             attn = torch.from_numpy((np.arange(width)[None, :] < lengths[:, None]).astype(np.int64))
             pix = normalise(corpus.images[idx], settings.image_mean, settings.image_std)

@@ -184,9 +184,8 @@ def evaluate(adapter, examples: Sequence[ValExample], templates: Sequence[int] =
             out["red_top_other"][key] = float(np.mean(top_o))
             out["by_policy"][key] = {k: float(np.mean(v)) for k, v in pol.items()}
             out["by_colour_word"][key] = {k: (float(np.mean(v)) if v else None) for k, v in colw.items()}
-    probed = [e for e in probe]
     out["colour"] = float(np.mean([COLOUR_WORDS[probe[e]] == examples[e].scene.objects[examples[e].target].colour
-                                   for e in probed])) if probed else float("nan")
+                                   for e in probe])) if probe else float("nan")
     out["colour_chance"] = 1.0 / (len(COLOUR_WORDS) - 1)  # the benchmark's scenes hold no red
     return out
 
