@@ -47,9 +47,10 @@ examples again).
 Caches and counters
 -------------------
 Prepared (unpainted) images are kept per image path in a bounded LRU (``image_cache_size``).
-``describe()["pooling_fallbacks"]`` counts candidates that took the nearest-patch fallback:
-``train`` over the usable training expressions of the last ``fit`` (each once, however many steps
-see it), ``predict`` over the expressions predicted since that ``fit``.
+``describe()["train_pooling_fallbacks"]`` counts candidates of the usable training expressions of
+the last ``fit`` that took the nearest-patch fallback (each once, however many steps see it);
+``take_counters()`` reports, per predicted expression, ``pooling_fallbacks`` and
+``truncated_texts`` (the harness sums them per split).
 
 The backbone is loaded lazily with ``cptbench.models.loading.load_adapter(context.model,
 context.device)``; tests may inject a ready adapter as ``context.extra["adapter"]`` (``ft`` then
@@ -67,7 +68,7 @@ import numpy as np
 
 from cptbench.boxes import iou_matrix
 from cptbench.examples import Example, TrainExample
-from cptbench.images import LRUCache, load_rgb
+from cptbench.images import LRUCache
 from cptbench.methods import Method, MethodContext
 from cptbench.optim import (MAX_BATCH, adamw_with_schedule, batch_order, effective_batch_size, parameter_groups,
                             seeded_torch_rng, warmup_steps)
@@ -130,7 +131,7 @@ class _Slot:
 
 def _feature_key(ex: Example) -> tuple:
     boxes = np.ascontiguousarray(ex.boxes, dtype=np.float64)
-    return str(ex.image_path), " ".join(str(ex.expression).split()), boxes.shape, boxes.tobytes()
+    return ex.image_key, " ".join(str(ex.expression).split()), boxes.shape, boxes.tobytes()
 
 
 # ------------------------------------------------------------------------------------------ method
@@ -159,8 +160,9 @@ class _CandidateScorer(Method):
         self._images = LRUCache(self.image_cache_size)
         self._features = LRUCache(0 if self.train_backbone else self.feature_cache_size)
         self._head = None
-        self._truncated: set[str] = set()
         self._fallbacks = {"train": 0, "predict": 0}
+        self._predicted_cut = 0
+        self._perf: dict[str, Any] = {}
         self._info: dict[str, Any] = {"head": "untrained"}
         #: training loss per optimizer step of the last ``fit``
         self.losses: list[float] = []
@@ -197,19 +199,23 @@ class _CandidateScorer(Method):
         return adapter
 
     # -- inputs -----------------------------------------------------------------------------------
-    def _image(self, adapter, path: Path):
+    def _image(self, adapter, example: Example):
         def make():
-            arr = load_rgb(path)
+            arr = example.image()
             return adapter.prepare_image(arr), (int(arr.shape[1]), int(arr.shape[0]))
 
-        return self._images.get_or_create(str(path), make)
+        return self._images.get_or_create(example.image_key, make)
+
+    @staticmethod
+    def _is_cut(adapter, expression: str) -> bool:
+        text = " ".join(str(expression).split())
+        return adapter.count_tokens(text) > int(adapter.max_text_length) - int(adapter.num_special_tokens)
 
     def _text(self, adapter, expression: str) -> str:
         text = " ".join(str(expression).split())
         room = int(adapter.max_text_length) - int(adapter.num_special_tokens)
         if adapter.count_tokens(text) <= room:
             return text
-        self._truncated.add(text)
         tokens = adapter.tokenizer.tokenize(text)
         keep = max(room, 0)
         while True:
@@ -223,7 +229,7 @@ class _CandidateScorer(Method):
         the nearest-patch pooling fallback (B, N) for a batch."""
         import torch
 
-        prepared, sizes = zip(*(self._image(adapter, ex.image_path) for ex in examples))
+        prepared, sizes = zip(*(self._image(adapter, ex) for ex in examples))
         images = adapter.collate(list(prepared))
         texts = [self._text(adapter, ex.expression) for ex in examples]
         feats = adapter.region_features(images, texts, list(sizes))
@@ -297,9 +303,10 @@ class _CandidateScorer(Method):
         t0 = time.perf_counter()
         self._train(adapter, items, bs, seed)
         seconds = time.perf_counter() - t0
-        self._info.update(head="trained", steps=cfg.steps, train_seconds=round(seconds, 3),
-                          steps_per_second=round(cfg.steps / seconds, 3) if seconds > 0 else None,
-                          loss_first=self.losses[0], loss_last=self.losses[-1])
+        self._perf = {"train_seconds": round(seconds, 3),
+                      "steps_per_second": round(cfg.steps / seconds, 3) if seconds > 0 else None}
+        self._info.update(head="trained", steps=cfg.steps, loss_first=self.losses[0], loss_last=self.losses[-1],
+                          train_truncated_texts=sum(1 for it in items if self._is_cut(adapter, it.example.expression)))
         if cfg.save_weights:
             self._info["saved"] = self._save(adapter)
 
@@ -398,7 +405,18 @@ class _CandidateScorer(Method):
                 logits = head(reps).float().cpu().numpy()
                 for row, i in enumerate(chunk):
                     out[i] = logits[row, :examples[i].n_candidates].astype(np.float64)
+        self._predicted_cut += sum(1 for ex in examples if self._is_cut(adapter, ex.expression))
         return out
+
+    def take_counters(self) -> dict[str, Any]:
+        out = {"pooling_fallbacks": self._fallbacks["predict"], "truncated_texts": self._predicted_cut}
+        self._fallbacks["predict"] = 0
+        self._predicted_cut = 0
+        return out
+
+    def perf_info(self) -> dict[str, Any]:
+        return {**self._perf, "image_cache_hits": self._images.hits, "image_cache_misses": self._images.misses,
+                "feature_cache_hits": self._features.hits, "feature_cache_misses": self._features.misses}
 
     def describe(self) -> dict[str, Any]:
         cfg = self.config
@@ -409,8 +427,7 @@ class _CandidateScorer(Method):
             "text": "plain expression, no template",
             "model_seed": cfg.model_seed,
             "head_lr": cfg.head_lr or cfg.lr,
-            "truncated_texts": len(self._truncated),
-            "pooling_fallbacks": dict(self._fallbacks),
+            "train_pooling_fallbacks": self._fallbacks["train"],
         }
 
 

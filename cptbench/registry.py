@@ -5,10 +5,12 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Generic, Iterable, TypeVar
 
+from .errors import UsageError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(UsageError, KeyError):
     """An unknown registry name; ``str()`` carries suggestions and the list of choices."""
 
     def __init__(self, kind: str, name: str, choices: Iterable[str]):

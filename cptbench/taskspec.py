@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from .boxes import IOU_CONVENTIONS, THRESHOLD_RULES
+from .errors import UsageError
 
 
-class TaskCardError(ValueError):
+class TaskCardError(UsageError, ValueError):
     """A task card that cannot be used; the message names the file, the key and the fix."""
 
 
@@ -174,9 +175,13 @@ def parse_task_card(data: Any, file: str) -> TaskSpec:
 def load_task_card(path: str | os.PathLike) -> TaskSpec:
     import yaml
 
+    from .yamlio import DuplicateKeyError, load_yaml
+
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
+    except DuplicateKeyError as exc:
+        raise TaskCardError(f"{path}: {exc}.") from exc
     except yaml.YAMLError as exc:
         raise TaskCardError(f"{path}: not valid YAML: {exc}") from exc
     except OSError as exc:

@@ -9,6 +9,7 @@ from PIL import Image
 from cptbench.cpt.method import CptBlockMethod, CptConfig, CptSegMethod
 from cptbench.cpt.painting import box_masks, decode_segmentation, parse_palette
 from cptbench.cpt.testing import OracleAdapter
+from cptbench.images import file_image
 from cptbench.examples import Example
 from cptbench.methods.base import ConfigError, MethodContext
 from cptbench.methods.registry import create_method, get_method_class
@@ -43,7 +44,7 @@ def make_task(tmp_path, oracle, n_images=3, n_candidates=8, per_image=3, seg=Fal
             region = decode_segmentation(masks[gt], H, W) if seg else box_masks(boxes[gt:gt + 1], H, W)[0]
             oracle.register(expr, img, region)
             examples.append(Example(
-                example_id=f"{img_id}:{j}", ref_id=img_id, sent_id=j, image_id=img_id, image_path=path,
+                example_id=f"{img_id}:{j}", ref_id=img_id, sent_id=j, image_id=img_id, image_handle=file_image(path),
                 image_size=(W, H), expression=expr, boxes=boxes, categories=("thing",) * n_candidates,
                 masks=masks, split="val", candidate_key=f"gt:{img_id}"))
             truth.append(gt)
@@ -68,10 +69,12 @@ def test_oracle_reaches_full_accuracy(tmp_path, palette, n_candidates, groups, c
     assert sum(oracle.calls) == n_passes and max(oracle.calls) <= 4
     assert progress[0] == ("predict", 0, n_passes) and progress[-1] == ("predict", n_passes, n_passes)
     d = method.describe()
-    assert d["passes_per_expression"] == groups and d["score_rule"] == "logit"
-    assert d["painted_copies"] == 3 * groups  # one painted copy per image and group, shared by expressions
+    c = method.take_counters()
+    assert c["passes"] == groups * c["expressions"] and d["score_rule"] == "logit"
+    assert method.perf_info()["painted_copies"] == 3 * groups  # one painted copy per image and group, shared by expressions
     assert d["template_text"] == "<q> is in [MASK] color." and d["mode"] == cls.mode
-    assert d["mask_fallbacks"] == 0 and d["truncated_expressions"] == 0 and d["train_steps"] == 0
+    assert c.get("mask_fallbacks", 0) == 0 and c["truncated_expressions"] == 0 and d["train_steps"] == 0
+    assert method.take_counters()["passes"] == 0  # counters restart after each take
 
 
 def test_scores_do_not_depend_on_batch_size_and_mask_fallbacks_are_counted(tmp_path):
@@ -82,7 +85,7 @@ def test_scores_do_not_depend_on_batch_size_and_mask_fallbacks_are_counted(tmp_p
     for bs in (1, 5):
         m = CptSegMethod.with_adapter(oracle, CptConfig(palette="release5"), MethodContext(eval_batch_size=bs))
         runs.append(m.predict(examples))
-        assert m.describe()["mask_fallbacks"] == 2 * 7
+        assert m.take_counters()["mask_fallbacks"] == len(examples) * 7  # per expression: its 7 candidates
     assert all(np.array_equal(a, b) for a, b in zip(*runs))
     assert [int(np.argmax(s)) for s in runs[0]] == truth
 
@@ -96,7 +99,7 @@ def test_empty_candidate_sets_and_truncation_count(tmp_path):
     scores = m.predict([empty] + examples)
     assert scores[0].shape == (0,)
     # "thing 0 j there" (4 tokens) + 5 template tokens + 2 specials > 9: cut to 2 expression tokens
-    assert m.describe()["truncated_expressions"] == 2
+    assert m.take_counters()["truncated_expressions"] == 2
 
 
 def test_category_segment_reaches_the_adapter(tmp_path):

@@ -14,6 +14,7 @@ from cptbench.cpt.painting import (
     NAMED_PALETTES, Painter, blend_color, box_masks, candidate_groups, decode_segmentation, n_groups, paint,
     parse_palette,
 )
+from cptbench.images import file_image
 from cptbench.examples import Example
 
 A = 127 / 255
@@ -130,7 +131,7 @@ def _example(tmp_path: Path, img: np.ndarray, boxes, masks=(), key="gt:1", eid="
     path = tmp_path / "img.png"
     if not path.exists():
         Image.fromarray(img).save(path)
-    return Example(example_id=eid, ref_id=1, sent_id=int(eid.split(":")[1]), image_id=1, image_path=path,
+    return Example(example_id=eid, ref_id=1, sent_id=int(eid.split(":")[1]), image_id=1, image_handle=file_image(path),
                    image_size=(img.shape[1], img.shape[0]), expression="x", boxes=np.asarray(boxes, float),
                    categories=("a",) * len(boxes), masks=tuple(masks), candidate_key=key)
 
@@ -154,9 +155,7 @@ def test_painter_groups_fallbacks_and_cache(tmp_path):
     assert np.array_equal(g0[~painted], img[~painted])
     g1 = painter.painted(ex, 1)  # candidate 2: empty polygon list -> box, first colour
     assert np.array_equal(g1[0:5, 12:17], blend_color(img[0:5, 12:17], (240, 0, 30)))
-    assert painter.mask_fallbacks == 2
-    painter.painted(ex, 0)
-    assert painter.mask_fallbacks == 2  # distinct candidates, not paintings
+    assert painter.fallback_count(ex) == 2  # per example: candidates painted as their box
 
     # prepared copies are shared by every expression of the same image and candidate set
     other_expr = _example(tmp_path, img, boxes, masks=(None, poly, []), eid="1:2")
@@ -172,13 +171,14 @@ def test_painter_groups_fallbacks_and_cache(tmp_path):
 def test_painter_block_mode_ignores_masks_and_lru_bound(tmp_path, monkeypatch):
     img = noise_image(seed=5)
     ex = _example(tmp_path, img, [[0, 0, 4, 4], [5, 5, 9, 9]], masks=([[0.0, 0.0, 2.0, 0.0, 2.0, 2.0]], None))
+    import cptbench.images as images_mod
+
     loads = []
-    real = painting.load_rgb
-    monkeypatch.setattr(painting, "load_rgb", lambda p: loads.append(p) or real(p))
+    real = images_mod.decode_rgb
+    monkeypatch.setattr(images_mod, "decode_rgb", lambda p: loads.append(p) or real(p))
     painter = Painter(parse_palette("red"), A, "block", lambda a: a, cache_size=1)
     out = painter.prepared(ex, 0)
     assert np.array_equal(out[0:4, 0:4], blend_color(img[0:4, 0:4], (240, 0, 30)))
-    assert painter.mask_fallbacks == 0
     painter.prepared(ex, 1)
     painter.prepared(ex, 0)  # evicted by the bound of 1: painted again, image read once
     assert painter.images_painted == 3 and len(painter.prepared_cache) == 1 and len(loads) == 1

@@ -14,6 +14,7 @@ from cptbench.cpt.testing import TinyTorchAdapter
 from cptbench.cpt.training import (
     PassUnit, TrainSettings, expression_passes, select_passes,
 )
+from cptbench.images import file_image
 from cptbench.examples import Example, Label, TrainExample
 from cptbench.methods.base import MethodContext
 
@@ -22,7 +23,7 @@ BOXES = np.array([[2 + 12 * i, 4, 12 + 12 * i, 14] for i in range(5)], float)
 
 
 def example(path, boxes=BOXES, eid="1:1", expression="the thing"):
-    return Example(example_id=eid, ref_id=1, sent_id=1, image_id=1, image_path=path, image_size=(W, H),
+    return Example(example_id=eid, ref_id=1, sent_id=1, image_id=1, image_handle=file_image(path), image_size=(W, H),
                    expression=expression, boxes=np.asarray(boxes, float), categories=("thing",) * len(boxes),
                    candidate_key="gt:1")
 
@@ -80,7 +81,7 @@ def make_split(tmp_path, prefix, n, seed):
         path = tmp_path / f"{prefix}{i}.png"
         Image.fromarray(rng.integers(0, 256, size=(H, W, 3), dtype=np.uint8)).save(path)
         gt = int(rng.integers(len(BOXES)))
-        ex = Example(example_id=f"{seed}:{i}", ref_id=i, sent_id=i, image_id=i, image_path=path, image_size=(W, H),
+        ex = Example(example_id=f"{seed}:{i}", ref_id=i, sent_id=i, image_id=i, image_handle=file_image(path), image_size=(W, H),
                      expression=f"the thing {i}.", boxes=BOXES, categories=("thing",) * 5, candidate_key=f"{prefix}:{i}")
         out.append(labelled(ex, BOXES[gt]))
     return out
@@ -100,15 +101,17 @@ def test_fit_trains_reproducibly_and_sees_only_train_images(tmp_path, monkeypatc
     train = make_split(tmp_path, "train", 3, seed=1)
     evals = make_split(tmp_path, "val", 2, seed=2)
     loaded = []
-    real = painting.load_rgb
-    monkeypatch.setattr(painting, "load_rgb", lambda p: loaded.append(str(p)) or real(p))
+    import cptbench.images as images_mod
+
+    real = images_mod.decode_rgb
+    monkeypatch.setattr(images_mod, "decode_rgb", lambda p: loaded.append(str(p)) or real(p))
     rng_before = torch.get_rng_state()
     progress = []
     m1, adapter, before, s1 = run(train, evals, progress=lambda *a: progress.append(a))
     # fit read exactly the training images; predict (afterwards) the evaluation images
-    n_fit_loads = len({te.example.image_path for te in train})
-    assert sorted(set(loaded[:n_fit_loads])) == sorted(str(te.example.image_path) for te in train)
-    assert set(loaded[n_fit_loads:]) == {str(te.example.image_path) for te in evals}
+    n_fit_loads = len({te.example.image_key for te in train})
+    assert sorted(set(loaded[:n_fit_loads])) == sorted(str(te.example.image_key) for te in train)
+    assert set(loaded[n_fit_loads:]) == {str(te.example.image_key) for te in evals}
     assert torch.equal(torch.get_rng_state(), rng_before)  # dropout ran on a forked RNG
     after = adapter.model.state_dict()
     assert all(not torch.equal(before[k], after[k]) for k in before)  # every weight is trained

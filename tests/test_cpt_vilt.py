@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from cptbench.cpt.method import CptBlockMethod, CptConfig, CptSegMethod
+from cptbench.images import file_image
 from cptbench.examples import Example, Label, TrainExample
 from cptbench.methods.base import MethodContext
 
@@ -31,7 +32,7 @@ def split(tmp_path, prefix, n, seed):
         path = tmp_path / f"{prefix}{i}.jpg"
         Image.fromarray(rng.integers(0, 256, size=(H, W, 3), dtype=np.uint8)).save(path)
         poly = tuple([[b[0], b[1], b[2], b[1], b[0], b[3]]] for b in BOXES[:-1]) + (None,)
-        ex = Example(example_id=f"{prefix}:{i}", ref_id=i, sent_id=i, image_id=i, image_path=path, image_size=(W, H),
+        ex = Example(example_id=f"{prefix}:{i}", ref_id=i, sent_id=i, image_id=i, image_handle=file_image(path), image_size=(W, H),
                      expression=LONG if i == 0 else f"the man on the left {i}.", boxes=BOXES,
                      categories=("person", "dog", "person", "car", "cat", "thing"), masks=poly,
                      candidate_key=f"{prefix}:{i}")
@@ -52,9 +53,9 @@ def test_zero_shot_and_few_shot_on_tiny_vilt(tmp_path, vilt_dir):
     zero.fit([], seed=0)
     scores = zero.predict(evals)
     assert [s.shape for s in scores] == [(6,)] * 3 and all(np.isfinite(s).all() for s in scores)
-    d = zero.describe()
-    assert d["passes_per_expression"] == 2 and d["truncated_expressions"] == 1 and d["mask_fallbacks"] == 3
-    assert d["model"] == str(vilt_dir) and d["score_rule"] == "logit"
+    d, c = zero.describe(), zero.take_counters()
+    assert c["passes"] == 2 * c["expressions"] and c["truncated_expressions"] == 1 and c["mask_fallbacks"] == 3
+    assert d["score_rule"] == "logit"
 
     runs = []
     for _ in range(2):

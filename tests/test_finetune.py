@@ -16,6 +16,7 @@ from PIL import Image
 from torch import nn
 
 from cptbench.cli.main import cli
+from cptbench.images import file_image
 from cptbench.examples import Example, Label, TrainExample
 from cptbench.methods import MethodContext
 from cptbench.methods.base import ConfigError, parse_config
@@ -137,7 +138,7 @@ def make_examples(folder: Path, n: int, start: int = 0, split: str = "train"):
     for i in range(start, start + n):
         path = _write_image(folder / f"img{i}.png", seed=i)
         target = i % 3
-        ex = Example(example_id=f"{i}:0", ref_id=i, sent_id=0, image_id=i, image_path=path, image_size=(48, 32),
+        ex = Example(example_id=f"{i}:0", ref_id=i, sent_id=0, image_id=i, image_handle=file_image(path), image_size=(48, 32),
                      expression=f"the {WORDS[target]} one", boxes=BOXES.copy(), categories=("a", "b", "c"),
                      split=split, candidate_key=f"img{i}")
         out.append((ex, Label(ex.example_id, BOXES[target] + [0.5, 0.5, 0.5, 0.5])))
@@ -269,13 +270,15 @@ def test_training_loss_falls_and_backbone_frozen_only_for_probe(tmp_path, cls):
 
 def test_fit_sees_only_training_images_and_keeps_no_labels(tmp_path, monkeypatch):
     loaded = []
-    real = ftmod.load_rgb
-    monkeypatch.setattr(ftmod, "load_rgb", lambda p: loaded.append(Path(p)) or real(p))
+    import cptbench.images as images_mod
+
+    real = images_mod.decode_rgb
+    monkeypatch.setattr(images_mod, "decode_rgb", lambda p: loaded.append(str(p)) or real(p))
     train = train_set(tmp_path, 3)
     evals = [ex for ex, _ in make_examples(tmp_path, 4, start=100, split="val")]  # labels dropped here
     m = method(FineTuneMethod, FakeAdapter(), steps=3)
     m.fit(train, seed=0)
-    assert set(loaded) == {t.example.image_path for t in train}
+    assert set(loaded) == {t.example.image_key for t in train}
 
     def holds_labels(obj, depth=0):
         if isinstance(obj, (Label, TrainExample)):
@@ -291,7 +294,7 @@ def test_fit_sees_only_training_images_and_keeps_no_labels(tmp_path, monkeypatch
     assert not holds_labels(vars(m))
     scores = m.predict(evals)
     assert [s.shape for s in scores] == [(3,)] * 4 and all(np.isfinite(s).all() for s in scores)
-    assert set(loaded) - {t.example.image_path for t in train} == {ex.image_path for ex in evals}
+    assert set(loaded) - {t.example.image_key for t in train} == {ex.image_key for ex in evals}
 
 
 def test_same_seed_same_scores_and_seeds_differ(tmp_path):
@@ -364,7 +367,10 @@ def test_pooling_fallbacks_counted_once_per_candidate(tmp_path):
         m = method(cls, FakeAdapter(), steps=4)
         m.fit([TrainExample(outside, lab)], seed=0)
         m.predict([outside, ex])
-        assert m.describe()["pooling_fallbacks"] == {"train": 1, "predict": 1}, cls
+        assert m.describe()["train_pooling_fallbacks"] == 1, cls
+        assert m.take_counters()["pooling_fallbacks"] == 1, cls
+        m.predict([outside, outside])
+        assert m.take_counters()["pooling_fallbacks"] == 2, cls  # per predicted expression, additive
 
 
 def test_edge_cases_skip_truncate_and_empty_candidates(tmp_path):
@@ -377,9 +383,10 @@ def test_edge_cases_skip_truncate_and_empty_candidates(tmp_path):
     m.fit([TrainExample(long, lab0), TrainExample(no_cands, lab1), TrainExample(ex2, far)], seed=0)
     info = m.describe()
     assert (info["n_train"], info["skipped_no_candidates"], info["skipped_no_overlap"]) == (1, 1, 1)
-    assert info["truncated_texts"] == 1 and adapter.texts_seen[0] == "the left one very very very"
-    scores = m.predict([no_cands, ex0])
+    assert info["train_truncated_texts"] == 1 and adapter.texts_seen[0] == "the left one very very very"
+    scores = m.predict([no_cands, ex0, long])
     assert scores[0].shape == (0,) and scores[1].shape == (3,)
+    assert m.take_counters()["truncated_texts"] == 1
 
 
 def test_batch_size_rule(tmp_path):

@@ -96,10 +96,8 @@ class CptMethod(Method):
         self._ready = False
         self._trained = False
         self.train_result: TrainResult | None = None
-        self._stats = {"expressions": 0, "passes": 0, "truncated_expressions": 0, "truncated_segments": 0,
-                       "train_truncated_expressions": 0}
-        self._truncated_ids: dict[str, set[str]] = {"": set(), "train": set()}  # "" = predict
-        self._segment_cut = {"": 0, "train": 0}
+        self._counters = _new_counters()
+        self._train_truncated: set[str] = set()
 
     @classmethod
     def with_adapter(cls, adapter: Any, config: CptConfig | None = None, context: MethodContext | None = None) -> "CptMethod":
@@ -153,21 +151,22 @@ class CptMethod(Method):
                 "iou_rule": str(extra.get("iou_rule", "gt"))}
 
     # -- passes ----------------------------------------------------------------------------------
-    def _text(self, example: Example, group: int, stat_prefix: str = "") -> str:
-        main = self._main_cache.get(example.expression)
+    def _main(self, expression: str) -> Prompt:
+        main = self._main_cache.get(expression)
         if main is None:
-            main = self.prompts.main(example.expression)
-            self._main_cache[example.expression] = main
-        if main.expression_truncated:
-            self._truncated_ids[stat_prefix].add(example.example_id)
+            main = self._main_cache[expression] = self.prompts.main(expression)
+        return main
+
+    def _prompt(self, example: Example, group: int) -> Prompt:
+        main = self._main(example.expression)
         if not self.config.category_segment:
-            return main.text
+            return main
         members = self.painter.groups(example)[group]
         painted = {i: self.palette.words[j] for j, i in enumerate(members)}
-        prompt = self.prompts.with_segment(main, example.categories, painted)
-        if prompt.segment_truncated:
-            self._segment_cut[stat_prefix] += 1
-        return prompt.text
+        return self.prompts.with_segment(main, example.categories, painted)
+
+    def _text(self, example: Example, group: int) -> str:
+        return self._prompt(example, group).text
 
     def _logits(self, pairs: Sequence[tuple[Example, int]], texts: Sequence[str]):
         adapter = self.adapter
@@ -189,7 +188,7 @@ class CptMethod(Method):
             pairs = [(examples[u.example_index], u.group) for u in units]
             for ex, g in pairs:
                 if (ex.example_id, g) not in texts:
-                    texts[(ex.example_id, g)] = self._text(ex, g, "train")
+                    texts[(ex.example_id, g)] = self._text(ex, g)
             return self._logits(pairs, [texts[(ex.example_id, g)] for ex, g in pairs])
 
         settings = TrainSettings(
@@ -201,7 +200,7 @@ class CptMethod(Method):
                                          seed=seed, model_seed=self.config.model_seed, progress=self.context.progress)
         model.eval()
         self._trained = self.train_result.steps > 0
-        self._stats["train_truncated_expressions"] = len(self._truncated_ids["train"])
+        self._train_truncated = {te.example.example_id for te in train if self._main(te.example.expression).expression_truncated}
         if self.config.save_weights:
             self._save_weights()
 
@@ -227,7 +226,7 @@ class CptMethod(Method):
         scores = [np.full(ex.n_candidates, -np.inf, dtype=np.float64) for ex in examples]
         items = [(i, g) for i, ex in enumerate(examples) for g in range(n_groups(ex.n_candidates, len(self.palette)))]
         # one painted copy serves every expression of its image: run those passes back to back
-        items.sort(key=lambda t: (str(examples[t[0]].image_path), examples[t[0]].candidate_key, t[1], t[0]))
+        items.sort(key=lambda t: (examples[t[0]].image_key, examples[t[0]].candidate_key, t[1], t[0]))
         total, done = len(items), 0
         batch_size = max(1, int(self.context.eval_batch_size))
         model = self.adapter.model
@@ -237,7 +236,9 @@ class CptMethod(Method):
             for start in range(0, total, batch_size):
                 chunk = items[start: start + batch_size]
                 pairs = [(examples[i], g) for i, g in chunk]
-                texts = [self._text(ex, g) for ex, g in pairs]
+                prompts = [self._prompt(ex, g) for ex, g in pairs]
+                texts = [p.text for p in prompts]
+                self._counters["truncated_category_segments"] += sum(p.segment_truncated for p in prompts)
                 logits = self._logits(pairs, texts)[:, self._columns]
                 logits = logits.detach().float().cpu().numpy() if hasattr(logits, "detach") else np.asarray(logits)
                 for row, (i, g) in enumerate(chunk):
@@ -246,19 +247,34 @@ class CptMethod(Method):
                         logits[row], range(len(members)), len(self.palette), rule)
                 done += len(chunk)
                 self.context.progress("predict", done, total)
-        self._stats["expressions"] += len(examples)
-        self._stats["passes"] += total
-        self._stats["truncated_expressions"] = len(self._truncated_ids[""])
-        self._stats["truncated_segments"] = self._segment_cut[""]
+        c = self._counters
+        c["expressions"] += len(examples)
+        c["passes"] += total
+        c["truncated_expressions"] += sum(self._main(ex.expression).expression_truncated for ex in examples if ex.n_candidates)
+        if self.mode == "mask":
+            c["mask_fallbacks"] += sum(self.painter.fallback_count(ex) for ex in examples)
         return scores
+
+    def take_counters(self) -> dict[str, Any]:
+        out, self._counters = self._counters, _new_counters()
+        if self.mode != "mask":
+            out.pop("mask_fallbacks")
+        return out
+
+    def perf_info(self) -> dict[str, Any]:
+        if not self._ready:
+            return {}
+        cache = self.painter.prepared_cache
+        return {"painted_copies": self.painter.images_painted, "prepared_cache_hits": cache.hits,
+                "prepared_cache_misses": cache.misses}
 
     @property
     def score_rule(self) -> str:
         return resolve_rule(self.config.score, self._trained)
 
     def describe(self) -> dict[str, Any]:
+        """What the config and the fit decided (per-split counts: :meth:`take_counters`)."""
         mask = self._adapter.mask_token if self._adapter is not None else "[MASK]"
-        s = self._stats
         tr = self.train_result
         out: dict[str, Any] = {
             "mode": self.mode,
@@ -268,14 +284,6 @@ class CptMethod(Method):
             "alpha": float(self.config.alpha),
             "score_rule": self.score_rule,
             "category_segment": self.config.category_segment,
-            "expressions": s["expressions"],
-            "passes": s["passes"],
-            "passes_per_expression": (s["passes"] / s["expressions"]) if s["expressions"] else None,
-            "truncated_expressions": s["truncated_expressions"],
-            "truncated_category_segments": s["truncated_segments"],
-            "train_truncated_expressions": s["train_truncated_expressions"],
-            "mask_fallbacks": self.painter.mask_fallbacks if self._ready else 0,
-            "painted_copies": self.painter.images_painted if self._ready else 0,
             "train_steps": tr.steps if tr else 0,
             "train_final_loss": tr.final_loss if tr else None,
             "train_first_loss": tr.losses[0] if tr and tr.losses else None,
@@ -284,11 +292,15 @@ class CptMethod(Method):
             "train_negative_passes": tr.negatives if tr else 0,
             "train_expressions_without_positive": tr.expressions_without_positive if tr else 0,
             "train_batch_size": tr.batch_size if tr else 0,
+            "train_truncated_expressions": len(self._train_truncated),
             "iou": self._iou_settings(),
         }
-        if self._adapter is not None:
-            out["model"] = getattr(self._adapter, "model_name", None)
         return out
+
+
+def _new_counters() -> dict[str, int]:
+    return {"expressions": 0, "passes": 0, "truncated_expressions": 0, "truncated_category_segments": 0,
+            "mask_fallbacks": 0}
 
 
 class CptBlockMethod(CptMethod):

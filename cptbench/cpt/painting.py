@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..examples import Example
-from ..images import LRUCache, load_rgb
+from ..images import LRUCache
 
 DEFAULT_ALPHA = 127 / 255
 MODES = ("block", "mask")
@@ -128,6 +128,17 @@ def box_masks(boxes, height: int, width: int) -> np.ndarray:
     return in_y[:, :, None] & in_x[:, None, :]
 
 
+def has_usable_mask(seg: Any) -> bool:
+    """Whether :func:`decode_segmentation` gives a mask for ``seg`` (without decoding it)."""
+    if seg is None:
+        return False
+    if isinstance(seg, (np.ndarray, dict)):
+        return True
+    if isinstance(seg, (list, tuple)):
+        return any(isinstance(p, (list, tuple)) and len(p) >= 6 for p in seg)
+    return True
+
+
 def decode_segmentation(seg: Any, height: int, width: int) -> np.ndarray | None:
     """A COCO segmentation as a boolean ``(H, W)`` mask, or ``None`` when there is no usable mask."""
     if seg is None:
@@ -216,7 +227,7 @@ class Painter:
     """
 
     def __init__(self, palette: Palette, alpha: float, mode: str, prepare: Callable[[np.ndarray], Any],
-                 cache_size: int = 64, image_cache_size: int = 8):
+                 cache_size: int = 64):
         if mode not in MODES:
             raise ValueError(f"painting mode must be one of {MODES}, got {mode!r}")
         self.palette = palette
@@ -224,30 +235,29 @@ class Painter:
         self.mode = mode
         self.prepare = prepare
         self.prepared_cache = LRUCache(cache_size)
-        self.image_cache = LRUCache(image_cache_size)
-        self._fallbacks: set[tuple] = set()
         self.images_painted = 0
 
-    @property
-    def mask_fallbacks(self) -> int:
-        """Distinct candidates painted with their box because they had no mask (mode ``mask``)."""
-        return len(self._fallbacks)
+    @staticmethod
+    def fallback_count(example: Example) -> int:
+        """Candidates of ``example`` that mode ``mask`` paints as their box (no usable mask)."""
+        return sum(1 for i in range(example.n_candidates)
+                   if not has_usable_mask(example.masks[i] if i < len(example.masks) else None))
 
     def groups(self, example: Example) -> list[range]:
         return candidate_groups(example.n_candidates, len(self.palette))
 
     def image(self, example: Example) -> np.ndarray:
-        img = self.image_cache.get_or_create(str(example.image_path), lambda: load_rgb(example.image_path))
+        img = example.image()
         w, h = example.image_size
         if (w, h) != (0, 0) and img.shape[:2] != (h, w):
             raise ValueError(
-                f"{example.image_path}: image is {img.shape[1]}x{img.shape[0]} but example "
+                f"image {example.image_key}: image is {img.shape[1]}x{img.shape[0]} but example "
                 f"{example.example_id} says {w}x{h}; boxes would not line up with the pixels"
             )
         return img
 
     def _key(self, example: Example, group: int) -> tuple:
-        return (str(example.image_path), example.candidate_key, boxes_digest(example.boxes), group,
+        return (example.image_key, example.candidate_key, boxes_digest(example.boxes), group,
                 self.palette.spec, self.alpha, self.mode)
 
     def region_masks(self, example: Example, indices: Sequence[int], height: int, width: int) -> np.ndarray:
@@ -258,9 +268,7 @@ class Painter:
             for row, i in enumerate(indices):
                 seg = example.masks[i] if i < len(example.masks) else None
                 decoded = decode_segmentation(seg, height, width)
-                if decoded is None:
-                    self._fallbacks.add((str(example.image_path), example.candidate_key, boxes_digest(example.boxes), i))
-                else:
+                if decoded is not None:
                     regions[row] = decoded
         return regions
 

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..taskspec import SynthRefSpec, TaskSpec
+from .errors import DataError
 from .scenes import (
     MAX_IMAGE_SIZE,
     MIN_IMAGE_SIZE,
@@ -63,7 +64,7 @@ _SENTS_PER_REF = ((1, 2), (0.6, 0.4))
 _MAX_SCENE_TRIES = 50
 
 
-class SynthRefError(RuntimeError):
+class SynthRefError(DataError):
     """The synthref cache or settings cannot be used; the message says why and what to do."""
 
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 import numpy as np
 
 from ..examples import Example, TrainExample
+from ..errors import UsageError
 from ..registry import unknown_name_message
 
 #: ``progress(stage, done, total)``: methods report long loops through this; the CLI draws bars.
@@ -50,7 +51,7 @@ class NoConfig:
     """Config of a method without options."""
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """A method option that does not exist or has a value of the wrong type."""
 
 
@@ -85,7 +86,23 @@ class Method(ABC):
         raise RuntimeError(f"method {self.name!r} does not declare uses_eval_labels")
 
     def describe(self) -> dict[str, Any]:
-        """Extra facts for the run record (e.g. truncation counts); called after predict."""
+        """Facts about the fitted method for the run record (template, score rule, training steps
+        and losses, ...): what ``config`` and ``fit`` decided, the same for every split of a run.
+        Must not depend on what ``predict`` has seen (that goes in :meth:`take_counters`)."""
+        return {}
+
+    def take_counters(self) -> dict[str, Any]:
+        """Additive counts (numbers, or dicts of numbers) about the examples predicted since the
+        last call, e.g. ``{"passes": 40, "truncated_expressions": 1}``; the counts restart at zero.
+
+        The harness calls it after every saved chunk and sums the chunks of a split, so a split's
+        record counts that split only, and a resumed run counts exactly what an uninterrupted one
+        does. Count per example (never "distinct things seen so far"), so chunks add up."""
+        return {}
+
+    def perf_info(self) -> dict[str, Any]:
+        """Performance facts (cache hits, painted copies, ...): recorded under ``perf``, which
+        like the timings may differ between a resumed and an uninterrupted run."""
         return {}
 
 

@@ -20,8 +20,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..errors import ModelError
 
-class ModelVocabularyError(ValueError):
+
+class ModelVocabularyError(ModelError):
     """A word the method needs is not a single token of the model's vocabulary."""
 
 

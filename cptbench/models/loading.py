@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..errors import ModelError
 from .base import VLAdapter
 
 #: model_type -> (module, adapter class)
@@ -25,7 +26,7 @@ BUNDLED_PREFIX = "bundled:"
 _BUNDLED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(ModelError):
     """The model's ``model_type`` has no adapter."""
 
 
