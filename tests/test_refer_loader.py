@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 import pickle
 
 import numpy as np
@@ -22,7 +23,8 @@ def test_round_trip_examples_and_labels(toy):
     ex = val.examples[0]
     assert ex.example_id == f"{ex.ref_id}:{ex.sent_id}"
     assert ex.n_candidates == 3 and ex.boxes.shape == (3, 4)
-    assert ex.image_path.is_file() and ex.image_size == (48, 32)
+    assert ex.image().shape == (32, 48, 3) and ex.image_size == (48, 32)
+    assert not any(isinstance(v, Path) for v in vars(ex).values())  # no way into the data root
     assert ex.categories == ("cat", "dog", "cat")
     assert ex.expression.startswith("the thing number")
     # xywh -> xyxy at the boundary, label among the candidates
@@ -73,7 +75,9 @@ def test_detection_layouts(tmp_path, toy, layout):
     np.testing.assert_allclose(c.boxes, [[1, 2, 11, 14], [20, 2, 30, 14]])
     assert c.categories == ("cat", "object")
     assert dets.setting.startswith("det:dets.json:")
-    val = toy.load_split("val", dets)
+    with pytest.raises(DataError, match="no candidate box"):
+        toy.load_split("val", dets)  # two of the three val images have no detection: refused
+    val = toy.load_split("val", dets, skip_bad=True)  # kept, and scored as misses
     # image 7 is the first val image: it gets the two detections, the others none
     assert {e.image_id: e.n_candidates for e in val.examples} == {7: 2, 8: 0, 9: 0}
     assert all(e.candidate_key.startswith("det:") for e in val.examples)

@@ -25,6 +25,10 @@ class Candidates:
     categories: tuple[str, ...]
     masks: tuple[Any, ...]
 
+    @property
+    def n(self) -> int:
+        return int(self.boxes.shape[0])
+
 
 @dataclass
 class DetectionProposals:
@@ -85,8 +89,10 @@ def load_detections(path: str | Path) -> DetectionProposals:
             box = [float(v) for v in box]
         except (TypeError, ValueError):
             raise DataError(f"{path}: detection {where} has a non-numeric box or image_id ({box!r}, {image_id!r}).") from None
-        if len(box) != 4 or box[2] < 0 or box[3] < 0 or not np.all(np.isfinite(box)):
-            raise DataError(f"{path}: detection {where} has box {box!r}; expected [x, y, w, h] with w, h >= 0.")
+        if len(box) != 4:
+            raise DataError(f"{path}: detection {where} has box {box!r}; expected [x, y, w, h].")
+        # degenerate values (NaN, w or h <= 0, outside the image) are judged per image by the
+        # data-quality policy (cptbench.data.quality), which can refuse or skip them
         grouped.setdefault(image_id, []).append((box, str(rec.get("category_name", "object")), rec.get("rle")))
     by_image = {
         img: Candidates(xywh_to_xyxy(np.array([b for b, _, _ in recs])).reshape(-1, 4),

@@ -3,7 +3,11 @@ by the bundled synthref benchmark alike.
 
 ``<root>/<dataset>/refs(<splitBy>).p``: a pickle list of refs (read with the plain-data unpickler);
 ``<root>/<dataset>/instances.json``: COCO annotations (read through pycocotools, quietly);
-images under ``<root>/images/train2014`` unless another folder is given.
+images in a folder the caller picks (:func:`cptbench.data.source.find_image_dir`).
+
+Examples reach methods with an image *handle* (:class:`cptbench.images.ImageHandle`), never a path
+into the data root. Degenerate data (:mod:`cptbench.data.quality`) is refused with a count and
+examples, or dropped and counted with ``skip_bad=True``.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import numpy as np
 
 from ..boxes import xywh_to_xyxy
 from ..examples import Example, Label, example_id
+from ..images import ImageSource
 from .errors import DataError
 from .proposals import Candidates, DetectionProposals
+from .quality import QualityReport, bad_box_reason
 from .safe_pickle import load_plain_pickle
 
 _REF_KEYS = ("ref_id", "ann_id", "image_id", "split", "sentences")
@@ -35,13 +41,16 @@ class SplitData:
     proposals: str
     n_refs: int
     image_ids: set[int]
+    #: what ``skip_bad`` dropped: {"expressions": n, "candidates": n} (zeros when nothing was bad)
+    skipped: dict[str, int]
 
 
 class ReferDataset:
     """One dataset (e.g. refcoco with splitBy unc) in the refer layout."""
 
-    def __init__(self, root: str | Path, dataset: str, split_by: str, images_dir: str | Path):
+    def __init__(self, root: str | Path, dataset: str, split_by: str, images_dir: str | Path, image_layout: str = ""):
         self.root = Path(root)
+        self.image_layout = image_layout or str(images_dir)
         self.dir = self.root / dataset
         self.refs_path = self.dir / f"refs({split_by}).p"
         self.instances_path = self.dir / "instances.json"
@@ -56,6 +65,9 @@ class ReferDataset:
         self.coco = self._read_instances()
         self._categories = {c["id"]: c["name"] for c in self.coco.dataset.get("categories", [])}
         self._check_refs()
+        self.images = ImageSource()
+        for image_id in {int(r["image_id"]) for r in self.refs}:
+            self.images.add(self.image_key(image_id), self.image_path(image_id))
 
     # -- reading -------------------------------------------------------------------------------
     def _read_refs(self) -> list[dict]:
@@ -69,8 +81,21 @@ class ReferDataset:
             if missing:
                 rid = ref.get("ref_id", f"#{i}")
                 raise DataError(f"{self.refs_path}: ref {rid} lacks key(s) {missing}; a refer-format ref has {list(_REF_KEYS)}. Re-download or repair this record.")
-            if not ref["sentences"]:
+            if not isinstance(ref["sentences"], list) or not ref["sentences"]:
                 raise DataError(f"{self.refs_path}: ref {ref['ref_id']} has no sentences; remove the record or add its expressions.")
+            for j, sent in enumerate(ref["sentences"]):
+                if not isinstance(sent, dict) or "sent_id" not in sent:
+                    raise DataError(f"{self.refs_path}: ref {ref['ref_id']} sentence #{j} has no 'sent_id' (a refer sentence is "
+                                    f"{{sent_id, sent, raw, tokens}}). Repair or re-download this record.")
+                try:
+                    int(sent["sent_id"])
+                except (TypeError, ValueError):
+                    raise DataError(f"{self.refs_path}: ref {ref['ref_id']} sentence #{j} has sent_id {sent['sent_id']!r}, "
+                                    f"not an integer. Repair or re-download this record.") from None
+        ids = [int(r["ref_id"]) for r in refs]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise DataError(f"{self.refs_path}: ref_id {dup} appears more than once; every ref needs its own id. Re-download the file.")
         return refs
 
     def _read_instances(self):
@@ -101,6 +126,14 @@ class ReferDataset:
         name = info.get("file_name") or f"COCO_train2014_{int(image_id):012d}.jpg"
         return self.images_dir / name
 
+    @staticmethod
+    def image_key(image_id: int) -> str:
+        return f"image:{int(image_id)}"
+
+    def image_size(self, image_id: int) -> tuple[int, int]:
+        info = self.coco.imgs[image_id]
+        return int(info.get("width") or 0), int(info.get("height") or 0)
+
     def gt_candidates(self, image_id: int) -> Candidates:
         anns = self.coco.imgToAnns.get(image_id, [])
         boxes = xywh_to_xyxy(np.array([a["bbox"] for a in anns], dtype=np.float64)).reshape(-1, 4)
@@ -108,43 +141,75 @@ class ReferDataset:
         masks = tuple(a.get("segmentation") for a in anns)
         return Candidates(boxes, cats, masks)
 
+    def _sentences(self, split: str, quality: QualityReport):
+        """(ref, sentence id, text) of ``split`` whose expression and ground-truth box are usable;
+        the others are recorded in ``quality``."""
+        for ref in self.refs_of(split):
+            image_id = int(ref["image_id"])
+            ann = self.coco.anns[ref["ann_id"]]
+            gt_reason = bad_box_reason(ann.get("bbox"), self.image_size(image_id))
+            for sent in ref["sentences"]:
+                sent_id = int(sent["sent_id"])
+                text = str(sent.get("sent") or str(sent.get("raw") or "").lower())
+                if not text.strip():
+                    quality.bad_expression(f"{self.refs_path}: ref {ref['ref_id']} sentence {sent_id} is empty")
+                elif gt_reason:
+                    quality.bad_expression(f"{self.instances_path}: annotation {ann.get('id')} (target of ref {ref['ref_id']}, "
+                                           f"image {image_id}) has bbox {ann.get('bbox')!r}, which {gt_reason}")
+                else:
+                    yield ref, sent_id, text
+
+    def pairs(self, split: str, *, skip_bad: bool = False) -> list[tuple[int, int]]:
+        """The usable (ref_id, sent_id) pairs of ``split`` (what the k-shot sampler draws from)."""
+        quality = QualityReport(split)
+        out = [(int(ref["ref_id"]), sent_id) for ref, sent_id, _ in self._sentences(split, quality)]
+        quality.raise_unless(skip_bad, what=f"split {split!r} of {self.dir}")
+        return out
+
     def load_split(self, split: str, proposals: DetectionProposals | None = None,
-                   ref_filter: Iterable[tuple[int, int]] | None = None) -> SplitData:
+                   ref_filter: Iterable[tuple[int, int]] | None = None, *, skip_bad: bool = False) -> SplitData:
         """Examples (one per sentence) of ``split``; ``proposals=None`` means gt candidates.
 
-        ``ref_filter``: only these (ref_id, sent_id) pairs (the k-shot manifest)."""
-        refs = self.refs_of(split)
-        if not refs:
+        ``ref_filter``: only these (ref_id, sent_id) pairs (the k-shot manifest). Degenerate data
+        (:mod:`cptbench.data.quality`) raises a :class:`DataError` with a count and examples,
+        unless ``skip_bad`` (then it is dropped and counted in ``skipped``)."""
+        if not self.refs_of(split):
             raise DataError(f"{self.refs_path}: split {split!r} has no refs; the file has splits {self.splits()}.")
         wanted = set(map(tuple, ref_filter)) if ref_filter is not None else None
         setting = proposals.setting if proposals is not None else "gt"
+        source = str(proposals.path) if proposals is not None else str(self.instances_path)
+        quality = QualityReport(split)
         examples: list[Example] = []
         labels: dict[str, Label] = {}
         cache: dict[int, Candidates] = {}
-        for ref in refs:
+        for ref, sent_id, text in self._sentences(split, quality):
+            if wanted is not None and (int(ref["ref_id"]), sent_id) not in wanted:
+                continue
             image_id = int(ref["image_id"])
-            ann = self.coco.anns[ref["ann_id"]]
-            for sent in ref["sentences"]:
-                sent_id = int(sent["sent_id"])
-                if wanted is not None and (int(ref["ref_id"]), sent_id) not in wanted:
-                    continue
-                if image_id not in cache:
-                    cache[image_id] = proposals.for_image(image_id) if proposals is not None else self.gt_candidates(image_id)
-                cand = cache[image_id]
-                info = self.coco.imgs[image_id]
-                eid = example_id(ref["ref_id"], sent_id)
-                text = sent.get("sent") or str(sent.get("raw", "")).lower()
-                examples.append(Example(
-                    example_id=eid, ref_id=int(ref["ref_id"]), sent_id=sent_id, image_id=image_id,
-                    image_path=self.image_path(image_id),
-                    image_size=(int(info["width"]), int(info["height"])),
-                    expression=text, boxes=cand.boxes, categories=cand.categories, masks=cand.masks,
-                    split=split, candidate_key=f"{setting}:{image_id}",
-                ))
-                labels[eid] = Label(eid, xywh_to_xyxy(ann["bbox"]), ann.get("segmentation"))
+            size = self.image_size(image_id)
+            if image_id not in cache:
+                raw = proposals.for_image(image_id) if proposals is not None else self.gt_candidates(image_id)
+                cache[image_id] = quality.clean_candidates(raw, size, f"{source}: image {image_id}")
+            cand = cache[image_id]
+            if cand.n == 0:
+                quality.no_candidates(f"{source}: image {image_id} (ref {ref['ref_id']})")
+            eid = example_id(ref["ref_id"], sent_id)
+            examples.append(Example(
+                example_id=eid, ref_id=int(ref["ref_id"]), sent_id=sent_id, image_id=image_id,
+                image_handle=self.images.handle(self.image_key(image_id), size), image_size=size,
+                expression=text, boxes=cand.boxes, categories=cand.categories, masks=cand.masks,
+                split=split, candidate_key=f"{setting}:{image_id}",
+            ))
+            labels[eid] = Label(eid, xywh_to_xyxy(self.coco.anns[ref["ann_id"]]["bbox"]),
+                                self.coco.anns[ref["ann_id"]].get("segmentation"))
         if wanted is not None:
-            found = {(e.ref_id, e.sent_id) for e in examples}
-            lost = sorted(wanted - found)
+            lost = sorted(wanted - {(e.ref_id, e.sent_id) for e in examples})
             if lost:
-                raise DataError(f"{self.refs_path}: split {split!r} lacks the manifest's (ref_id, sent_id) pairs {lost[:5]}; the data changed since the k-shot manifest was written. Delete the manifest to re-sample.")
-        return SplitData(split, examples, labels, setting, len(refs), {int(r["image_id"]) for r in refs})
+                raise DataError(f"{self.refs_path}: split {split!r} lacks the manifest's (ref_id, sent_id) pairs {lost[:5]} "
+                                f"(or they are now unusable); the data changed since the k-shot manifest was written. "
+                                f"Use a new --results folder, or delete the manifest to re-sample.")
+            # a k-shot draw is judged on its own examples only
+            quality.bad_expressions.clear()
+        quality.raise_unless(skip_bad, what=f"split {split!r} of {self.dir}")
+        return SplitData(split, examples, labels, setting, len(self.refs_of(split)),
+                         {int(r["image_id"]) for r in self.refs_of(split)}, quality.skipped())

@@ -32,7 +32,31 @@ def resolve_data_root(task: TaskSpec, data_root: str | Path | None) -> Path:
     return Path(data_root)
 
 
+#: image folders tried under the data root when --images is not given, after the card's image_dir:
+#: the refer toolkit's own layout (REFER.IMAGE_DIR) and a plain COCO download beside the annotations
+IMAGE_LAYOUTS: tuple[tuple[str, str], ...] = (
+    ("refer toolkit", "images/mscoco/images/train2014"),
+    ("coco download", "train2014"),
+)
+
+
+def find_image_dir(task: TaskSpec, root: Path, images: str | Path | None = None) -> tuple[Path, str]:
+    """The image folder and a description of the layout it was found in (for the console and the
+    record). ``--images`` wins; else the card's ``image_dir``, then :data:`IMAGE_LAYOUTS`, the first
+    that exists. When none exists the card's folder is returned (the image check names it)."""
+    if images is not None:
+        return Path(images), f"--images {images}"
+    tried = [("task card", task.image_dir), *[(n, d) for n, d in IMAGE_LAYOUTS if d != task.image_dir]]
+    for name, rel in tried:
+        if (root / rel).is_dir():
+            return root / rel, f"{name} ({rel})"
+    return root / task.image_dir, f"task card ({task.image_dir}; not found)"
+
+
 def open_dataset(task: TaskSpec, data_root: str | Path | None = None, images: str | Path | None = None) -> ReferDataset:
     root = resolve_data_root(task, data_root)
-    images_dir = Path(images) if images is not None else root / task.image_dir
-    return ReferDataset(root, task.dataset, task.split_by, images_dir)
+    if not root.is_dir():
+        raise DataError(f"{root}: --data-root does not exist (or is not a folder). It must hold {task.dataset}/{task.refs_file} "
+                        f"and {task.dataset}/instances.json; `cptbench data download {task.name} --to DIR` fetches them.")
+    images_dir, layout = find_image_dir(task, root, images)
+    return ReferDataset(root, task.dataset, task.split_by, images_dir, image_layout=layout)
