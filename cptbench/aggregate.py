@@ -1,6 +1,7 @@
 """Aggregation of run records into leaderboards (rebuilt from ``runs.jsonl`` alone).
 
-Per group (task, task version, split, method, method config, model, proposals, shots, limit):
+Per group (task, task version, split, method, method config, model and its content fingerprint,
+data fingerprint, proposals, shots, limit, data policy): a group never mixes fingerprints.
 ``n_seeds``, ``acc_mean``, ``acc_std`` (population, ddof 0, as the CPT paper), ``rsd`` = std / mean,
 and a 95% confidence interval of the mean from the t distribution (sample std, n - 1 degrees of
 freedom; empty for a single seed).
@@ -11,15 +12,16 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-GROUP_KEYS = ("task", "task_version", "split", "method", "method_config_hash", "model", "proposals", "shots", "limit")
+GROUP_KEYS = ("task", "task_version", "split", "method", "method_config_hash", "model", "model_fingerprint",
+              "data_fingerprint", "proposals", "shots", "limit", "skip_bad")
 LONG_COLUMNS = ("task", "split", "method", "model", "proposals", "shots", "n_seeds", "acc_mean", "acc_std", "rsd",
-                "ci95_low", "ci95_high", "n", "n_invalid", "method_config_hash", "task_version", "limit",
-                "uses_eval_labels", "seeds")
+                "ci95_low", "ci95_high", "n", "n_invalid", "n_no_candidates", "n_skipped", "method_config_hash",
+                "model_fingerprint", "data_fingerprint", "task_version", "limit", "skip_bad", "uses_eval_labels", "seeds")
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,14 @@ def seed_stats(values: Sequence[float]) -> Stats:
     return Stats(n, mean, std, rsd, lo, hi)
 
 
-def aggregate(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per group, sorted by task, split, method, shots."""
+def _as_dict(rec: Any) -> dict[str, Any]:
+    return rec.to_json() if hasattr(rec, "to_json") else dict(rec)
+
+
+def aggregate(records: Iterable[Any]) -> list[dict[str, Any]]:
+    """One row per group, sorted by task, split, method, shots (records: :class:`RunRecord` or dicts)."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
-    for rec in records:
+    for rec in map(_as_dict, records):
         groups.setdefault(tuple(rec.get(k) for k in GROUP_KEYS), []).append(rec)
     rows = []
     for key, recs in groups.items():
@@ -64,6 +70,8 @@ def aggregate(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         row.update(
             n_seeds=s.n, acc_mean=s.mean, acc_std=s.std, rsd=s.rsd, ci95_low=s.ci95_low, ci95_high=s.ci95_high,
             n=int(round(float(np.mean([r["n"] for r in recs])))), n_invalid=sum(r["n_invalid"] for r in recs),
+            n_no_candidates=sum(r.get("n_no_candidates", 0) for r in recs),
+            n_skipped=sum(sum((r.get("n_skipped") or {}).values()) for r in recs),
             uses_eval_labels=any(r.get("uses_eval_labels") for r in recs),
             seeds=" ".join(str(r["seed"]) for r in recs),
         )
@@ -73,18 +81,35 @@ def aggregate(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def method_labels(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], str]:
-    """Display name per (method, config hash): the method name, plus the hash where one method ran
-    with several configs; a ``*`` marks methods that read evaluation labels."""
-    configs: dict[str, set[str]] = {}
+def row_identity(r: dict[str, Any]) -> tuple:
+    """What tells two rows of one method apart besides task, split and shots."""
+    return (r["method"], r["method_config_hash"], r.get("model_fingerprint"), r.get("data_fingerprint"), r.get("skip_bad"))
+
+
+def method_labels(rows: Sequence[dict[str, Any]]) -> dict[tuple, str]:
+    """Display name per :func:`row_identity`: the method name, plus the config hash where one method
+    ran with several configs, ``[model <fp>]`` / ``[data <fp>]`` where its rows differ by the model's
+    or the data's content, ``[skip-bad]`` for runs that dropped bad data; a ``*`` marks methods that
+    read evaluation labels."""
+    seen: dict[str, dict[str, set]] = {}
     for r in rows:
-        configs.setdefault(r["method"], set()).add(r["method_config_hash"])
+        d = seen.setdefault(r["method"], {"config": set(), "model": set(), "data": set()})
+        d["config"].add(r["method_config_hash"])
+        d["model"].add((r["model"], r.get("model_fingerprint")))
+        d["data"].add((r["task"], r.get("data_fingerprint")))
     out = {}
     for r in rows:
+        d = seen[r["method"]]
         name = r["method"] + ("*" if r.get("uses_eval_labels") else "")
-        if len(configs[r["method"]]) > 1:
+        if len(d["config"]) > 1:
             name += f"#{r['method_config_hash'][:6]}"
-        out[(r["method"], r["method_config_hash"])] = name
+        if len({fp for m, fp in d["model"] if m == r["model"]}) > 1:
+            name += f" [model {str(r.get('model_fingerprint'))[:6]}]"
+        if len({fp for t, fp in d["data"] if t == r["task"]}) > 1:
+            name += f" [data {str(r.get('data_fingerprint'))[:6]}]"
+        if r.get("skip_bad"):
+            name += " [skip-bad]"
+        out[row_identity(r)] = name
     return out
 
 
@@ -121,16 +146,25 @@ class WideTable:
     header: list[str]
     rows: list[list[str]]
     title: str
+    #: data-quality notes: rows with invalid predictions, expressions without candidates, skipped data
+    notes: list[str] = field(default_factory=list)
 
 
 def wide_tables(rows: Sequence[dict[str, Any]]) -> list[WideTable]:
     labels = method_labels(rows)
     tables: dict[tuple, dict[tuple, dict[str, str]]] = {}
     splits: dict[tuple, list[str]] = {}
+    notes: dict[tuple, list[str]] = {}
     for r in rows:
         tkey = (r["task"], r["proposals"], r["limit"])
-        rkey = (r["model"], labels[(r["method"], r["method_config_hash"])], r["shots"])
+        rkey = (r["model"], labels[row_identity(r)], r["shots"])
         tables.setdefault(tkey, {}).setdefault(rkey, {})[r["split"]] = cell(r)
+        bits = [f"{r[k]} {what}" for k, what in (("n_invalid", "invalid predictions"),
+                                                 ("n_no_candidates", "expressions without candidates (scored as misses)"),
+                                                 ("n_skipped", "bad expressions/boxes skipped")) if r.get(k)]
+        if bits:
+            notes.setdefault(tkey, []).append(f"{rkey[1]} k={r['shots']} {r['split']}: " + ", ".join(bits)
+                                              + (f" (over {r['n_seeds']} seeds)" if r["n_seeds"] > 1 else ""))
         if r["split"] not in splits.setdefault(tkey, []):
             splits[tkey].append(r["split"])
     out = []
@@ -140,7 +174,8 @@ def wide_tables(rows: Sequence[dict[str, Any]]) -> list[WideTable]:
         title = f"{task} (proposals: {proposals}" + (f", first {limit} expressions per split" if limit else "") + ")"
         out.append(WideTable(["model", "method", "shots", *cols],
                              [[m, meth, str(k), *[body[(m, meth, k)].get(c, "") for c in cols]]
-                              for (m, meth, k) in sorted(body, key=lambda x: (x[0], x[1], x[2]))], title))
+                              for (m, meth, k) in sorted(body, key=lambda x: (x[0], x[1], x[2]))], title,
+                             notes.get(tkey, [])))
     return out
 
 
@@ -162,6 +197,9 @@ def markdown(tables: Sequence[WideTable]) -> str:
         parts.append("|" + "|".join("---" for _ in t.header) + "|")
         parts += ["| " + " | ".join(row) + " |" for row in t.rows]
         parts.append("")
+        parts += [f"- {n}" for n in t.notes]
+        if t.notes:
+            parts.append("")
     parts.append("Accuracy % (IoU rule per task card); mean ± population std over seeds, RSD = std / mean. "
                  "`*` = reads evaluation labels (an upper bound, not a method).")
     return "\n".join(parts) + "\n"

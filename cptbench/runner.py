@@ -1,29 +1,43 @@
 """Planning and executing runs: the harness between task data, methods and the results store.
 
-A *run* is one frozen :class:`RunSpec` (task, split, method + config, model, proposals, shots, seed,
-limit) with a stable id. Runs that share everything but the split form a *job*: the method is fitted
-once on the k-shot manifest and then predicts every pending split. Finished runs are skipped; a run
-interrupted mid-way resumes from its partial predictions (the method is fitted again with the same
-seed, which reproduces it).
+A *run* is one frozen :class:`RunSpec` (task, split, method + config, the model's and the data's
+content fingerprints, proposals, shots, seed, limit, data policy) with a stable id over that
+content (:meth:`RunSpec.identity`: paths never enter it). Runs that share everything but the split
+form a *job*: the method is fitted once on the k-shot manifest and then predicts every pending
+split.
+
+Order of work (:meth:`Runner.run`):
+
+1. :meth:`Runner.prepare` (before any fit): the results folder is writable; every task's data
+   loads and passes the data-quality policy; the model of every job is found and fingerprinted;
+   the device exists; every k-shot manifest is drawn and agrees with the saved one; every image of
+   the eval splits and of the k-shot training sets exists, decodes its header, has its annotated
+   size and is not truncated. A problem stops the command here, before anything is spent.
+2. Each job: runs already recorded are skipped; the others are locked (a run locked by another
+   process is skipped and reported); the method is fitted (training images pinned in the image
+   cache) and predicts each split in chunks, in a seeded order that depends on no label
+   (:func:`presentation_order`), each chunk saved with the method's counters and fit facts so a
+   killed run resumes to the very same record.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .examples import TrainExample
+from .errors import UsageError
+from .examples import Example, TrainExample
+from .fingerprint import RESULTS_VERSION, Fingerprint, data_fingerprint, digest_of, model_fingerprint
 from .methods.base import Method, MethodContext, config_dict, parse_config
-from .methods.registry import get_method_class
-from .sampling import Manifest, sample_k_shot
+from .methods.registry import get_method_class, method_registry
+from .records import RunRecord
+from .sampling import Manifest, rng_for, sample_k_shot
 from .scoring import score_example, summarize
 from .store import ResultsStore
-from .taskspec import MetricSpec, TaskSpec
+from .taskspec import MetricSpec, TaskCardError, TaskSpec
 
 EventFn = Callable[[str, Mapping[str, Any]], None]
 
@@ -37,7 +51,7 @@ def _no_progress(stage: str, done: int, total: int) -> None:
 
 
 def stable_hash(obj: Any, n: int = 16) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:n]
+    return digest_of(obj, n)
 
 
 @dataclass(frozen=True)
@@ -47,16 +61,26 @@ class RunSpec:
     split: str
     method: str
     method_config: str  # canonical JSON of the method's config
-    model: str
-    proposals: str
+    model: str  # the name the user gave (display only; not part of the identity)
+    model_fingerprint: str
+    data_fingerprint: str
+    proposals: str  # "gt" or "det:<file>:<sha256>"
     shots: int
     seed: int
     limit: int | None
     metric: MetricSpec
+    skip_bad: bool = False
+    results_version: int = RESULTS_VERSION
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the result: everything but the model's display name."""
+        d = asdict(self)
+        d.pop("model")
+        return d
 
     @property
     def run_id(self) -> str:
-        return stable_hash(asdict(self))
+        return stable_hash(self.identity())
 
     @property
     def config_hash(self) -> str:
@@ -65,7 +89,8 @@ class RunSpec:
 
 @dataclass
 class Job:
-    """Runs that share one fitted method (all eval splits of one setting)."""
+    """Runs that share one fitted method (all eval splits of one setting). ``runs`` is filled by
+    :meth:`Runner.prepare` (the ids need the fingerprints)."""
 
     task: TaskSpec
     method_cls: type[Method]
@@ -74,7 +99,16 @@ class Job:
     proposals_arg: str
     shots: int
     seed: int
+    splits: list[str] = field(default_factory=list)
     runs: list[RunSpec] = field(default_factory=list)
+    model_path: str | None = None
+    model_fp: Fingerprint | None = None
+    data_fp: Fingerprint | None = None
+    manifest: Manifest | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.task.name} · {self.method_cls.name} · k={self.shots} · seed {self.seed}"
 
 
 @dataclass(frozen=True)
@@ -93,46 +127,78 @@ class RunRequest:
     device: str = "cpu"
     eval_batch_size: int = 32
     chunk_size: int = 64  # predictions are saved every chunk (the resume granularity)
+    skip_bad: bool = False  # drop degenerate boxes / expressions instead of refusing them
 
 
-def _options_for(method: str, cls: type[Method], task: TaskSpec, options: Mapping[str, Any]) -> dict[str, Any]:
+# ------------------------------------------------------------------------------------ options
+def card_method_defaults(task: TaskSpec) -> dict[str, dict[str, Any]]:
+    """A card's ``method_defaults`` with aliases resolved to canonical names and every option
+    checked against the method's config; a misspelt method or option is a :class:`TaskCardError`."""
+    reg = method_registry()
+    out: dict[str, dict[str, Any]] = {}
+    for name, options in task.method_defaults.items():
+        if name not in reg:
+            from .registry import unknown_name_message
+
+            raise TaskCardError(f"{task.path}: method_defaults: " + unknown_name_message("method", name, reg.names()))
+        canonical = reg.canonical(name)
+        if canonical in out:
+            raise TaskCardError(f"{task.path}: method_defaults names {canonical!r} twice (once as {name!r}); keep one entry.")
+        cls = get_method_class(canonical)
+        try:
+            parse_config(cls.Config, dict(options), method=canonical)
+        except UsageError as exc:
+            raise TaskCardError(f"{task.path}: method_defaults.{name}: {exc}") from None
+        out[canonical] = dict(options)
+    return out
+
+
+def resolve_options(cls: type[Method], task: TaskSpec, options: Mapping[str, Any]) -> dict[str, Any]:
     """Task-card defaults for the method, then the user's options (unscoped or scoped to it)."""
-    merged = task.method_overrides(method)
+    merged = dict(card_method_defaults(task).get(cls.name, {}))
     for key, value in options.items():
         scope, dot, name = key.rpartition(".")
         if not dot:
             merged[key] = value
-        elif scope == method or (scope and get_method_class(scope) is cls):
+        elif scope == cls.name or (scope and get_method_class(scope) is cls):
             merged[name] = value
     return merged
 
 
-def _proposal_setting(arg: str) -> str:
-    if arg == "gt":
-        return "gt"
-    from .data.proposals import load_detections
-
-    return load_detections(arg).setting
+def _check_scopes(options: Mapping[str, Any], methods: Sequence[type[Method]]) -> None:
+    """A scoped option (``cpt-seg.alpha``) must name a method of the request."""
+    asked = {m.name for m in methods}
+    for key in options:
+        scope, dot, _ = key.rpartition(".")
+        if dot and scope:
+            canonical = method_registry().canonical(scope)
+            if canonical not in asked:
+                raise UsageError(f"--set {key}: method {scope!r} is not among the methods of this command ({', '.join(sorted(asked))}).")
 
 
 def plan(request: RunRequest) -> list[Job]:
     """All jobs of a request, in a deterministic order. Raises early on unknown names/options."""
+    if not request.methods:
+        raise UsageError("no method given (--method)")
+    if not request.shots:
+        raise UsageError("no shots given (--shots, e.g. -k 0,1)")
+    if not request.seeds:
+        raise UsageError("no seeds given (--seeds, e.g. 0,1,2,3,4)")
+    classes = [get_method_class(m) for m in dict.fromkeys(request.methods)]
+    classes = list({c.name: c for c in classes}.values())
+    _check_scopes(request.options, classes)
     jobs: list[Job] = []
-    settings: dict[str, str] = {}
     for task in request.tasks:
         splits = list(request.splits) if request.splits else list(task.eval_splits)
         bad = [s for s in splits if s not in task.eval_splits]
         if bad:
             from .registry import unknown_name_message
 
-            raise ValueError(unknown_name_message(f"eval split of task {task.name!r}:", bad[0], task.eval_splits))
+            raise UsageError(unknown_name_message(f"eval split of task {task.name!r}:", bad[0], task.eval_splits))
+        card_method_defaults(task)  # a broken card is refused even for methods not asked for
         proposals_arg = request.proposals or task.default_proposals
-        if proposals_arg not in settings:
-            settings[proposals_arg] = _proposal_setting(proposals_arg)
-        for method in request.methods:
-            cls = get_method_class(method)
-            config = parse_config(cls.Config, _options_for(cls.name, cls, task, request.options), method=cls.name)
-            config_json = json.dumps(config_dict(config), sort_keys=True)
+        for cls in classes:
+            config = parse_config(cls.Config, resolve_options(cls, task, request.options), method=cls.name)
             model = (request.model or task.default_model) if cls.needs_model else None
             # A method that does not train gives the same result at every k: run it once, at the
             # smallest k asked for (its row is the same for every k).
@@ -142,15 +208,28 @@ def plan(request: RunRequest) -> list[Job]:
                 varies = cls.stochastic or (cls.trains and shots > 0)
                 seeds = list(request.seeds) if varies else list(request.seeds)[:1]
                 for seed in seeds:
-                    job = Job(task, cls, config, model, proposals_arg, shots, seed)
-                    for split in splits:
-                        job.runs.append(RunSpec(task.name, task.version, split, cls.name, config_json,
-                                                model or "none", settings[proposals_arg], shots, seed,
-                                                request.limit, task.metric))
-                    jobs.append(job)
+                    jobs.append(Job(task, cls, config, model, proposals_arg, shots, seed, list(splits)))
     return jobs
 
 
+# ------------------------------------------------------------------------------ presentation
+def presentation_order(examples: Sequence[Example], task: str, split: str) -> list[Example]:
+    """The order methods see a split in: images in a seeded random order, each image's expressions
+    together (so its painted copies are shared) in a seeded random order. It depends on the task
+    and split names and the image keys only, never on labels or on ref / annotation order."""
+    groups: dict[str, list[Example]] = {}
+    for ex in examples:
+        groups.setdefault(ex.image_key, []).append(ex)
+    rng = rng_for("presentation-order", task, split)
+    keys = sorted(groups)
+    out: list[Example] = []
+    for i in rng.permutation(len(keys)):
+        members = sorted(groups[keys[i]], key=lambda e: e.example_id)
+        out.extend(members[j] for j in rng.permutation(len(members)))
+    return out
+
+
+# ------------------------------------------------------------------------------------ runner
 class Runner:
     """Executes jobs against a results store; library code: reports through callbacks only."""
 
@@ -161,15 +240,20 @@ class Runner:
         self.event = event
         self._datasets: dict[str, Any] = {}
         self._detections: dict[str, Any] = {}
-        self._splits: dict[tuple[str, str], Any] = {}
+        self._splits: dict[tuple[str, str, str], Any] = {}
+        self._data_fps: dict[str, Fingerprint] = {}
+        self._models: dict[str, tuple[Fingerprint, str | None]] = {}
+        self._checked_images: set[str] = set()
+        self.busy: list[str] = []  # run ids skipped because another process holds them
 
     # -- data ----------------------------------------------------------------------------------
-    def _dataset(self, task: TaskSpec):
+    def dataset(self, task: TaskSpec):
         if task.name not in self._datasets:
             from .data.source import open_dataset
 
             self.event("load", {"task": task.name})
-            self._datasets[task.name] = open_dataset(task, self.request.data_root, self.request.images)
+            ds = self._datasets[task.name] = open_dataset(task, self.request.data_root, self.request.images)
+            self.event("data", {"task": task.name, "root": str(ds.root), "image_layout": ds.image_layout})
         return self._datasets[task.name]
 
     def _proposals(self, arg: str):
@@ -181,114 +265,269 @@ class Runner:
             self._detections[arg] = load_detections(arg)
         return self._detections[arg]
 
-    def _split(self, task: TaskSpec, split: str, proposals_arg: str):
+    def proposal_setting(self, arg: str) -> str:
+        dets = self._proposals(arg)
+        return "gt" if dets is None else dets.setting
+
+    def split(self, task: TaskSpec, split: str, proposals_arg: str):
         key = (task.name, split, proposals_arg)
         if key not in self._splits:
-            self._splits[key] = self._dataset(task).load_split(split, self._proposals(proposals_arg))
+            self._splits[key] = self.dataset(task).load_split(split, self._proposals(proposals_arg),
+                                                              skip_bad=self.request.skip_bad)
         return self._splits[key]
 
     def manifest(self, task: TaskSpec, shots: int, seed: int) -> Manifest:
-        ds = self._dataset(task)
-        pairs = [(r["ref_id"], s["sent_id"]) for r in ds.refs_of(task.train_split) for s in r["sentences"]]
+        pairs = self.dataset(task).pairs(task.train_split, skip_bad=self.request.skip_bad)
+        if shots > len(pairs):
+            raise UsageError(f"task {task.name!r}: -k {shots} asks for more training expressions than its "
+                             f"{task.train_split!r} split has ({len(pairs)}); use a smaller -k.")
         return sample_k_shot(task.name, task.version, pairs, shots, seed)
 
+    def train_examples(self, task: TaskSpec, manifest: Manifest, proposals_arg: str) -> list[TrainExample]:
+        if not manifest.examples:
+            return []
+        data = self.dataset(task).load_split(task.train_split, self._proposals(proposals_arg),
+                                             ref_filter=manifest.examples, skip_bad=self.request.skip_bad)
+        by_pair = {(ex.ref_id, ex.sent_id): ex for ex in data.examples}
+        return [TrainExample(by_pair[p], data.labels[by_pair[p].example_id]) for p in manifest.examples]
+
+    def model(self, name: str | None) -> tuple[Fingerprint, str | None]:
+        key = name or "none"
+        if key not in self._models:
+            self._models[key] = model_fingerprint(name)
+        return self._models[key]
+
+    # -- preflight -----------------------------------------------------------------------------
+    def _check_device(self) -> None:
+        device = str(self.request.device)
+        if device == "cpu":
+            return
+        import torch
+
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, ValueError) as exc:
+            raise UsageError(f"--device {device}: not a torch device ({exc}); use cpu, cuda or cuda:N.") from None
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise UsageError(f"--device {device}: CUDA is not available on this machine (torch {torch.__version__}, "
+                                 f"built {'with' if torch.version.cuda else 'without'} CUDA); use --device cpu.")
+            if dev.index is not None and dev.index >= torch.cuda.device_count():
+                raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s).")
+        elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise UsageError(f"--device {device}: MPS is not available on this machine; use --device cpu.")
+
+    def _check_images(self, task: TaskSpec, examples: Sequence[Example]) -> None:
+        ds = self.dataset(task)
+        todo = {}
+        for ex in examples:
+            if ex.image_key not in self._checked_images:
+                todo[ex.image_key] = ex.image_size
+        if not todo:
+            return
+        problems = ds.images.check(todo)
+        if problems:
+            from .data.errors import DataError
+
+            shown = "\n  ".join(problems[:5]) + (f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else "")
+            raise DataError(f"{len(problems)} of the {len(todo)} images this command needs cannot be used "
+                            f"(images looked for in {ds.images_dir}, layout: {ds.image_layout}):\n  {shown}\n"
+                            f"Fix or re-download them (`cptbench data check {task.name}` lists them all), or point "
+                            f"--images at the right folder. Nothing was run.")
+        self._checked_images.update(todo)
+
+    def prepare(self, jobs: Sequence[Job]) -> None:
+        """Everything that can fail on user input, before any fit (see the module doc)."""
+        self._check_device()
+        for job in jobs:
+            task = job.task
+            ds = self.dataset(task)
+            if task.name not in self._data_fps:
+                self._data_fps[task.name] = data_fingerprint(ds)
+            job.data_fp = self._data_fps[task.name]
+            job.model_fp, job.model_path = self.model(job.model)
+            setting = self.proposal_setting(job.proposals_arg)
+            job.manifest = self.manifest(task, job.shots, job.seed)
+            self.store.save_or_check_manifest(job.manifest)
+            train = self.train_examples(task, job.manifest, job.proposals_arg)
+            self._check_images(task, [t.example for t in train])
+            config_json = json.dumps(config_dict(job.config), sort_keys=True)
+            job.runs = []
+            for split in job.splits:
+                data = self.split(task, split, job.proposals_arg)
+                examples = data.examples[: self.request.limit] if self.request.limit else data.examples
+                self._check_images(task, examples)
+                job.runs.append(RunSpec(task.name, task.version, split, job.method_cls.name, config_json,
+                                        job.model or "none", job.model_fp.digest, job.data_fp.digest, setting,
+                                        job.shots, job.seed, self.request.limit, task.metric, self.request.skip_bad))
+
     # -- execution -----------------------------------------------------------------------------
-    def run(self, jobs: Sequence[Job]) -> list[dict[str, Any]]:
+    def run(self, jobs: Sequence[Job]) -> list[RunRecord]:
+        self.store.check_writable()
+        self.prepare(jobs)
         done = self.store.finished_ids()
-        new_records = []
+        new_records: list[RunRecord] = []
         for i, job in enumerate(jobs, 1):
-            pending = [r for r in job.runs if r.run_id not in done]
             info = {"index": i, "total": len(jobs), "task": job.task.name, "method": job.method_cls.name,
                     "shots": job.shots, "seed": job.seed}
+            pending = [r for r in job.runs if r.run_id not in done]
             if not pending:
                 self.event("skip", info)
                 continue
-            self.event("job", info)
-            new_records += self._run_job(job, pending)
+            locks, mine = [], []
+            try:
+                for spec in pending:
+                    lock = self.store.try_lock(spec.run_id)
+                    if lock is None:
+                        self.busy.append(spec.run_id)
+                        self.event("busy", {**info, "split": spec.split, "holder": self.store.lock_holder(spec.run_id)})
+                        continue
+                    locks.append(lock)
+                    mine.append(spec)
+                if mine:
+                    done = self.store.finished_ids()  # another process may have finished some meanwhile
+                    mine = [r for r in mine if r.run_id not in done]
+                if not mine:
+                    continue
+                self.event("job", info)
+                new_records += self._run_job(job, mine)
+            finally:
+                for lock in locks:
+                    lock.release()
         return new_records
 
-    def _run_job(self, job: Job, pending: list[RunSpec]) -> list[dict[str, Any]]:
+    def _context(self, job: Job, pending: Sequence[RunSpec]) -> MethodContext:
         task = job.task
-        manifest = self.manifest(task, job.shots, job.seed)
-        manifest_path = self.store.save_or_check_manifest(manifest)
-        context = MethodContext(
-            model=job.model, device=self.request.device, task=task.name,
+        return MethodContext(
+            model=job.model_path or job.model, device=self.request.device, task=task.name,
             eval_batch_size=self.request.eval_batch_size, progress=self.progress,
             artifacts_dir=self.store.root / "artifacts" / pending[0].run_id,
             extra={"iou_convention": task.metric.iou_convention, "iou_threshold": task.metric.threshold,
-                   "iou_rule": task.metric.threshold_rule, "shots": job.shots},
+                   "iou_rule": task.metric.threshold_rule, "shots": job.shots, "model_name": job.model},
         )
-        method = job.method_cls(job.config, context)
+
+    def _fit(self, job: Job, method: Method) -> float:
+        t = time.perf_counter()
+        train = self.train_examples(job.task, job.manifest, job.proposals_arg)
+        images = self.dataset(job.task).images
+        keys = [te.example.image_key for te in train]
+        images.pin(keys)
+        try:
+            self.event("fit", {"method": job.method_cls.name, "shots": job.shots, "seed": job.seed, "n_train": len(train)})
+            method.fit(train, job.seed)
+        finally:
+            images.unpin(keys)
+        return time.perf_counter() - t
+
+    def _run_job(self, job: Job, pending: list[RunSpec]) -> list[RunRecord]:
+        task = job.task
+        method = job.method_cls(job.config, self._context(job, pending))
         fitted = False
         fit_seconds = 0.0
         records = []
         for spec in pending:
-            t0 = time.perf_counter()
-            data = self._split(task, spec.split, job.proposals_arg)
+            data = self.split(task, spec.split, job.proposals_arg)
             examples = data.examples[: spec.limit] if spec.limit else data.examples
-            order = {ex.example_id: i for i, ex in enumerate(examples)}
-            rows = {k: v for k, v in self.store.partial_predictions(spec.run_id).items() if k in order}
-            remaining = [ex for ex in examples if ex.example_id not in rows]
+            chunks = self.store.partial_chunks(spec.run_id)
+            rows = {r["example_id"]: r for c in chunks for r in c["rows"]}
+            wanted = {ex.example_id for ex in examples}
+            rows = {k: v for k, v in rows.items() if k in wanted}
+            remaining = [ex for ex in presentation_order(examples, task.name, spec.split) if ex.example_id not in rows]
+            split_fit = 0.0
             if remaining and not fitted:
-                t_fit = time.perf_counter()
-                train = self._train_examples(task, manifest, job.proposals_arg)
-                self.event("fit", {"method": job.method_cls.name, "shots": job.shots, "seed": job.seed, "n_train": len(train)})
-                method.fit(train, job.seed)
+                split_fit = fit_seconds = self._fit(job, method)
                 fitted = True
-                fit_seconds = time.perf_counter() - t_fit
+            fit_info = _plain(method.describe()) if fitted or not chunks else dict(chunks[-1].get("fit_info") or {})
             if remaining and job.method_cls.uses_eval_labels:
                 method.set_eval_labels(data.labels)
+            method.take_counters()  # what fit or an earlier split counted is not this split's
+            counters = _sum_counters(c.get("counters") or {} for c in chunks)
             t_pred = time.perf_counter()
             chunk = max(1, self.request.chunk_size)
+            images = self.dataset(task).images
             for start in range(0, len(remaining), chunk):
                 batch = remaining[start:start + chunk]
+                upcoming = remaining[start + chunk:start + 2 * chunk]
+                if upcoming:
+                    images.prefetch([ex.image_key for ex in upcoming])
                 scores = method.predict(batch)
                 if len(scores) != len(batch):
                     raise RuntimeError(f"method {job.method_cls.name!r} returned {len(scores)} score arrays for {len(batch)} examples")
                 new = [score_example(ex, data.labels[ex.example_id], s, task.metric).to_json(s)
                        for ex, s in zip(batch, scores)]
-                self.store.append_partial(spec.run_id, new)
+                chunk_counters = _plain(method.take_counters())
+                self.store.append_chunk(spec.run_id, new, chunk_counters, fit_info)
+                counters = _sum_counters([counters, chunk_counters])
                 rows.update((r["example_id"], r) for r in new)
                 self.progress(f"{task.name}/{spec.split}", len(rows), len(examples))
             predict_seconds = time.perf_counter() - t_pred
+            order = {ex.example_id: i for i, ex in enumerate(examples)}
             ordered = sorted(rows.values(), key=lambda r: order[r["example_id"]])
-            summary = summarize(ordered)
-            record = self._record(spec, job, method, summary, manifest, manifest_path,
-                                  fit_seconds=fit_seconds, predict_seconds=predict_seconds,
-                                  seconds=time.perf_counter() - t0 + fit_seconds, resumed=len(rows) - len(remaining))
-            self.store.finalize_predictions(spec.run_id, ordered)
+            sha = self.store.finalize_predictions(spec.run_id, ordered)
+            record = self._record(spec, job, method, ordered, data, fit_info, counters, sha,
+                                  fit_seconds=split_fit, predict_seconds=predict_seconds,
+                                  resumed=len(rows) - len(remaining))
             if self.store.append_record(record):
                 records.append(record)
-                self.event("done", record)
+                self.event("done", record.to_json())
             self.store.drop_partial(spec.run_id)
-            fit_seconds = 0.0  # counted once, in the job's first run
         return records
 
-    def _train_examples(self, task: TaskSpec, manifest: Manifest, proposals_arg: str) -> list[TrainExample]:
-        if not manifest.examples:
-            return []
-        data = self._dataset(task).load_split(task.train_split, self._proposals(proposals_arg), ref_filter=manifest.examples)
-        by_pair = {(ex.ref_id, ex.sent_id): ex for ex in data.examples}
-        return [TrainExample(by_pair[p], data.labels[by_pair[p].example_id]) for p in manifest.examples]
-
-    def _record(self, spec: RunSpec, job: Job, method: Method, summary, manifest: Manifest, manifest_path: Path,
-                **timing: Any) -> dict[str, Any]:
+    def _record(self, spec: RunSpec, job: Job, method: Method, rows, data, fit_info, counters, predictions_sha,
+                **timing: Any) -> RunRecord:
         from .provenance import git_revision, package_versions, platform_info
 
-        return {
-            "run_id": spec.run_id, "task": spec.task, "task_version": spec.task_version, "split": spec.split,
-            "method": spec.method, "method_config": json.loads(spec.method_config),
-            "method_config_hash": spec.config_hash, "model": spec.model, "proposals": spec.proposals,
-            "shots": spec.shots, "seed": spec.seed, "limit": spec.limit,
-            "metric": asdict(spec.metric), "uses_eval_labels": job.method_cls.uses_eval_labels,
-            "accuracy": summary.accuracy, "n": summary.n, "n_correct": summary.n_correct,
-            "n_invalid": summary.n_invalid, "n_no_candidates": summary.n_no_candidates,
-            "seconds": round(timing["seconds"], 3), "fit_seconds": round(timing["fit_seconds"], 3),
-            "predict_seconds": round(timing["predict_seconds"], 3), "resumed_examples": timing["resumed"],
-            "manifest_sha256": manifest.sha256,
-            "manifest_path": str(manifest_path.relative_to(self.store.root)),
-            "predictions_path": str(self.store.predictions_path(spec.run_id).relative_to(self.store.root)),
-            "method_info": method.describe(), "task_card": job.task.path, "device": self.request.device,
-            "versions": package_versions(), "git_revision": git_revision(), "platform": platform_info(),
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        summary = summarize(rows)
+        manifest_path = self.store.manifest_path(job.manifest.task, job.manifest.shots, job.manifest.seed)
+        fit_s, pred_s = round(timing["fit_seconds"], 3), round(timing["predict_seconds"], 3)
+        perf = _plain(method.perf_info())
+        perf["images"] = self.dataset(job.task).images.stats()
+        return RunRecord(
+            run_id=spec.run_id, task=spec.task, task_version=spec.task_version, split=spec.split,
+            method=spec.method, method_config=json.loads(spec.method_config), method_config_hash=spec.config_hash,
+            model=spec.model, model_fingerprint=spec.model_fingerprint, data_fingerprint=spec.data_fingerprint,
+            proposals=spec.proposals, shots=spec.shots, seed=spec.seed, limit=spec.limit, metric=asdict(spec.metric),
+            uses_eval_labels=job.method_cls.uses_eval_labels, accuracy=summary.accuracy, n=summary.n,
+            n_correct=summary.n_correct, n_invalid=summary.n_invalid, n_no_candidates=summary.n_no_candidates,
+            fit_seconds=fit_s, predict_seconds=pred_s, seconds=round(fit_s + pred_s, 3),
+            resumed_examples=timing["resumed"], manifest_sha256=job.manifest.sha256,
+            manifest_path=str(manifest_path.relative_to(self.store.root)),
+            predictions_path=str(self.store.predictions_path(spec.run_id).relative_to(self.store.root)),
+            method_info={**fit_info, **counters}, skip_bad=spec.skip_bad, n_skipped=dict(data.skipped),
+            predictions_sha256=predictions_sha, results_version=spec.results_version,
+            seed_policy=str(fit_info.get("seed_policy", "")),
+            model_source=dict(job.model_fp.source) if job.model_fp else {},
+            data_source=dict(job.data_fp.source) if job.data_fp else {},
+            perf=perf, task_card=job.task.path, device=self.request.device, versions=package_versions(),
+            git_revision=git_revision(), platform=platform_info(),
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+
+
+def _sum_counters(parts) -> dict[str, Any]:
+    """Key-wise sum of counter dicts (numbers add; nested dicts add key-wise)."""
+    out: dict[str, Any] = {}
+    for part in parts:
+        for k, v in part.items():
+            if isinstance(v, dict):
+                out[k] = _sum_counters([out.get(k) or {}, v])
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[k] = out.get(k, 0) + v
+            else:
+                out[k] = v
+    return out
+
+
+def _plain(obj: Any) -> Any:
+    """A JSON round-trip copy (tuples become lists, numpy scalars plain numbers)."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)

@@ -4,25 +4,38 @@ Layout of ``<results>/``::
 
     runs.jsonl                         one JSON record per finished run (append-only)
     predictions/<run_id>.jsonl         per-example predictions of a finished run
-    predictions/<run_id>.partial.jsonl predictions of a run in progress (resume point)
+    predictions/<run_id>.partial.jsonl a run in progress: one JSON line per saved chunk (resume point)
     splits/<task>/k<k>_s<seed>.json    k-shot manifests: {"examples": [{ref_id, sent_id}], "sha256", ...}
+    locks/<run_id>.lock                held (flock) by the process computing that run
     leaderboard.csv, leaderboard_wide.csv, leaderboard.md   rebuilt from runs.jsonl alone
 
 Crash safety: a record line is written with one ``write`` under an exclusive lock and fsynced; a torn
 last line (a kill mid-write) is cut off before the next append and ignored by readers; a run appears
-in ``runs.jsonl`` only after its predictions file is complete. Partial predictions are appended in
-chunks, so an interrupted run resumes from its last complete chunk.
+in ``runs.jsonl`` only after its predictions file is complete. Partial predictions are appended one
+chunk per line (its rows, the method's counters for those rows and its fit facts), so a kill loses
+at most the chunk being written, never part of one.
+
+Concurrency: a process computes a run only while it holds that run's lock (``flock`` on
+``locks/<run_id>.lock``, non-blocking: a run locked by another process is skipped and reported);
+the lock file names the holder (host, pid, start). The lock holder alone writes the run's partial
+predictions, finalises its predictions file and appends its record. Two records with one run id
+and different results are an error naming both lines.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
+import socket
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from .errors import ResultsError
+from .records import RecordError, RunRecord, dumps
 from .sampling import Manifest
 
 
@@ -84,21 +97,26 @@ def _append_unlocked(path: Path, payload: bytes) -> None:
         os.close(fd)
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Complete JSON lines of ``path`` ([] if missing); a torn last line is ignored."""
+def read_jsonl(path: Path, with_lines: bool = False) -> list[Any]:
+    """Complete JSON lines of ``path`` ([] if missing); a torn last line is ignored.
+    ``with_lines``: (line number, row) pairs."""
     if not path.exists():
         return []
     rows = []
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path}: cannot read ({exc}).") from exc
     lines = text.split("\n")
     complete = lines[:-1]  # the piece after the last newline is empty or torn
     for i, line in enumerate(complete, 1):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: line {i} is not valid JSON ({exc}); this file is append-only, so the line was edited by hand. Fix or delete that line.") from exc
+            raise RecordError(f"{path}: line {i} is not valid JSON ({exc}); this file is append-only, so the line was edited by hand. Fix or delete that line.") from exc
+        rows.append((i, row) if with_lines else row)
     return rows
 
 
@@ -121,43 +139,106 @@ class ResultsStore:
     def runs_path(self) -> Path:
         return self.root / "runs.jsonl"
 
-    def records(self) -> list[dict[str, Any]]:
-        """Finished run records, first one kept where a run id appears twice."""
-        seen: set[str] = set()
+    def check_writable(self) -> None:
+        """Refuse, with the path and the fix, a results folder this process cannot write."""
+        for sub in ("", "predictions", "splits", "locks"):
+            d = self.root / sub if sub else self.root
+            if d.exists() and not d.is_dir():
+                raise ResultsError(f"{d}: exists but is not a folder; the results folder needs it as a folder. "
+                                   f"Move that file away or pick another --results folder.")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ResultsError(f"{self.root}: cannot write to the results folder ({exc.strerror or exc}); "
+                               f"pick another --results folder or fix its permissions.") from exc
+
+    def records(self) -> list[RunRecord]:
+        """Finished run records, validated. An exact repeat of a run id is dropped; a repeat with
+        a different result is an error naming both lines."""
+        seen: dict[str, tuple[int, RunRecord]] = {}
         out = []
-        for rec in read_jsonl(self.runs_path):
-            if rec.get("run_id") in seen:
+        for line, raw in read_jsonl(self.runs_path, with_lines=True):
+            rec = RunRecord.from_json(raw, f"{self.runs_path}: line {line}")
+            first = seen.get(rec.run_id)
+            if first is not None:
+                if not first[1].same_result(rec):
+                    raise RecordError(
+                        f"{self.runs_path}: lines {first[0]} and {line} are both run {rec.run_id} with different results "
+                        f"({first[1].accuracy:.4g}% vs {rec.accuracy:.4g}%); delete the wrong line (or both, to compute it again).")
                 continue
-            seen.add(rec.get("run_id"))
+            seen[rec.run_id] = (line, rec)
             out.append(rec)
         return out
 
     def finished_ids(self) -> set[str]:
-        return {r["run_id"] for r in self.records()}
+        return {r.run_id for r in self.records()}
 
-    def append_record(self, record: dict[str, Any]) -> bool:
+    def append_record(self, record: RunRecord) -> bool:
         """Append unless a record with the same run id exists; returns whether it was written."""
         with _locked(self.runs_path):
             _repair_tail(self.runs_path)
-            if record["run_id"] in {r.get("run_id") for r in read_jsonl(self.runs_path)}:
+            if record.run_id in {r.get("run_id") for r in read_jsonl(self.runs_path)}:
                 return False
-            _append_unlocked(self.runs_path, (json.dumps(record, sort_keys=True) + "\n").encode())
+            _append_unlocked(self.runs_path, (dumps(record) + "\n").encode())
         return True
+
+    # -- run locks -----------------------------------------------------------------------------
+    def lock_path(self, run_id: str) -> Path:
+        return self.root / "locks" / f"{run_id}.lock"
+
+    def try_lock(self, run_id: str) -> "RunLock | None":
+        """The run's lock if no other process holds it (non-blocking), else ``None``."""
+        path = self.lock_path(run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        info = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(info).encode())
+        return RunLock(path, fd)
+
+    def lock_holder(self, run_id: str) -> str:
+        try:
+            info = json.loads(self.lock_path(run_id).read_text() or "{}")
+            return f"pid {info.get('pid')} on {info.get('host')} since {info.get('since')}"
+        except (OSError, ValueError):
+            return "another process"
 
     # -- predictions ---------------------------------------------------------------------------
     def predictions_path(self, run_id: str, partial: bool = False) -> Path:
         return self.root / "predictions" / (f"{run_id}.partial.jsonl" if partial else f"{run_id}.jsonl")
 
+    def partial_chunks(self, run_id: str) -> list[dict[str, Any]]:
+        """Saved chunks of a run in progress: ``{"rows": [...], "counters": {...}, "fit_info": {...}}``."""
+        chunks = []
+        for c in read_jsonl(self.predictions_path(run_id, partial=True)):
+            if isinstance(c, dict) and isinstance(c.get("rows"), list):
+                chunks.append(c)
+        return chunks
+
     def partial_predictions(self, run_id: str) -> dict[str, dict[str, Any]]:
-        return {r["example_id"]: r for r in read_jsonl(self.predictions_path(run_id, partial=True))}
+        return {r["example_id"]: r for c in self.partial_chunks(run_id) for r in c["rows"]}
+
+    def append_chunk(self, run_id: str, rows: list[dict[str, Any]], counters: dict[str, Any], fit_info: dict[str, Any]) -> None:
+        """One chunk as one line: a kill keeps all of it or none of it."""
+        append_jsonl(self.predictions_path(run_id, partial=True), [{"rows": rows, "counters": counters, "fit_info": fit_info}])
 
     def append_partial(self, run_id: str, rows: list[dict[str, Any]]) -> None:
-        append_jsonl(self.predictions_path(run_id, partial=True), rows)
+        self.append_chunk(run_id, rows, {}, {})
 
-    def finalize_predictions(self, run_id: str, rows: list[dict[str, Any]]) -> Path:
+    def finalize_predictions(self, run_id: str, rows: list[dict[str, Any]]) -> str:
+        """Write the run's predictions file atomically; returns its sha256."""
         path = self.predictions_path(run_id)
-        write_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
-        return path
+        data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
+        write_atomic(path, data)
+        return hashlib.sha256(data).hexdigest()
 
     def drop_partial(self, run_id: str) -> None:
         p = self.predictions_path(run_id, partial=True)
@@ -174,10 +255,10 @@ class ResultsStore:
         if path.exists():
             try:
                 old = Manifest.from_json(json.loads(path.read_text()))
-            except (ValueError, KeyError, json.JSONDecodeError) as exc:
-                raise ValueError(f"{path}: unreadable k-shot manifest ({exc}); delete it to re-sample.") from exc
+            except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+                raise ResultsError(f"{path}: unreadable k-shot manifest ({exc}); delete it to re-sample.") from exc
             if old.sha256 != manifest.sha256:
-                raise ValueError(
+                raise ResultsError(
                     f"{path}: the saved k-shot manifest (sha256 {old.sha256[:12]}) differs from a fresh draw "
                     f"({manifest.sha256[:12]}): the train split changed. Use a new --results folder, or delete the "
                     f"manifest and the runs that used it."
@@ -185,3 +266,24 @@ class ResultsStore:
             return path
         write_atomic(path, (json.dumps(manifest.to_json(), indent=1, sort_keys=True) + "\n").encode())
         return path
+
+
+class RunLock:
+    """A held run lock; :meth:`release` (or the process ending) frees it."""
+
+    def __init__(self, path: Path, fd: int):
+        self.path, self._fd = path, fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._fd)
+                self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()

@@ -50,10 +50,12 @@ def test_torn_line_is_repaired_before_next_append(tmp_path):
 
 
 def test_append_record_is_idempotent(tmp_path):
+    from record_fixture import make_record
+
     store = ResultsStore(tmp_path)
-    assert store.append_record({"run_id": "x", "accuracy": 1})
-    assert not store.append_record({"run_id": "x", "accuracy": 2})
-    assert [r["accuracy"] for r in store.records()] == [1]
+    assert store.append_record(make_record(run_id="x", accuracy=1.0))
+    assert not store.append_record(make_record(run_id="x", accuracy=2.0))
+    assert [r.accuracy for r in store.records()] == [1.0]
 
 
 def test_kill_9_at_random_moments_loses_and_duplicates_nothing(env):
@@ -104,10 +106,10 @@ def test_ctrl_c_mid_run_resumes_from_partial_predictions(env):
         Runner(request, store, progress=interrupt_after_two_chunks).run(plan(request))
     assert store.records() == []
     partial = next((tmp / "res" / "predictions").glob("*.partial.jsonl"))
-    assert len(read_jsonl(partial)) == 8
+    assert [len(c["rows"]) for c in read_jsonl(partial)] == [4, 4]  # two saved chunks
     new = Runner(request, store).run(plan(request))
-    assert len(new) == 3 and new[0]["resumed_examples"] == 8 and new[0]["n"] == 48
+    assert len(new) == 3 and new[0].resumed_examples == 8 and new[0].n == 48
 
     fresh = ResultsStore(tmp / "fresh")
     ref = Runner(request, fresh).run(plan(request))
-    assert [r["accuracy"] for r in new] == [r["accuracy"] for r in ref]
+    assert [r.stable_view() for r in new] == [r.stable_view() for r in ref]

@@ -1,0 +1,18 @@
+"""Hand-made run records for store and aggregation tests."""
+
+from __future__ import annotations
+
+from cptbench.records import RunRecord
+
+BASE = dict(
+    run_id="r0", task="toyref", task_version=1, split="val", method="random", method_config={},
+    method_config_hash="cfg0", model="none", model_fingerprint="none", data_fingerprint="data0", proposals="gt",
+    shots=0, seed=0, limit=None, metric={"iou_convention": "inclusive", "threshold": 0.5, "threshold_rule": "gt"},
+    uses_eval_labels=False, accuracy=50.0, n=10, n_correct=5, n_invalid=0, n_no_candidates=0, fit_seconds=0.0,
+    predict_seconds=0.1, seconds=0.1, resumed_examples=0, manifest_sha256="m", manifest_path="splits/x.json",
+    predictions_path="predictions/r0.jsonl", method_info={},
+)
+
+
+def make_record(**overrides) -> RunRecord:
+    return RunRecord(**{**BASE, **overrides})
