@@ -17,7 +17,11 @@ def task_dirs(extra: tuple[str, ...] = ()) -> list[Path]:
 
     dirs = [Path(str(importlib.resources.files("cptbench_tasks")))]
     env = os.environ.get(TASKS_PATH_ENV, "")
-    dirs += [Path(p) for p in env.split(os.pathsep) if p]
+    for p in [q for q in env.split(os.pathsep) if q]:
+        if not Path(p).is_dir():
+            raise TaskCardError(f"{TASKS_PATH_ENV} names {p!r}, which is not a folder; fix or unset {TASKS_PATH_ENV} "
+                                f"(it lists folders of task cards, separated by {os.pathsep!r}).")
+        dirs.append(Path(p))
     dirs += [Path(p) for p in extra]
     return dirs
 

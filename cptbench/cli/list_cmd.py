@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import click
 
-from .state import friendly_errors, pass_state
+from .state import pass_state
 
 
 @click.command("list")
 @click.argument("what", type=click.Choice(["tasks", "methods"]))
 @pass_state
-@friendly_errors
 def list_(state, what) -> None:
     """List the task cards or the registered methods."""
     from rich.console import Console

@@ -1,44 +1,93 @@
 """``cptbench``: the entry point. Subcommands live in their own modules and load on demand, so
-``cptbench --help`` never imports torch."""
+``cptbench --help`` never imports torch.
+
+The one error boundary of the CLI is :meth:`LazyGroup.invoke`: every exception that reaches it
+becomes one message and an exit code (2 usage, 1 data; :func:`~cptbench.cli.state.describe_error`),
+never a traceback unless ``--debug`` is given.
+"""
 
 from __future__ import annotations
 
-import importlib
-
 import click
 
-from .state import AppState
+from .lazy import LazyCommands
+from .state import AppState, describe_error
 
+#: command -> (module, attribute); a module that is not installed is simply not listed
 _COMMANDS = {
     "run": ("cptbench.cli.run_cmd", "run"),
+    "sweep": ("cptbench.cli.sweep_cmd", "sweep"),
     "leaderboard": ("cptbench.cli.leaderboard_cmd", "leaderboard"),
+    "compare": ("cptbench.cli.compare_cmd", "compare"),
+    "plot": ("cptbench.cli.plot_cmd", "plot"),
+    "report": ("cptbench.cli.report_cmd", "report"),
+    "errors": ("cptbench.cli.errors_cmd", "errors"),
+    "runs": ("cptbench.cli.runs_cmd", "runs"),
     "list": ("cptbench.cli.list_cmd", "list_"),
     "data": ("cptbench.cli.data_cmd", "data"),
     "show": ("cptbench.cli.show_cmd", "show"),
+    "bench": ("cptbench.cli.bench_cmd", "bench"),
     "pretrain-mini": ("cptbench.cli.pretrain_cmd", "pretrain_mini"),
 }
 
 
-class LazyGroup(click.Group):
-    def list_commands(self, ctx):
-        return sorted(n for n, (mod, _) in _COMMANDS.items() if importlib.util.find_spec(mod) is not None)
+class LazyGroup(LazyCommands):
+    """The root group: lazy subcommands plus the CLI's one error boundary."""
 
-    def get_command(self, ctx, name):
-        if name not in _COMMANDS:
-            return None
-        module, attr = _COMMANDS[name]
+    def invoke(self, ctx):
         try:
-            return getattr(importlib.import_module(module), attr)
-        except ModuleNotFoundError:
-            return None
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: finished runs and saved predictions are kept; run the same command again to resume.", err=True)
+            ctx.exit(130)
+        except Exception as exc:  # the error boundary: one message, no traceback
+            state = ctx.obj if isinstance(ctx.obj, AppState) else None
+            if state is not None and state.debug:
+                raise
+            code, message = describe_error(exc)
+            click.echo(f"Error: {message}", err=True)
+            ctx.exit(code)
 
-    def resolve_command(self, ctx, args):
-        name = args[0] if args else None
-        if name is not None and not name.startswith("-") and self.get_command(ctx, name) is None:
-            from ..registry import unknown_name_message
 
-            raise click.UsageError(unknown_name_message("command", name, self.list_commands(ctx)), ctx)
-        return super().resolve_command(ctx, args)
+def _option_names(command: click.Command) -> dict[str, str]:
+    """Accepted config keys of a command -> its parameter names: the parameter name itself and each
+    long option without dashes (``method`` and ``methods`` for ``-m/--method``)."""
+    names: dict[str, str] = {}
+    for p in command.params:
+        if not p.name or p.name == "help":
+            continue
+        names[p.name] = p.name
+        for opt in getattr(p, "opts", []):
+            if opt.startswith("--"):
+                names[opt[2:].replace("-", "_")] = p.name
+                names[opt[2:]] = p.name
+    return names
+
+
+def _check_section(command: click.Command, data, where: str, file: str, ctx, param) -> dict:
+    from ..registry import unknown_name_message
+
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{file}: section '{where}' must be a mapping of option names to values", ctx, param)
+    if isinstance(command, click.Group):
+        out = {}
+        for key, value in data.items():
+            sub = command.get_command(ctx, key)
+            if sub is None:
+                raise click.BadParameter(f"{file}: " + unknown_name_message(f"command in section '{where}':", str(key),
+                                                                            command.list_commands(ctx)), ctx, param)
+            out[key] = _check_section(sub, value, f"{where}.{key}", file, ctx, param)
+        return out
+    names = _option_names(command)
+    out = {}
+    for key, value in data.items():
+        if key not in names:
+            shown = sorted({n for n in names if n == names[n] or "_" not in n})
+            raise click.BadParameter(f"{file}: " + unknown_name_message(f"option in section '{where}':", str(key), shown), ctx, param)
+        out[names[key]] = value
+    return out
 
 
 def _load_config(ctx: click.Context, param, value):
@@ -46,29 +95,37 @@ def _load_config(ctx: click.Context, param, value):
         return None
     import yaml
 
+    from ..registry import unknown_name_message
+    from ..yamlio import DuplicateKeyError, load_yaml
+
     try:
-        data = yaml.safe_load(open(value, encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        with open(value, encoding="utf-8") as f:
+            data = load_yaml(f.read()) or {}
+    except (OSError, yaml.YAMLError, DuplicateKeyError) as exc:
         raise click.BadParameter(f"{value}: {exc}", ctx, param) from exc
     if not isinstance(data, dict):
         raise click.BadParameter(f"{value}: expected a mapping of command names to option defaults", ctx, param)
-    unknown = [k for k in data if k not in _COMMANDS]
-    if unknown:
-        from ..registry import unknown_name_message
-
-        raise click.BadParameter(f"{value}: " + unknown_name_message("command section", unknown[0], _COMMANDS), ctx, param)
-    ctx.default_map = {**(ctx.default_map or {}), **data}
+    group = ctx.command
+    checked = {}
+    for key, section in data.items():
+        command = group.get_command(ctx, key) if key in _COMMANDS else None
+        if command is None:
+            raise click.BadParameter(f"{value}: " + unknown_name_message("command section", str(key), group.list_commands(ctx)), ctx, param)
+        checked[key] = _check_section(command, section, key, value, ctx, param)
+    ctx.default_map = {**(ctx.default_map or {}), **checked}
     return value
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=LazyGroup, commands_table=_COMMANDS, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--config", type=click.Path(exists=True, dir_okay=False), callback=_load_config, is_eager=True,
-              expose_value=False, help="YAML file of option defaults per command, e.g. {run: {method: [cpt], shots: [0, 1]}}.")
+              expose_value=False, help="YAML file of option defaults per command, e.g. {run: {method: [cpt], shots: [0, 1]}}; "
+                                       "unknown commands or options are refused.")
 @click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final table.")
+@click.option("--debug", is_flag=True, help="Show the Python traceback of an error instead of the one-line message.")
 @click.version_option(package_name="cptbench")
 @click.pass_context
-def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
+def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
     """cptbench: few-shot visual grounding benchmarks: colorful prompt tuning (CPT) versus fine-tuning.
 
     \b
@@ -76,4 +133,4 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
       cptbench run --method cpt --shots 1
       cptbench leaderboard
     """
-    ctx.obj = AppState(verbosity=-1 if quiet else verbose)
+    ctx.obj = AppState(verbosity=-1 if quiet else verbose, debug=debug)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .state import friendly_errors, pass_state
+from .state import pass_state
 
 
 @click.command("pretrain-mini")
@@ -21,7 +21,6 @@ from .state import friendly_errors, pass_state
               help="Measure zero-shot CPT and colour binding on the model's own validation scenes after "
                    "training (never synthref's); the numbers go to the log and the summary.")
 @pass_state
-@friendly_errors
 def pretrain_mini(state, out, steps, seed, corpus_size, threads, validate) -> None:
     """Generate the captioned pretraining corpus (its own scene stream, disjoint from synthref) and
     train a small ViltForMaskedLM on it with masked-language modelling; writes a from_pretrained-ready

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from .run_cmd import _parse_sets
-from .state import friendly_errors, pass_state
+from .common import parse_sets
+from .state import pass_state
 
 
 @click.command()
@@ -25,7 +25,6 @@ from .state import friendly_errors, pass_state
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: ./cptbench-show/<task>-<ref>-<sent>).")
 @click.option("--device", default="cpu", show_default=True)
 @pass_state
-@friendly_errors
 def show(state, task, ref_id, sent_id, method, shots, seed, model, sets, data_root, images, out, device) -> None:
     """Paint one expression's candidates as the method does, run the model, and write
     group<g>.png (each painted copy), original.png and scores.txt (prompt texts, per-candidate
@@ -38,7 +37,7 @@ def show(state, task, ref_id, sent_id, method, shots, seed, model, sets, data_ro
     from ..cpt.method import CptMethod
     from ..methods.base import MethodContext, parse_config
     from ..methods.registry import get_method_class
-    from ..runner import RunRequest, Runner, _options_for
+    from ..runner import RunRequest, Runner, resolve_options
     from ..store import ResultsStore
     from ..tasks import get_task
 
@@ -46,10 +45,10 @@ def show(state, task, ref_id, sent_id, method, shots, seed, model, sets, data_ro
     cls = get_method_class(method)
     if not issubclass(cls, CptMethod):
         raise click.ClickException(f"`show` paints prompts, so it needs a CPT method (cpt, cpt-blk, cpt-seg); got {cls.name!r}")
-    options = _parse_sets(sets)
-    config = parse_config(cls.Config, _options_for(cls.name, cls, spec, options), method=cls.name)
+    options = parse_sets(sets)
+    config = parse_config(cls.Config, resolve_options(cls, spec, options), method=cls.name)
     runner = Runner(RunRequest([spec], [cls.name], [shots], data_root=data_root, images=images), ResultsStore("."))
-    ds = runner._dataset(spec)
+    ds = runner.dataset(spec)
     ref = next((r for r in ds.refs if int(r["ref_id"]) == ref_id), None)
     if ref is None:
         raise click.ClickException(f"task {spec.name!r} has no ref {ref_id} (ref ids run {min(r['ref_id'] for r in ds.refs)}..{max(r['ref_id'] for r in ds.refs)})")
@@ -59,19 +58,20 @@ def show(state, task, ref_id, sent_id, method, shots, seed, model, sets, data_ro
         raise click.ClickException(f"ref {ref_id} has sentences {sents}, not {sent_id}")
     data = ds.load_split(ref["split"], ref_filter=[(ref_id, sent_id)])
     example = data.examples[0]
-    context = MethodContext(model=model or spec.default_model, device=device, task=spec.name,
+    _, model_path = runner.model(model or spec.default_model)
+    context = MethodContext(model=model_path, device=device, task=spec.name,
                             extra={"iou_convention": spec.metric.iou_convention, "iou_threshold": spec.metric.threshold,
                                    "iou_rule": spec.metric.threshold_rule, "shots": shots})
     m = cls(config, context)
     if shots:
-        m.fit(runner._train_examples(spec, runner.manifest(spec, shots, seed), "gt"), seed)
+        m.fit(runner.train_examples(spec, runner.manifest(spec, shots, seed), "gt"), seed)
     ex = explain(m, example, data.labels[example.example_id], spec.metric.iou_convention)
 
     folder = Path(out or Path("cptbench-show") / f"{spec.name}-{ref_id}-{sent_id}")
     folder.mkdir(parents=True, exist_ok=True)
-    Image.open(example.image_path).convert("RGB").save(folder / "original.png")
+    Image.fromarray(example.image()).save(folder / "original.png")
     lines = [f"task {spec.name} split {ref['split']} ref {ref_id} sent {sent_id}: {example.expression!r}",
-             f"method {cls.name} (k={shots}, seed {seed}), model {context.model}, score rule {ex.info['score_rule']}", ""]
+             f"method {cls.name} (k={shots}, seed {seed}), model {model or spec.default_model}, score rule {ex.info['score_rule']}", ""]
     for g in ex.groups:
         Image.fromarray(g.image).save(folder / f"group{g.group}.png")
         lines.append(f"group{g.group}.png: {g.text!r}  painted: " + ", ".join(f"#{i} {c}" for i, c in zip(g.candidates, g.colours)))

@@ -1,8 +1,7 @@
-"""The typed state shared by CLI commands, and the mapping of library errors to clean CLI errors."""
+"""The typed state shared by CLI commands, and the one error boundary of the CLI."""
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +11,7 @@ import click
 @dataclass
 class AppState:
     verbosity: int = 0
+    debug: bool = False
     _console: Any = field(default=None, repr=False)
 
     @property
@@ -31,31 +31,39 @@ class AppState:
 pass_state = click.make_pass_decorator(AppState, ensure=True)
 
 
-def friendly_errors(fn):
-    """Turn library errors (bad names, bad cards, bad data) into one-line CLI errors."""
+def describe_error(exc: BaseException) -> tuple[int, str]:
+    """(exit code, one message) for an exception that reached the CLI: 2 for usage, 1 for data and
+    everything else. The message names the file or record and the fix where the error knows them."""
+    from ..errors import CptbenchError
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from ..data.errors import DataError
-        from ..methods.base import ConfigError
-        from ..registry import UnknownNameError
-        from ..taskspec import TaskCardError
-
-        try:
-            return fn(*args, **kwargs)
-        except (UnknownNameError, TaskCardError, DataError, ConfigError) as exc:
-            raise click.ClickException(str(exc)) from exc
-        except KeyboardInterrupt:
-            click.echo("\ninterrupted: finished runs and saved predictions are kept; run the same command again to resume.", err=True)
-            raise SystemExit(130)
-
-    return wrapper
+    if isinstance(exc, CptbenchError):
+        return exc.exit_code, str(exc)
+    if isinstance(exc, OSError):
+        where = exc.filename or ""
+        what = exc.strerror or str(exc)
+        fix = {
+            "PermissionError": "check the permissions, or pick another folder",
+            "IsADirectoryError": "a file was expected there",
+            "NotADirectoryError": "a folder was expected there; move the file away",
+            "FileExistsError": "move it away or pick another folder",
+            "FileNotFoundError": "check the path",
+        }.get(type(exc).__name__, "check the path and the disk")
+        if getattr(exc, "errno", None) == 28:
+            fix = "free some disk space and run the same command again (finished work is kept)"
+        return 1, f"{where + ': ' if where else ''}{what} ({fix})."
+    if isinstance(exc, MemoryError):
+        return 1, "out of memory; lower --batch-size (finished work is kept: run the same command again)."
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, RuntimeError) and "out of memory" in text.lower():
+        return 1, f"the device ran out of memory ({text[:160]}); lower --batch-size and run the same command again."
+    return 1, (f"internal error: {type(exc).__name__}: {text[:300]}. This is a bug in cptbench or in a plug-in "
+               f"method, not in your input; rerun with --debug for the traceback and report it.")
 
 
 def parse_int_list(values: tuple[str, ...] | str | None, what: str) -> list[int]:
     """Accept repeated options and comma lists: ``-k 0 -k 1,2`` -> [0, 1, 2] (order kept, no repeats)."""
     if values is None:
-        return []
+        values = ()
     if isinstance(values, (str, int)):
         values = (str(values),)
     out: list[int] = []
@@ -72,4 +80,6 @@ def parse_int_list(values: tuple[str, ...] | str | None, what: str) -> list[int]
                 raise click.BadParameter(f"{what} must be >= 0, got {n}")
             if n not in out:
                 out.append(n)
+    if not out:
+        raise click.BadParameter(f"{what} needs at least one integer (e.g. {what} 0,1), got {' '.join(map(repr, values)) or 'nothing'}")
     return out

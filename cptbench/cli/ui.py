@@ -45,8 +45,18 @@ class RunReporter:
             log(f"[dim][{info['index']}/{info['total']}] {info['task']} · {info['method']} · k={info['shots']} · seed {info['seed']}: already done[/]", highlight=False)
         elif kind == "load":
             log(f"[dim]loading task data: {info['task']}[/]", highlight=False)
+        elif kind == "data":
+            log(f"[dim]{info['task']}: data {info['root']}, images: {info['image_layout']}[/]", highlight=False)
+        elif kind == "busy":
+            log(f"[yellow][{info['index']}/{info['total']}] {info['task']} · {info['method']} · k={info['shots']} · seed "
+                f"{info['seed']} · {info['split']}: skipped, being computed by {info['holder']}[/]", highlight=False)
         elif kind == "done":
             extra = f", {info['n_invalid']} invalid" if info["n_invalid"] else ""
+            if info.get("n_no_candidates"):
+                extra += f", {info['n_no_candidates']} without candidates"
+            skipped = sum((info.get("n_skipped") or {}).values())
+            if skipped:
+                extra += f", {skipped} bad skipped"
             resumed = f", {info['resumed_examples']} resumed" if info.get("resumed_examples") else ""
             log(f"    {info['split']:>6}: {info['accuracy']:6.2f}%  ({info['n_correct']}/{info['n']}{extra}{resumed}, {info['seconds']:.1f}s)", highlight=False)
 
@@ -63,6 +73,8 @@ def print_tables(state: AppState, tables, published=None) -> None:
         for row in t.rows:
             table.add_row(*row)
         out.print(table)
+        for note in t.notes:
+            out.print(f"[yellow]note:[/] {note}", highlight=False)
     if published:
         for t in published:
             table = Table(title=t.title, title_justify="left", style="dim")
