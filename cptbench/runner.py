@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Sequence
 
+from . import faults
 from .errors import UsageError
 from .examples import Example, TrainExample
 from .fingerprint import RESULTS_VERSION, Fingerprint, data_fingerprint, digest_of, model_fingerprint
@@ -365,11 +366,15 @@ class Runner:
     def run(self, jobs: Sequence[Job]) -> list[RunRecord]:
         self.store.check_writable()
         self.prepare(jobs)
+        faults.point("prepare.done")
         done = self.store.finished_ids()
         new_records: list[RunRecord] = []
         for i, job in enumerate(jobs, 1):
             info = {"index": i, "total": len(jobs), "task": job.task.name, "method": job.method_cls.name,
                     "shots": job.shots, "seed": job.seed}
+            for spec in job.runs:  # a kill between recording a run and removing its partial file
+                if spec.run_id in done:
+                    self.store.drop_partial(spec.run_id)
             pending = [r for r in job.runs if r.run_id not in done]
             if not pending:
                 self.event("skip", info)
@@ -390,6 +395,7 @@ class Runner:
                 if not mine:
                     continue
                 self.event("job", info)
+                faults.point("job.start")
                 new_records += self._run_job(job, mine)
             finally:
                 for lock in locks:
@@ -414,7 +420,9 @@ class Runner:
         images.pin(keys)
         try:
             self.event("fit", {"method": job.method_cls.name, "shots": job.shots, "seed": job.seed, "n_train": len(train)})
+            faults.point("fit.start")
             method.fit(train, job.seed)
+            faults.point("fit.done")
         finally:
             images.unpin(keys)
         return time.perf_counter() - t
@@ -456,21 +464,27 @@ class Runner:
                 new = [score_example(ex, data.labels[ex.example_id], s, task.metric).to_json(s)
                        for ex, s in zip(batch, scores)]
                 chunk_counters = _plain(method.take_counters())
+                faults.point("predict.chunk")
                 self.store.append_chunk(spec.run_id, new, chunk_counters, fit_info)
+                faults.point("chunk.saved")
                 counters = _sum_counters([counters, chunk_counters])
                 rows.update((r["example_id"], r) for r in new)
                 self.progress(f"{task.name}/{spec.split}", len(rows), len(examples))
             predict_seconds = time.perf_counter() - t_pred
             order = {ex.example_id: i for i, ex in enumerate(examples)}
             ordered = sorted(rows.values(), key=lambda r: order[r["example_id"]])
+            faults.point("split.predicted")
             sha = self.store.finalize_predictions(spec.run_id, ordered)
+            faults.point("predictions.done")
             record = self._record(spec, job, method, ordered, data, fit_info, counters, sha,
                                   fit_seconds=split_fit, predict_seconds=predict_seconds,
                                   resumed=len(rows) - len(remaining))
             if self.store.append_record(record):
                 records.append(record)
                 self.event("done", record.to_json())
+            faults.point("record.done")
             self.store.drop_partial(spec.run_id)
+            faults.point("partial.dropped")
         return records
 
     def _record(self, spec: RunSpec, job: Job, method: Method, rows, data, fit_info, counters, predictions_sha,

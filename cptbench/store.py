@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from . import faults
 from .errors import ResultsError
 from .records import RecordError, RunRecord, dumps
 from .sampling import Manifest
@@ -78,19 +79,23 @@ def _repair_tail(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def append_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+def append_jsonl(path: Path, rows: Iterable[dict[str, Any]], torn_point: str = "") -> None:
     """Append rows as JSON lines, all in one write, under a lock, fsynced."""
     payload = "".join(json.dumps(r, sort_keys=True, allow_nan=True) + "\n" for r in rows).encode()
     if not payload:
         return
     with _locked(path):
-        _append_unlocked(path, payload)
+        _append_unlocked(path, payload, torn_point)
 
 
-def _append_unlocked(path: Path, payload: bytes) -> None:
+def _append_unlocked(path: Path, payload: bytes, torn_point: str = "") -> None:
     _repair_tail(path)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        if torn_point and faults.armed(torn_point):
+            os.write(fd, payload[: len(payload) // 2])
+            os.fsync(fd)
+            faults.die()
         os.write(fd, payload)
         os.fsync(fd)
     finally:
@@ -120,13 +125,28 @@ def read_jsonl(path: Path, with_lines: bool = False) -> list[Any]:
     return rows
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def _sweep_stale_temps(path: Path) -> None:
+    """Remove temporary files of ``path`` left by writers that died (their pid is gone)."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            pid = int(tmp.name[len(path.name) + 2:-4])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (ValueError, PermissionError, OSError):
+            continue
+
+
+def write_atomic(path: Path, data: bytes, kill_point: str = "") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_stale_temps(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+    if kill_point:
+        faults.point(kill_point)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 
@@ -182,8 +202,27 @@ class ResultsStore:
             _repair_tail(self.runs_path)
             if record.run_id in {r.get("run_id") for r in read_jsonl(self.runs_path)}:
                 return False
-            _append_unlocked(self.runs_path, (dumps(record) + "\n").encode())
+            _append_unlocked(self.runs_path, (dumps(record) + "\n").encode(), "record.torn")
         return True
+
+    def move_records(self, run_ids: Iterable[str], aside: Path) -> list[str]:
+        """Move the lines of ``run_ids`` from ``runs.jsonl`` to the end of ``aside`` (same format,
+        so appending them back restores them), under the store's lock: appended and fsynced there
+        first, then ``runs.jsonl`` rewritten atomically without them (a crash in between leaves a
+        copy in both files, never in neither). Returns the moved lines."""
+        ids = set(run_ids)
+        with _locked(self.runs_path):
+            _repair_tail(self.runs_path)
+            if not self.runs_path.exists():
+                return []
+            lines = self.runs_path.read_text(encoding="utf-8").splitlines(keepends=True)
+            hit = [bool(ln.strip()) and json.loads(ln).get("run_id") in ids for ln in lines]
+            moved = [ln for ln, h in zip(lines, hit) if h]
+            if moved:
+                with _locked(aside):
+                    _append_unlocked(aside, "".join(moved).encode())
+                write_atomic(self.runs_path, "".join(ln for ln, h in zip(lines, hit) if not h).encode())
+        return moved
 
     # -- run locks -----------------------------------------------------------------------------
     def lock_path(self, run_id: str) -> Path:
@@ -202,6 +241,7 @@ class ResultsStore:
         info = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(info).encode())
+        faults.point("lock.taken")
         return RunLock(path, fd)
 
     def lock_holder(self, run_id: str) -> str:
@@ -228,7 +268,8 @@ class ResultsStore:
 
     def append_chunk(self, run_id: str, rows: list[dict[str, Any]], counters: dict[str, Any], fit_info: dict[str, Any]) -> None:
         """One chunk as one line: a kill keeps all of it or none of it."""
-        append_jsonl(self.predictions_path(run_id, partial=True), [{"rows": rows, "counters": counters, "fit_info": fit_info}])
+        append_jsonl(self.predictions_path(run_id, partial=True), [{"rows": rows, "counters": counters, "fit_info": fit_info}],
+                     torn_point="chunk.torn")
 
     def append_partial(self, run_id: str, rows: list[dict[str, Any]]) -> None:
         self.append_chunk(run_id, rows, {}, {})
@@ -237,7 +278,7 @@ class ResultsStore:
         """Write the run's predictions file atomically; returns its sha256."""
         path = self.predictions_path(run_id)
         data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
-        write_atomic(path, data)
+        write_atomic(path, data, kill_point="predictions.tmp")
         return hashlib.sha256(data).hexdigest()
 
     def drop_partial(self, run_id: str) -> None:
@@ -264,7 +305,8 @@ class ResultsStore:
                     f"manifest and the runs that used it."
                 )
             return path
-        write_atomic(path, (json.dumps(manifest.to_json(), indent=1, sort_keys=True) + "\n").encode())
+        write_atomic(path, (json.dumps(manifest.to_json(), indent=1, sort_keys=True) + "\n").encode(), kill_point="manifest.tmp")
+        faults.point("manifest.done")
         return path
 
 

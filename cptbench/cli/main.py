@@ -84,7 +84,7 @@ def _check_section(command: click.Command, data, where: str, file: str, ctx, par
     out = {}
     for key, value in data.items():
         if key not in names:
-            shown = sorted({n for n in names if n == names[n] or "_" not in n})
+            shown = sorted({opt[2:] for p in command.params for opt in getattr(p, "opts", []) if opt.startswith("--")})
             raise click.BadParameter(f"{file}: " + unknown_name_message(f"option in section '{where}':", str(key), shown), ctx, param)
         out[names[key]] = value
     return out
@@ -134,3 +134,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
       cptbench leaderboard
     """
     ctx.obj = AppState(verbosity=-1 if quiet else verbose, debug=debug)
+
+
+if __name__ == "__main__":
+    cli.main(prog_name="cptbench")

@@ -32,10 +32,12 @@ from .state import parse_int_list, pass_state
               help="Drop degenerate boxes and empty expressions (counted in every record) instead of refusing the data.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda or cuda:1.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Evaluation batch size (forward passes).")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Predictions are saved every N expressions (what a kill can lose at most).")
 @click.option("--no-leaderboard", is_flag=True, help="Do not rebuild and print the leaderboard afterwards.")
 @pass_state
 def run(state, methods, shots, tasks, seeds, splits, proposals, model, sets, data_root, images, results, limit,
-        skip_bad, device, batch_size, no_leaderboard) -> None:
+        skip_bad, device, batch_size, chunk_size, no_leaderboard) -> None:
     """Run METHODs on TASKs for every k in --shots and every seed; finished runs are skipped, so an
     interrupted command resumes where it stopped. Inputs are checked before anything is trained.
 
@@ -55,7 +57,7 @@ def run(state, methods, shots, tasks, seeds, splits, proposals, model, sets, dat
         tasks=task_specs, methods=parse_name_list(methods), shots=parse_int_list(shots, "--shots"),
         seeds=parse_int_list(seeds, "--seeds"), proposals=proposals, model=model, options=parse_sets(sets),
         splits=parse_name_list(splits) or None, limit=limit, data_root=data_root, images=images, device=device,
-        eval_batch_size=batch_size, skip_bad=skip_bad,
+        eval_batch_size=batch_size, chunk_size=chunk_size, skip_bad=skip_bad,
     )
     jobs = plan(request)
     store = ResultsStore(results)

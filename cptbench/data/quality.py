@@ -61,6 +61,7 @@ class QualityReport:
     bad_expressions: list[str] = field(default_factory=list)
     bad_candidates: list[str] = field(default_factory=list)
     without_candidates: list[str] = field(default_factory=list)
+    hint: str = ""
 
     def bad_expression(self, what: str) -> None:
         self.bad_expressions.append(what)
@@ -108,8 +109,11 @@ class QualityReport:
             return
         lines = [f"{what}: bad data, refused (nothing was run)."]
         for title, items in problems:
-            shown = "; ".join(items[:EXAMPLES_SHOWN]) + (f"; ... ({len(items) - EXAMPLES_SHOWN} more)" if len(items) > EXAMPLES_SHOWN else "")
+            distinct = list(dict.fromkeys(items))
+            shown = "; ".join(distinct[:EXAMPLES_SHOWN]) + (f"; ... ({len(distinct) - EXAMPLES_SHOWN} more)" if len(distinct) > EXAMPLES_SHOWN else "")
             lines.append(f"  {len(items)} {title}, e.g. {shown}")
+        if self.hint:
+            lines.append(f"  {self.hint}")
         lines.append("Fix the files, or pass --skip-bad to drop bad expressions and boxes (counted in every record; "
                      "expressions without candidates are then kept and scored as misses).")
         raise DataError("\n".join(lines))

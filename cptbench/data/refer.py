@@ -210,6 +210,10 @@ class ReferDataset:
                                 f"Use a new --results folder, or delete the manifest to re-sample.")
             # a k-shot draw is judged on its own examples only
             quality.bad_expressions.clear()
+        if proposals is not None and examples and all(e.n_candidates == 0 for e in examples):
+            known = sorted(proposals.by_image)
+            quality.hint = (f"{proposals.path} matches none of the images of split {split!r}: it lists "
+                            f"{len(known)} image ids (e.g. {known[:3]}); is it the detections file of this dataset?")
         quality.raise_unless(skip_bad, what=f"split {split!r} of {self.dir}")
         return SplitData(split, examples, labels, setting, len(self.refs_of(split)),
                          {int(r["image_id"]) for r in self.refs_of(split)}, quality.skipped())

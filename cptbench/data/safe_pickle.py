@@ -12,6 +12,8 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from .errors import DataError
+
 _ALLOWED = {
     ("builtins", "dict"), ("builtins", "list"), ("builtins", "tuple"), ("builtins", "set"),
     ("builtins", "frozenset"), ("builtins", "str"), ("builtins", "bytes"), ("builtins", "int"),
@@ -23,7 +25,7 @@ _ALLOWED = {
 }
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(DataError, pickle.UnpicklingError):
     """The pickle references something other than plain containers and scalars."""
 
 
@@ -50,7 +52,10 @@ class _PlainUnpickler(pickle.Unpickler):
 
 def load_plain_pickle(path: str | Path) -> Any:
     path = Path(path)
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the refs file ({exc.strerror or exc}).") from exc
     try:
         return _PlainUnpickler(io.BytesIO(data), str(path)).load()
     except UnsafePickleError:
