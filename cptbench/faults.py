@@ -2,7 +2,7 @@
 
 ``CPTBENCH_KILL_AT=<point>[:<n>]`` makes the process kill itself with SIGKILL (no cleanup, no
 ``finally``: exactly what ``kill -9`` or a power cut does) the ``n``-th time (default 1) it passes
-``point``. Unset, :func:`point` costs one dictionary lookup. Points that can tear a write
+``point``; with ``CPTBENCH_KILL_RANK=<r>`` only the process of that torchrun rank does. Unset, :func:`point` costs one dictionary lookup. Points that can tear a write
 (``*.torn``) write half of the bytes first. The tests in ``tests/test_faults.py`` drive every point
 and check that the resumed results equal an uninterrupted run field by field.
 """
@@ -20,6 +20,7 @@ POINTS = {
     "job.start": "a job was locked, nothing computed yet",
     "fit.start": "before the method's fit",
     "fit.done": "after fit, before the first prediction chunk",
+    "predict.round": "a rank predicted its share of a chunk (every rank passes it)",
     "predict.chunk": "after a chunk was predicted, before it is saved",
     "chunk.torn": "half of a chunk's line written to the partial file",
     "chunk.saved": "right after a chunk was saved",
@@ -45,6 +46,9 @@ def _parse() -> None:
     _parsed = True
     raw = os.environ.get(ENV, "")
     if not raw:
+        return
+    rank = os.environ.get("CPTBENCH_KILL_RANK")
+    if rank is not None and rank != os.environ.get("RANK", "0"):
         return
     name, _, n = raw.partition(":")
     _target = (name, int(n) if n else 1)

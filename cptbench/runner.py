@@ -26,9 +26,10 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from . import faults
+from .distributed import Dist, rank_device
 from .errors import UsageError
 from .examples import Example, TrainExample
 from .fingerprint import RESULTS_VERSION, Fingerprint, data_fingerprint, digest_of, model_fingerprint
@@ -234,11 +235,14 @@ def presentation_order(examples: Sequence[Example], task: str, split: str) -> li
 class Runner:
     """Executes jobs against a results store; library code: reports through callbacks only."""
 
-    def __init__(self, request: RunRequest, store: ResultsStore, *, progress=_no_progress, event: EventFn = _no_event):
+    def __init__(self, request: RunRequest, store: ResultsStore, *, progress=_no_progress, event: EventFn = _no_event,
+                 dist: Dist | None = None):
         self.request = request
         self.store = store
-        self.progress = progress
-        self.event = event
+        self.dist = dist or Dist()
+        self.device = rank_device(request.device, self.dist)
+        self.progress = progress if self.dist.is_main else _no_progress
+        self.event = event if self.dist.is_main else _no_event
         self._datasets: dict[str, Any] = {}
         self._detections: dict[str, Any] = {}
         self._splits: dict[tuple[str, str, str], Any] = {}
@@ -300,7 +304,7 @@ class Runner:
 
     # -- preflight -----------------------------------------------------------------------------
     def _check_device(self) -> None:
-        device = str(self.request.device)
+        device = str(self.device)
         if device == "cpu":
             return
         import torch
@@ -337,8 +341,9 @@ class Runner:
                             f"--images at the right folder. Nothing was run.")
         self._checked_images.update(todo)
 
-    def prepare(self, jobs: Sequence[Job]) -> None:
-        """Everything that can fail on user input, before any fit (see the module doc)."""
+    def prepare(self, jobs: Sequence[Job], write: bool = True) -> None:
+        """Everything that can fail on user input, before any fit (see the module doc). ``write``:
+        save new k-shot manifests (the store's writer only)."""
         self._check_device()
         for job in jobs:
             task = job.task
@@ -349,7 +354,8 @@ class Runner:
             job.model_fp, job.model_path = self.model(job.model)
             setting = self.proposal_setting(job.proposals_arg)
             job.manifest = self.manifest(task, job.shots, job.seed)
-            self.store.save_or_check_manifest(job.manifest)
+            if write:
+                self.store.save_or_check_manifest(job.manifest)
             train = self.train_examples(task, job.manifest, job.proposals_arg)
             self._check_images(task, [t.example for t in train])
             config_json = json.dumps(config_dict(job.config), sort_keys=True)
@@ -364,49 +370,65 @@ class Runner:
 
     # -- execution -----------------------------------------------------------------------------
     def run(self, jobs: Sequence[Job]) -> list[RunRecord]:
-        self.store.check_writable()
-        self.prepare(jobs)
+        main = self.dist.is_main
+        if main:
+            self.store.check_writable()
+        self.prepare(jobs, write=main)
         faults.point("prepare.done")
-        done = self.store.finished_ids()
+        done = self._finished()
         new_records: list[RunRecord] = []
         for i, job in enumerate(jobs, 1):
             info = {"index": i, "total": len(jobs), "task": job.task.name, "method": job.method_cls.name,
                     "shots": job.shots, "seed": job.seed}
-            for spec in job.runs:  # a kill between recording a run and removing its partial file
-                if spec.run_id in done:
-                    self.store.drop_partial(spec.run_id)
+            if main:
+                for spec in job.runs:  # a kill between recording a run and removing its partial file
+                    if spec.run_id in done:
+                        self.store.drop_partial(spec.run_id)
             pending = [r for r in job.runs if r.run_id not in done]
             if not pending:
                 self.event("skip", info)
                 continue
             locks, mine = [], []
             try:
-                for spec in pending:
-                    lock = self.store.try_lock(spec.run_id)
-                    if lock is None:
-                        self.busy.append(spec.run_id)
-                        self.event("busy", {**info, "split": spec.split, "holder": self.store.lock_holder(spec.run_id)})
-                        continue
-                    locks.append(lock)
-                    mine.append(spec)
-                if mine:
-                    done = self.store.finished_ids()  # another process may have finished some meanwhile
-                    mine = [r for r in mine if r.run_id not in done]
+                if main:
+                    for spec in pending:
+                        lock = self.store.try_lock(spec.run_id)
+                        if lock is None:
+                            self.busy.append(spec.run_id)
+                            self.event("busy", {**info, "split": spec.split, "holder": self.store.lock_holder(spec.run_id)})
+                            continue
+                        locks.append(lock)
+                        mine.append(spec)
+                    if mine:
+                        done = self.store.finished_ids()  # another process may have finished some meanwhile
+                        mine = [r for r in mine if r.run_id not in done]
+                mine_ids = set(self.dist.broadcast([r.run_id for r in mine]))
+                mine = [r for r in pending if r.run_id in mine_ids]
                 if not mine:
                     continue
                 self.event("job", info)
                 faults.point("job.start")
-                new_records += self._run_job(job, mine)
+                for result in self.execute_job(job, mine, saved=self._saved_chunks):
+                    if main:
+                        record = self.finish(job, result)
+                        if record is not None:
+                            new_records.append(record)
             finally:
                 for lock in locks:
                     lock.release()
         return new_records
 
+    def _finished(self) -> set[str]:
+        return set(self.dist.broadcast(sorted(self.store.finished_ids()) if self.dist.is_main else None))
+
+    def _saved_chunks(self, spec: RunSpec) -> list[dict[str, Any]]:
+        return self.dist.broadcast(self.store.partial_chunks(spec.run_id) if self.dist.is_main else None)
+
     def _context(self, job: Job, pending: Sequence[RunSpec]) -> MethodContext:
         task = job.task
         return MethodContext(
-            model=job.model_path or job.model, device=self.request.device, task=task.name,
-            eval_batch_size=self.request.eval_batch_size, progress=self.progress,
+            model=job.model_path or job.model, device=self.device, task=task.name,
+            eval_batch_size=self.request.eval_batch_size, progress=self.progress if self.dist.is_main else _no_progress,
             artifacts_dir=self.store.root / "artifacts" / pending[0].run_id,
             extra={"iou_convention": task.metric.iou_convention, "iou_threshold": task.metric.threshold,
                    "iou_rule": task.metric.threshold_rule, "shots": job.shots, "model_name": job.model},
@@ -422,28 +444,33 @@ class Runner:
             self.event("fit", {"method": job.method_cls.name, "shots": job.shots, "seed": job.seed, "n_train": len(train)})
             faults.point("fit.start")
             method.fit(train, job.seed)
+            if self.dist.active:
+                method.sync_fitted(self.dist)  # one model on every rank, whatever the kernels did
             faults.point("fit.done")
         finally:
             images.unpin(keys)
         return time.perf_counter() - t
 
-    def _run_job(self, job: Job, pending: list[RunSpec]) -> list[RunRecord]:
+    def execute_job(self, job: Job, pending: Sequence[RunSpec], saved=None) -> Iterator["SplitResult"]:
+        """Fit the job's method (once, when some split still has work) and predict each pending
+        split, saving each chunk through the store (rank 0; ``saved(spec)`` gives a split's saved
+        chunks, ``None``: none, nothing saved: a Ray worker). Yields one :class:`SplitResult` per
+        split, in order, as soon as it is complete."""
         task = job.task
         method = job.method_cls(job.config, self._context(job, pending))
+        persist = saved is not None and self.dist.is_main
         fitted = False
-        fit_seconds = 0.0
-        records = []
         for spec in pending:
             data = self.split(task, spec.split, job.proposals_arg)
             examples = data.examples[: spec.limit] if spec.limit else data.examples
-            chunks = self.store.partial_chunks(spec.run_id)
-            rows = {r["example_id"]: r for c in chunks for r in c["rows"]}
+            chunks = saved(spec) if saved is not None else []
             wanted = {ex.example_id for ex in examples}
-            rows = {k: v for k, v in rows.items() if k in wanted}
+            rows = {r["example_id"]: r for c in chunks for r in c["rows"] if r["example_id"] in wanted}
             remaining = [ex for ex in presentation_order(examples, task.name, spec.split) if ex.example_id not in rows]
+            resumed = len(rows)
             split_fit = 0.0
             if remaining and not fitted:
-                split_fit = fit_seconds = self._fit(job, method)
+                split_fit = self._fit(job, method)
                 fitted = True
             fit_info = _plain(method.describe()) if fitted or not chunks else dict(chunks[-1].get("fit_info") or {})
             if remaining and job.method_cls.uses_eval_labels:
@@ -451,51 +478,81 @@ class Runner:
             method.take_counters()  # what fit or an earlier split counted is not this split's
             counters = _sum_counters(c.get("counters") or {} for c in chunks)
             t_pred = time.perf_counter()
-            chunk = max(1, self.request.chunk_size)
-            images = self.dataset(task).images
-            for start in range(0, len(remaining), chunk):
-                batch = remaining[start:start + chunk]
-                upcoming = remaining[start + chunk:start + 2 * chunk]
-                if upcoming:
-                    images.prefetch([ex.image_key for ex in upcoming])
-                scores = method.predict(batch)
-                if len(scores) != len(batch):
-                    raise RuntimeError(f"method {job.method_cls.name!r} returned {len(scores)} score arrays for {len(batch)} examples")
-                new = [score_example(ex, data.labels[ex.example_id], s, task.metric).to_json(s)
-                       for ex, s in zip(batch, scores)]
-                chunk_counters = _plain(method.take_counters())
-                faults.point("predict.chunk")
-                self.store.append_chunk(spec.run_id, new, chunk_counters, fit_info)
-                faults.point("chunk.saved")
+            for new, chunk_counters in self._predict_rounds(method, job, data, remaining):
+                if persist:
+                    faults.point("predict.chunk")
+                    self.store.append_chunk(spec.run_id, new, chunk_counters, fit_info)
+                    faults.point("chunk.saved")
                 counters = _sum_counters([counters, chunk_counters])
                 rows.update((r["example_id"], r) for r in new)
                 self.progress(f"{task.name}/{spec.split}", len(rows), len(examples))
-            predict_seconds = time.perf_counter() - t_pred
             order = {ex.example_id: i for i, ex in enumerate(examples)}
-            ordered = sorted(rows.values(), key=lambda r: order[r["example_id"]])
-            faults.point("split.predicted")
-            sha = self.store.finalize_predictions(spec.run_id, ordered)
-            faults.point("predictions.done")
-            record = self._record(spec, job, method, ordered, data, fit_info, counters, sha,
-                                  fit_seconds=split_fit, predict_seconds=predict_seconds,
-                                  resumed=len(rows) - len(remaining))
-            if self.store.append_record(record):
-                records.append(record)
-                self.event("done", record.to_json())
-            faults.point("record.done")
-            self.store.drop_partial(spec.run_id)
-            faults.point("partial.dropped")
-        return records
+            yield SplitResult(spec, sorted(rows.values(), key=lambda r: order[r["example_id"]]), counters, fit_info,
+                              split_fit, time.perf_counter() - t_pred, resumed, _plain(method.perf_info()),
+                              dict(data.skipped))
 
-    def _record(self, spec: RunSpec, job: Job, method: Method, rows, data, fit_info, counters, predictions_sha,
-                **timing: Any) -> RunRecord:
+    def _predict_rounds(self, method: Method, job: Job, data, remaining: Sequence[Example]):
+        """(scored rows, counters) per saved chunk. Distributed: each rank predicts its images'
+        share of a round; rank 0 receives the round's rows and counters of every rank."""
+        chunk = max(1, self.request.chunk_size)
+        images = self.dataset(job.task).images
+        if self.dist.active:
+            groups: dict[str, list[Example]] = {}
+            for ex in remaining:
+                groups.setdefault(ex.image_key, []).append(ex)
+            shards = [[ex for g in list(groups.values())[r::self.dist.world] for ex in g] for r in range(self.dist.world)]
+            per_rank = max(1, chunk // self.dist.world)
+            mine = shards[self.dist.rank]
+            rounds = max((len(s) + per_rank - 1) // per_rank for s in shards) if remaining else 0
+        else:
+            per_rank, mine = chunk, list(remaining)
+            rounds = (len(mine) + chunk - 1) // chunk
+        for k in range(rounds):
+            batch = mine[k * per_rank:(k + 1) * per_rank]
+            upcoming = mine[(k + 1) * per_rank:(k + 2) * per_rank]
+            if upcoming:
+                images.prefetch([ex.image_key for ex in upcoming])
+            scores = method.predict(batch) if batch else []
+            faults.point("predict.round")
+            if len(scores) != len(batch):
+                raise RuntimeError(f"method {job.method_cls.name!r} returned {len(scores)} score arrays for {len(batch)} examples")
+            rows = [score_example(ex, data.labels[ex.example_id], s, job.task.metric).to_json(s)
+                    for ex, s in zip(batch, scores)]
+            counters = _plain(method.take_counters())
+            if self.dist.active:
+                gathered = self.dist.gather((rows, counters))
+                if not self.dist.is_main:
+                    continue
+                rows = [r for part, _ in gathered for r in part]
+                counters = _sum_counters(c for _, c in gathered)
+            yield rows, counters
+
+    def finish(self, job: Job, result: "SplitResult") -> RunRecord | None:
+        """Finalise a split's predictions and append its record (the store's only writer)."""
+        spec = result.spec
+        faults.point("split.predicted")
+        sha = self.store.finalize_predictions(spec.run_id, result.rows)
+        faults.point("predictions.done")
+        record = self._record(job, result, sha)
+        written = self.store.append_record(record)
+        if written:
+            self.event("done", record.to_json())
+        faults.point("record.done")
+        self.store.drop_partial(spec.run_id)
+        faults.point("partial.dropped")
+        return record if written else None
+
+    def _record(self, job: Job, result: "SplitResult", predictions_sha: str) -> RunRecord:
         from .provenance import git_revision, package_versions, platform_info
 
-        summary = summarize(rows)
+        spec = result.spec
+        summary = summarize(result.rows)
         manifest_path = self.store.manifest_path(job.manifest.task, job.manifest.shots, job.manifest.seed)
-        fit_s, pred_s = round(timing["fit_seconds"], 3), round(timing["predict_seconds"], 3)
-        perf = _plain(method.perf_info())
+        fit_s, pred_s = round(result.fit_seconds, 3), round(result.predict_seconds, 3)
+        perf = dict(result.perf)
         perf["images"] = self.dataset(job.task).images.stats()
+        if self.dist.active:
+            perf["world_size"] = self.dist.world
         return RunRecord(
             run_id=spec.run_id, task=spec.task, task_version=spec.task_version, split=spec.split,
             method=spec.method, method_config=json.loads(spec.method_config), method_config_hash=spec.config_hash,
@@ -504,18 +561,33 @@ class Runner:
             uses_eval_labels=job.method_cls.uses_eval_labels, accuracy=summary.accuracy, n=summary.n,
             n_correct=summary.n_correct, n_invalid=summary.n_invalid, n_no_candidates=summary.n_no_candidates,
             fit_seconds=fit_s, predict_seconds=pred_s, seconds=round(fit_s + pred_s, 3),
-            resumed_examples=timing["resumed"], manifest_sha256=job.manifest.sha256,
+            resumed_examples=result.resumed, manifest_sha256=job.manifest.sha256,
             manifest_path=str(manifest_path.relative_to(self.store.root)),
             predictions_path=str(self.store.predictions_path(spec.run_id).relative_to(self.store.root)),
-            method_info={**fit_info, **counters}, skip_bad=spec.skip_bad, n_skipped=dict(data.skipped),
+            method_info={**result.fit_info, **result.counters}, skip_bad=spec.skip_bad, n_skipped=dict(result.skipped),
             predictions_sha256=predictions_sha, results_version=spec.results_version,
-            seed_policy=str(fit_info.get("seed_policy", "")),
+            seed_policy=str(result.fit_info.get("seed_policy", "")),
             model_source=dict(job.model_fp.source) if job.model_fp else {},
             data_source=dict(job.data_fp.source) if job.data_fp else {},
-            perf=perf, task_card=job.task.path, device=self.request.device, versions=package_versions(),
+            perf=perf, task_card=job.task.path, device=self.device, versions=package_versions(),
             git_revision=git_revision(), platform=platform_info(),
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
+
+
+@dataclass
+class SplitResult:
+    """A split's complete predictions and what the method reported, ready to be recorded."""
+
+    spec: RunSpec
+    rows: list[dict[str, Any]]
+    counters: dict[str, Any]
+    fit_info: dict[str, Any]
+    fit_seconds: float
+    predict_seconds: float
+    resumed: int
+    perf: dict[str, Any]
+    skipped: dict[str, int]
 
 
 def _sum_counters(parts) -> dict[str, Any]:

@@ -24,7 +24,7 @@ HERE = Path(__file__).parent
 #: (kill point, which pass of it kills): every point of cptbench.faults, several at more than one moment
 KILLS = [
     ("prepare.done", 1), ("lock.taken", 1), ("lock.taken", 5), ("job.start", 1), ("job.start", 3),
-    ("fit.start", 2), ("fit.done", 2), ("fit.done", 3), ("predict.chunk", 1), ("predict.chunk", 7),
+    ("fit.start", 2), ("fit.done", 2), ("fit.done", 3), ("predict.round", 2), ("predict.chunk", 1), ("predict.chunk", 7),
     ("chunk.torn", 1), ("chunk.torn", 6), ("chunk.saved", 2), ("chunk.saved", 9), ("split.predicted", 1),
     ("split.predicted", 5), ("predictions.tmp", 2), ("predictions.tmp", 8), ("predictions.done", 3),
     ("record.torn", 1), ("record.torn", 7), ("record.done", 2), ("record.done", 10), ("partial.dropped", 4),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from .common import DEFAULT_RESULTS, parse_name_list, parse_sets
@@ -61,9 +63,16 @@ def run(state, methods, shots, tasks, seeds, splits, proposals, model, sets, dat
     )
     jobs = plan(request)
     store = ResultsStore(results)
+    dist = None
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # torchrun / accelerate launch
+        from ..distributed import from_environment
+
+        dist = from_environment(device)
+        if not dist.is_main:
+            state.verbosity, no_leaderboard = -1, True  # rank 0 speaks and writes
     state.log(f"[bold]{len(jobs)} jobs, {sum(len(j.splits) for j in jobs)} runs[/] → {store.root}")
     with RunReporter(state) as reporter:
-        runner = Runner(request, store, progress=reporter.on_progress, event=reporter.on_event)
+        runner = Runner(request, store, progress=reporter.on_progress, event=reporter.on_event, dist=dist)
         new = runner.run(jobs)
     n_runs = sum(len(j.runs) for j in jobs)
     busy = f", {len(runner.busy)} skipped: being computed by another process (run the command again later)" if runner.busy else ""

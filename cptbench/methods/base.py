@@ -100,6 +100,11 @@ class Method(ABC):
         does. Count per example (never "distinct things seen so far"), so chunks add up."""
         return {}
 
+    def sync_fitted(self, dist) -> None:
+        """Under data-parallel evaluation every rank fits the same job; make every rank's fitted state
+        rank 0's (``dist.broadcast_module(module)`` for each trained module). The default does nothing,
+        which is right for methods whose fit is deterministic on every device."""
+
     def perf_info(self) -> dict[str, Any]:
         """Performance facts (cache hits, painted copies, ...): recorded under ``perf``, which
         like the timings may differ between a resumed and an uninterrupted run."""

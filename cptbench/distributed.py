@@ -1,0 +1,122 @@
+"""Data-parallel evaluation under ``torchrun`` / ``accelerate launch``.
+
+With ``WORLD_SIZE > 1`` in the environment the runner (:mod:`cptbench.runner`) works like this:
+
+* every rank plans and checks the same jobs; rank 0 alone takes the run locks and decides which runs
+  are pending (broadcast to the others), and rank 0 alone writes to the results store;
+* each job is fitted on every rank with the same seeds (few-shot fits are at most 500 steps of at
+  most 32 passes: splitting such a batch over GPUs would be dominated by gradient all-reduces),
+  then rank 0's fitted state is broadcast (:meth:`Method.sync_fitted`) so every rank scores with
+  one model even where kernels are not bit-deterministic;
+* a split is sharded by image: the presentation order's images are dealt round-robin to the ranks,
+  so a painted copy is built on one rank only; each round every rank predicts its next chunk, the
+  rows and counters are gathered on rank 0 (``gather_object``: no padding, so no duplicates) and
+  saved as one chunk. A killed rank takes the group down (torchrun's agent); rank 0's saved chunks
+  are the resume point, as in one process.
+
+For a grid of many fitted runs, job-level parallelism (``cptbench sweep --ray``, one job per GPU) uses
+GPUs better than sharding each run; both give the same records.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+
+@dataclass
+class Dist:
+    """The process group this process belongs to (a single process: rank 0 of 1)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    backend: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def gather(self, obj: Any) -> list[Any] | None:
+        """Every rank's ``obj`` on rank 0 (in rank order); ``None`` elsewhere."""
+        if not self.active:
+            return [obj]
+        import torch.distributed as td
+
+        out = [None] * self.world if self.is_main else None
+        td.gather_object(obj, out, dst=0)
+        return out
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+        if not self.active:
+            return obj
+        import torch.distributed as td
+
+        box = [obj if self.is_main else None]
+        td.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def broadcast_module(self, module) -> None:
+        """Overwrite every rank's parameters and buffers with rank 0's (in place)."""
+        if not self.active or module is None:
+            return
+        import torch
+        import torch.distributed as td
+
+        with torch.no_grad():
+            for t in list(module.parameters()) + list(module.buffers()):
+                if self.backend == "gloo" and t.device.type != "cpu":
+                    cpu = t.detach().cpu()
+                    td.broadcast(cpu, src=0)
+                    t.copy_(cpu)
+                else:
+                    td.broadcast(t.data, src=0)
+
+    def barrier(self) -> None:
+        if self.active:
+            import torch.distributed as td
+
+            td.barrier()
+
+    def shard(self, items: Sequence[Any]) -> list[Any]:
+        """This rank's share of ``items`` (round-robin)."""
+        return list(items[self.rank::self.world]) if self.active else list(items)
+
+
+_current: Dist | None = None
+
+
+def from_environment(device: str = "cpu") -> Dist:
+    """The process group of a torchrun / accelerate launch (initialised once), or a single process."""
+    global _current
+    if _current is not None:
+        return _current
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world <= 1:
+        _current = Dist()
+        return _current
+    import torch
+    import torch.distributed as td
+
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    backend = "nccl" if str(device).startswith("cuda") and torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(local)
+    if not td.is_initialized():
+        td.init_process_group(backend=backend)
+    _current = Dist(rank=rank, world=world, local_rank=local, backend=backend)
+    return _current
+
+
+def rank_device(device: str, dist: Dist) -> str:
+    """``cuda`` becomes ``cuda:<local rank>`` under torchrun; anything else is kept."""
+    if dist.active and device == "cuda":
+        return f"cuda:{dist.local_rank}"
+    return device
