@@ -2,7 +2,9 @@
 
 ``CPTBENCH_KILL_AT=<point>[:<n>]`` makes the process kill itself with SIGKILL (no cleanup, no
 ``finally``: exactly what ``kill -9`` or a power cut does) the ``n``-th time (default 1) it passes
-``point``; with ``CPTBENCH_KILL_RANK=<r>`` only the process of that torchrun rank does. Unset, :func:`point` costs one dictionary lookup. Points that can tear a write
+``point``; with ``CPTBENCH_KILL_RANK=<r>`` only the process of that torchrun rank does; with
+``CPTBENCH_KILL_ONCE=<file>`` only the first process to get there does (it creates the file), so a
+retried worker survives. Unset, :func:`point` costs one dictionary lookup. Points that can tear a write
 (``*.torn``) write half of the bytes first. The tests in ``tests/test_faults.py`` drive every point
 and check that the resumed results equal an uninterrupted run field by field.
 """
@@ -61,7 +63,10 @@ def armed(name: str) -> bool:
     if _target is None or _target[0] != name:
         return False
     _counts[name] = _counts.get(name, 0) + 1
-    return _counts[name] == _target[1]
+    if _counts[name] != _target[1]:
+        return False
+    once = os.environ.get("CPTBENCH_KILL_ONCE")
+    return not (once and os.path.exists(once))  # somebody already died here once
 
 
 def point(name: str) -> None:
@@ -70,6 +75,9 @@ def point(name: str) -> None:
 
 
 def die() -> None:
+    once = os.environ.get("CPTBENCH_KILL_ONCE")
+    if once:
+        open(once, "a").close()
     os.kill(os.getpid(), signal.SIGKILL)
 
 

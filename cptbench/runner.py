@@ -488,7 +488,8 @@ class Runner:
                 self.progress(f"{task.name}/{spec.split}", len(rows), len(examples))
             order = {ex.example_id: i for i, ex in enumerate(examples)}
             yield SplitResult(spec, sorted(rows.values(), key=lambda r: order[r["example_id"]]), counters, fit_info,
-                              split_fit, time.perf_counter() - t_pred, resumed, _plain(method.perf_info()),
+                              split_fit, time.perf_counter() - t_pred, resumed,
+                              {**_plain(method.perf_info()), "images": self.dataset(task).images.stats()},
                               dict(data.skipped))
 
     def _predict_rounds(self, method: Method, job: Job, data, remaining: Sequence[Example]):
@@ -550,7 +551,6 @@ class Runner:
         manifest_path = self.store.manifest_path(job.manifest.task, job.manifest.shots, job.manifest.seed)
         fit_s, pred_s = round(result.fit_seconds, 3), round(result.predict_seconds, 3)
         perf = dict(result.perf)
-        perf["images"] = self.dataset(job.task).images.stats()
         if self.dist.active:
             perf["world_size"] = self.dist.world
         return RunRecord(

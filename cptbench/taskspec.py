@@ -19,6 +19,22 @@ from .boxes import IOU_CONVENTIONS, THRESHOLD_RULES
 from .errors import UsageError
 
 
+class FrozenDict(dict):
+    """A read-only mapping for card values (unlike ``MappingProxyType`` it pickles, so jobs can be
+    shipped to Ray workers)."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("task card values are read-only")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
+
+    def __hash__(self):  # frozen dataclasses holding one stay hashable
+        return hash(tuple(sorted((k, repr(v)) for k, v in self.items())))
+
+
 class TaskCardError(UsageError, ValueError):
     """A task card that cannot be used; the message names the file, the key and the fix."""
 
@@ -112,7 +128,7 @@ def _coerce(value: Any, tp, where: str, file: str) -> Any:
         if not isinstance(value, Mapping):
             raise TaskCardError(f"{file}: key '{where}' must be a mapping, got {type(value).__name__}")
         kt, vt = args if args else (Any, Any)
-        return types.MappingProxyType(
+        return FrozenDict(
             {_coerce(k, kt, where, file): _coerce(v, vt, f"{where}.{k}", file) for k, v in value.items()}
         )
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
