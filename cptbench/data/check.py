@@ -1,11 +1,27 @@
-"""``cptbench data check``: validate a download against the task card's known sizes."""
+"""``cptbench data check``: validate a download against the task card's known sizes, the images
+runs need, and the provenance record of the annotation files.
+
+* Counts per split (sentences, refs, images) against the card's ``expected_counts``.
+* Images: every image of the eval splits must be there; of the train split, those of the k-shot
+  draws runs make (k x seeds, drawn as :meth:`cptbench.runner.Runner.manifest` draws them; all of
+  them with ``all_train``). Train images nothing draws are counted, not required.
+* No image in both train and an eval split.
+* Provenance (:data:`cptbench.fingerprint.SOURCE_FILE`, written by ``data download`` / ``data
+  import``): where the annotation files came from, and whether they still have the recorded sha256.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from typing import Any, Sequence
 
+from ..fingerprint import SOURCE_FILE, file_sha256
 from ..taskspec import TaskSpec
 from .refer import ReferDataset
+
+DEFAULT_SHOTS = (1, 2, 4, 8, 16)
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 
 @dataclass
@@ -15,8 +31,9 @@ class SplitReport:
     refs: int
     images: int
     expected: dict[str, int | None]
-    missing_images: int
+    missing_images: int  # images runs need that are missing (a problem)
     missing_examples: list[str] = field(default_factory=list)
+    not_needed_missing: int = 0  # train images no k-shot draw uses, not on disk (fine)
 
     @property
     def mismatches(self) -> list[str]:
@@ -29,32 +46,111 @@ class SplitReport:
 
 
 @dataclass
+class FileCheck:
+    name: str
+    size: int
+    sha256: str
+    recorded_sha256: str | None
+    status: str  # "matches the record" | "changed since recorded" | "not in the record" | "no record"
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "changed since recorded"
+
+
+@dataclass
+class ProvenanceReport:
+    path: str
+    record: dict[str, Any] | None
+    files: list[FileCheck]
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and all(f.ok for f in self.files)
+
+    @property
+    def source_text(self) -> str:
+        if self.record is None:
+            return "no record: these files were not fetched by `cptbench data download` or `data import`"
+        src = self.record.get("source") or {}
+        kind = src.get("kind")
+        if kind in ("url", "file"):
+            extra = ", ".join(x for x in (f"{src['size']:,} bytes" if src.get("size") else "",
+                                          f"sha256 {src['sha256']}" if src.get("sha256") else "") if x)
+            return f"{src.get('url')} ({extra}; {src.get('checksum', '')})"
+        if kind == "huggingface":
+            rev = src.get("revision") or "revision unknown"
+            return f"Hugging Face {src.get('dataset') or '?'} @ {rev}, {src.get('layout')} layout, {len(src.get('files') or [])} file(s)"
+        return str(src.get("note") or kind or "unknown")
+
+
+def check_provenance(ds: ReferDataset) -> ProvenanceReport:
+    path = ds.dir / SOURCE_FILE
+    record, error = None, ""
+    if path.is_file():
+        try:
+            record = json.loads(path.read_text())
+            if not isinstance(record, dict):
+                record, error = None, f"{path}: not a JSON object"
+        except ValueError as exc:
+            error = f"{path}: not valid JSON ({exc}); delete it or download again"
+    recorded = (record or {}).get("files") or {}
+    files = []
+    for p in (ds.refs_path, ds.instances_path):
+        digest = file_sha256(p)
+        want = (recorded.get(p.name) or {}).get("sha256")
+        status = ("no record" if record is None else "not in the record" if want is None
+                  else "matches the record" if want == digest else "changed since recorded")
+        files.append(FileCheck(p.name, p.stat().st_size, digest, want, status))
+    return ProvenanceReport(str(path), record, files, error)
+
+
+@dataclass
 class CheckReport:
     task: str
     refs_path: str
     images_dir: str
     splits: list[SplitReport]
     shared_images: dict[str, int]  # eval split -> images also in train
+    image_layout: str = ""
+    provenance: ProvenanceReport | None = None
+    needed_for: str = ""  # what the train images were checked for
 
     @property
     def ok(self) -> bool:
         return (all(not s.mismatches and not s.missing_images for s in self.splits)
-                and not any(self.shared_images.values()))
+                and not any(self.shared_images.values())
+                and (self.provenance is None or self.provenance.ok))
 
 
-def check_dataset(task: TaskSpec, ds: ReferDataset, check_images: bool = True) -> CheckReport:
+def check_dataset(task: TaskSpec, ds: ReferDataset, check_images: bool = True, *,
+                  shots: Sequence[int] = DEFAULT_SHOTS, seeds: Sequence[int] = DEFAULT_SEEDS,
+                  all_train: bool = False) -> CheckReport:
     reports = []
     image_sets: dict[str, set[int]] = {}
+    needed_train = None
+    if check_images and not all_train:
+        from .download import kshot_images
+
+        needed_train, _ = kshot_images(task, ds, shots, seeds)
     for split in [task.train_split, *task.eval_splits]:
         refs = ds.refs_of(split)
         images = {int(r["image_id"]) for r in refs}
         image_sets[split] = images
-        missing = [ds.image_path(i) for i in sorted(images) if check_images and not ds.image_path(i).is_file()]
+        missing = [i for i in sorted(images) if check_images and not ds.image_path(i).is_file()]
+        optional = 0
+        if split == task.train_split and needed_train is not None:
+            optional = sum(1 for i in missing if i not in needed_train)
+            missing = [i for i in missing if i in needed_train]
         exp = task.expected_counts.get(split)
         reports.append(SplitReport(
             split, sum(len(r["sentences"]) for r in refs), len(refs), len(images),
             {"sentences": exp.sentences, "refs": exp.refs, "images": exp.images} if exp else {},
-            len(missing), [str(p) for p in missing[:3]],
+            len(missing), [str(ds.image_path(i)) for i in missing[:3]], optional,
         ))
     shared = {s: len(image_sets[s] & image_sets[task.train_split]) for s in task.eval_splits}
-    return CheckReport(task.name, str(ds.refs_path), str(ds.images_dir), reports, shared)
+    needed_for = ("all train images" if all_train else
+                  f"train images of the k-shot draws k in {','.join(map(str, shots))} x seeds {','.join(map(str, seeds))}")
+    return CheckReport(task.name, str(ds.refs_path), str(ds.images_dir), reports, shared, ds.image_layout,
+                       check_provenance(ds), needed_for)

@@ -1,0 +1,76 @@
+"""``cptbench data import``: a Hugging Face copy of RefCOCO* (jxu124/*, lmms-lab/*) into the refer layout."""
+
+from __future__ import annotations
+
+import click
+
+from .state import pass_state
+
+
+@click.command("import")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--as", "task", required=True, help="The task the copy is imported as: refcoco, refcoco+ or refcocog.")
+@click.option("--to", "root", type=click.Path(file_okay=False), envvar="CPTBENCH_DATA_ROOT", required=True,
+              help="The data root to write (later: --data-root). Default: $CPTBENCH_DATA_ROOT.")
+@click.option("--splits", default=None, help="Only these refer splits (comma list), e.g. testA,testB.")
+@click.option("--coco-instances", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="COCO's instances_train2014.json: restores every annotation of each image as a candidate "
+                   "(the copies hold only the referred objects).")
+@click.option("--referred-only", is_flag=True,
+              help="Accept candidate sets of the referred objects only (recorded as a caveat in every run record).")
+@click.option("--hf-dataset", default=None, help="The hub id the files came from (recorded), e.g. jxu124/refcoco.")
+@click.option("--revision", default=None, help="The hub revision (commit) the files came from (recorded).")
+@click.option("--force", is_flag=True, help="Replace refer files already in --to.")
+@pass_state
+def import_(state, inputs, task, root, splits, coco_instances, referred_only, hf_dataset, revision, force) -> None:
+    """Convert INPUTS (parquet / arrow files, or a downloaded Hugging Face dataset folder) into
+    <to>/<dataset>/refs(<splitBy>).p + instances.json, writing embedded images as files.
+
+    \b
+    Known copies: jxu124/refcoco, jxu124/refcocoplus, jxu124/refcocog (no images: fetch them with
+    `cptbench data download TASK --to DIR` afterwards) and lmms-lab/RefCOCO, RefCOCOplus, RefCOCOg
+    (eval splits with embedded images, no train split). Row counts are checked against the task
+    card: jxu124's "test" is renamed testA; lmms-lab's "val", which mixes in other rows, is
+    corrected only when exactly the published number of refs is left; anything else is refused.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..data.hf_import import import_hf
+    from ..errors import UsageError
+    from ..tasks import get_task
+
+    spec = get_task(task)
+    if spec.source != "refer":
+        raise UsageError(f"--as {task}: a generated task ({spec.source}); import into refcoco, refcoco+ or refcocog.")
+    if coco_instances and referred_only:
+        raise UsageError("--coco-instances and --referred-only exclude each other.")
+    wanted = [s.strip() for s in splits.split(",") if s.strip()] if splits else None
+    known = [spec.train_split, *spec.eval_splits]
+    if wanted:
+        bad = [s for s in wanted if s not in known]
+        if bad:
+            from ..registry import unknown_name_message
+
+            raise UsageError("--splits: " + unknown_name_message(f"split of {spec.name}:", bad[0], known))
+    from .data_download_cmd import ProgressBars
+
+    state.log(f"[dim]reading {', '.join(inputs)} ...[/]")
+    with ProgressBars(state) as bars:
+        res = import_hf(spec, inputs, root, splits=wanted, coco_instances=coco_instances, referred_only=referred_only,
+                        hf_dataset=hf_dataset, revision=revision, force=force, progress=bars)
+    table = Table("HF split", "rows", "as", "status", "why", title=f"{spec.name} from a {res.layout} copy", title_justify="left")
+    for d in res.decisions:
+        colour = {"import": "green", "corrected": "yellow", "skipped": "dim"}.get(d.status, "red")
+        table.add_row(d.hf_split, f"{d.rows:,}", d.target or "-", f"[{colour}]{d.status}[/]", d.reason)
+    out = Console()
+    out.print(table)
+    for split, n in res.refs.items():
+        out.print(f"{split}: {n:,} refs, {res.sentences[split]:,} sentences", highlight=False)
+    for caveat in res.caveats:
+        out.print(f"[yellow]caveat:[/] {caveat}", highlight=False, soft_wrap=True)
+    out.print(f"wrote {res.paths['refs']} and {res.paths['instances']} ({res.images:,} images referenced"
+              + (f"; {res.images_written:,} written to {res.paths['images']}, {res.images_kept:,} already there" if res.layout == "lmms-lab" else "")
+              + ")", highlight=False, soft_wrap=True)
+    if res.layout == "jxu124":
+        state.log(f"next: cptbench data download {spec.name} --to {root}   (fetches the images runs need; keeps these annotations)")
