@@ -1,8 +1,13 @@
+import json
 import math
 
 import pytest
+from rich.console import Console
 
-from cptbench.aggregate import aggregate, long_csv, markdown, seed_stats, wide_tables
+from cptbench.aggregate import (CSV_SCHEMA_VERSION, aggregate, cell, cell_lines, config_labels, latex, long_csv, long_json,
+                                markdown, seed_stats, wide_tables)
+from cptbench.cli.state import AppState
+from cptbench.cli.ui import print_tables
 
 
 def rec(seed, acc, method="cpt-blk", split="val", shots=1, **kw):
@@ -31,25 +36,105 @@ def test_groups_and_columns():
     by = {(r["method"], r["split"]): r for r in rows}
     assert by[("cpt-blk", "val")]["n_seeds"] == 2 and by[("cpt-blk", "val")]["acc_mean"] == 15.0
     assert by[("cpt-blk", "val")]["acc_std"] == 5.0 and by[("cpt-blk", "val")]["rsd"] == pytest.approx(1 / 3)
-    header = long_csv(rows).splitlines()[0].split(",")
-    for col in ("task", "split", "method", "model", "proposals", "shots", "n_seeds", "acc_mean", "acc_std", "rsd", "ci95_low", "ci95_high"):
+    lines = long_csv(rows).splitlines()
+    header = lines[0].split(",")
+    for col in ("task", "split", "method", "model", "proposals", "shots", "n_seeds", "acc_mean", "acc_std", "rsd",
+                "ci95_low", "ci95_high", "label", "schema_version"):
         assert col in header
+    assert header[:6] == ["task", "split", "method", "model", "proposals", "shots"]  # the stable prefix
+    assert all(line.split(",")[header.index("schema_version")] == str(CSV_SCHEMA_VERSION) for line in lines[1:])
+    single = next(line.split(",") for line in lines[1:] if line.split(",")[2] == "ft")
+    assert single[header.index("ci95_low")] == "" and single[header.index("n_seeds")] == "1"
 
 
-def test_wide_table_rows_method_x_shots_columns_splits():
-    rows = aggregate([rec(0, 10.0), rec(1, 20.0), rec(0, 30.0, split="testA"), rec(0, 7.0, shots=0),
-                      rec(0, 99.0, method="oracle", uses_eval_labels=True)])
+def test_wide_table_rows_say_what_they_average():
+    rows = aggregate([rec(0, 10.0), rec(1, 20.0), rec(0, 30.0, split="testA"), rec(1, 32.0, split="testA"),
+                      rec(0, 7.0, shots=0), rec(0, 99.0, method="oracle", uses_eval_labels=True)])
     (t,) = wide_tables(rows)
-    assert t.header == ["model", "method", "shots", "val", "testA"]
+    assert t.header == ["model", "method", "shots", "seeds", "val", "testA"]
     cells = {(r[1], r[2]): r[3:] for r in t.rows}
-    assert cells[("cpt-blk", "1")][0].startswith("15.00 ± 5.00 (RSD 33.3%)")
-    assert cells[("cpt-blk", "1")][1] == "30.00"
+    seeds, val, _ = cells[("cpt-blk", "1")]
+    # t(0.975, 1) = 12.7062; sample std of (10, 20) = 7.0711; half width 12.7062 * 7.0711 / sqrt(2) = 63.53
+    assert seeds == "2" and val == "15.00 ± 5.00 (RSD 33.3%) [-48.53, 78.53]"
+    assert cells[("cpt-blk", "0 (zero-shot)")] == ["1", "7.00", ""]  # zero-shot is marked, one run is one number
     assert ("oracle*", "1") in cells  # label-reading rows are marked
-    assert "| model | method | shots | val | testA |" in markdown([t])
+    md = markdown([t])
+    assert "| model | method | shots | seeds | val | testA |" in md and "95% t-interval" in md
 
 
-def test_different_configs_are_not_mixed():
-    rows = aggregate([rec(0, 10.0), rec(0, 90.0, method_config_hash="zzz")])
+def test_zero_mean_is_not_an_empty_rsd():
+    (r,) = aggregate([rec(0, 0.0), rec(1, 0.0)])
+    assert cell(r) == "0.00 ± 0.00 (RSD n/a (mean 0)) [0.00, 0.00]"
+    assert cell_lines(r) == ["0.00 ± 0.00", "RSD n/a (mean 0)", "[0.0, 0.0]"]
+    assert "(RSD %)" not in cell(r)
+
+
+def test_different_seed_counts_are_noted():
+    rows = aggregate([*(rec(s, 50.0 + s) for s in range(5)), rec(0, 30.0, method="ft"), rec(1, 31.0, method="ft"),
+                      rec(0, 40.0, method="random", shots=0), rec(0, 41.0, shots=0)])
+    (t,) = wide_tables(rows)
+    notes = " ".join(t.notes)
+    assert "k=1: rows average different numbers of seeds (cpt-blk 5, ft 2)" in notes
+    assert "k=0" not in notes  # zero-shot single runs are one run by design, marked as such
+    uneven = aggregate([rec(0, 1.0), rec(1, 2.0), rec(2, 3.0), rec(0, 5.0, split="testA")])
+    (t2,) = wide_tables(uneven)
+    assert t2.rows[0][3] == "1-3" and "seed counts differ across splits (val 3, testA 1)" in " ".join(t2.notes)
+
+
+def test_configs_are_named_by_the_options_that_differ():
+    cfg_a = {"score": "auto", "template": 3, "alpha": 0.4980392156862745}
+    cfg_b = {"score": "auto-safe", "template": 3, "alpha": 0.4980392156862745}
+    rows = aggregate([rec(0, 10.0, method_config=cfg_a), rec(0, 90.0, method_config_hash="zzz", method_config=cfg_b)])
+    assert len(rows) == 2
+    assert {r[1] for r in wide_tables(rows)[0].rows} == {"cpt-blk[score=auto]", "cpt-blk[score=auto-safe]"}
+    assert {r["label"] for r in rows} == {"cpt-blk[score=auto]", "cpt-blk[score=auto-safe]"}
+    text = _printed(wide_tables(rows), 80)  # brackets are text, not rich markup
+    assert "cpt-blk[score=auto]" in text and "cpt-blk[score=auto-safe]" in text
+    # configs that do not tell themselves apart by options fall back to the hash
+    assert config_labels("m", {"abc123x": {}, "def456y": {}}) == {"abc123x": "m#abc123", "def456y": "m#def456"}
+    many = config_labels("m", {"h1": {"a": 1, "b": 1, "c": 1, "d": 1}, "h2": {"a": 2, "b": 2, "c": 2, "d": 2}})
+    assert many == {"h1": "m[a=1,b=1,c=1]#h1", "h2": "m[a=2,b=2,c=2]#h2"}
+    assert config_labels("m", {"h1": {"x": True}, "h2": {"x": False}}) == {"h1": "m[x=true]", "h2": "m[x=false]"}
+
+
+def test_fingerprint_differences_stay_visible():
+    rows = aggregate([rec(0, 10.0, model_fingerprint="aaaaaaa"), rec(0, 20.0, model_fingerprint="bbbbbbb")])
     assert len(rows) == 2
     labels = {r[1] for r in wide_tables(rows)[0].rows}
-    assert labels == {"cpt-blk#abc", "cpt-blk#zzz"}
+    assert labels == {"cpt-blk [model aaaaaa]", "cpt-blk [model bbbbbb]"}
+
+
+def _printed(tables, width, layout="auto"):
+    console = Console(width=width, record=True, color_system=None)
+    print_tables(AppState(), tables, layout=layout, console=console)
+    return console.export_text()
+
+
+def test_compact_layout_fits_80_columns_and_wide_uses_one_line():
+    recs = []
+    for m in ("cpt-blk", "cpt-seg", "ft"):
+        for k in (0, 1, 16):
+            for s in ([0] if k == 0 else range(5)):
+                for split, base in (("val", 31.0), ("testA", 22.0), ("testB", 100.0)):
+                    recs.append(rec(s, base - s * 0.7, method=m, split=split, shots=k, model="bundled:mini-vilt"))
+    tables = wide_tables(aggregate(recs))
+    text = _printed(tables, 80)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    # seeds 31.0, 30.3, 29.6, 28.9, 28.2: mean 29.6, population std 0.99, RSD 3.3%, t interval 28.2-31.0
+    assert "29.60 ± 0.99" in text and "RSD 3.3%" in text and "[28.2, 31.0]" in text
+    assert "0 zs" in text and "· model bundled:mini-vilt" in text
+    wide = _printed(tables, 220)
+    line = next(ln for ln in wide.splitlines() if "cpt-seg" in ln and "  16 " in ln)
+    assert "29.60 ± 0.99 (RSD 3.3%) [28.23, 30.97]" in line  # everything of a cell on the row's one line
+    assert max(len(ln) for ln in wide.splitlines()) > 80
+
+
+def test_latex_and_json():
+    rows = aggregate([rec(0, 10.0), rec(1, 20.0), rec(0, 7.0, shots=0, method="my_method")])
+    tex = latex(wide_tables(rows))
+    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
+    assert r"15.00 $\pm$ 5.00" in tex and r"my\_method" in tex and "0 (zero-shot)" in tex and r"\%" in tex
+    doc = long_json(rows)
+    json.dumps(doc, allow_nan=False)  # NaN became null
+    single = next(d for d in doc if d["method"] == "my_method")
+    assert single["ci95_low"] is None and single["schema_version"] == CSV_SCHEMA_VERSION

@@ -44,7 +44,7 @@ def test_leaderboard_published_prints_both(tmp_path, synthref_cache, monkeypatch
     r = CliRunner().invoke(cli, ["run", "-m", "random", "-k", "0", "--seeds", "0", "--limit", "5",
                                  "--results", str(res)])
     assert r.exit_code == 0, r.output
-    r = CliRunner().invoke(cli, ["leaderboard", "--results", str(res), "--published"])
+    r = CliRunner().invoke(cli, ["leaderboard", "--results", str(res), "--all-published"])  # synthref has none of its own
     assert r.exit_code == 0, r.output
     assert "synthref (proposals: gt" in r.output and "PUBLISHED (not measured here)" in r.output
     assert "det:mattnet" in r.output and "proposals gt" in r.output

@@ -35,9 +35,14 @@ def parse_name_list(values: tuple[str, ...] | list[str] | None) -> list[str]:
     return out
 
 
-def show_leaderboard(state, store, tasks=None, published: bool = False) -> None:
-    """Rebuild the leaderboard files from ``runs.jsonl`` and print the tables (of ``tasks`` only)."""
-    from ..aggregate import aggregate, wide_tables, write_leaderboard
+def show_leaderboard(state, store, tasks=None, published: bool = False, all_published: bool = False,
+                     layout: str = "auto", fmt: str = "table") -> None:
+    """Rebuild the leaderboard files from ``runs.jsonl`` and print the tables (of ``tasks`` only).
+
+    ``published``: also the published reference rows of the tasks shown (``all_published``: of
+    every task). ``fmt``: ``table`` (rich, ``layout`` compact/wide/auto), ``md``, ``csv`` (the long
+    CSV), ``json`` or ``latex`` (booktabs), printed to stdout."""
+    from ..aggregate import aggregate, latex, long_csv, long_json, markdown, wide_tables, write_leaderboard
     from .ui import print_tables
 
     records = store.records()
@@ -45,10 +50,40 @@ def show_leaderboard(state, store, tasks=None, published: bool = False) -> None:
         raise click.ClickException(f"no finished runs in {store.runs_path}; start with `cptbench run`.")
     out = write_leaderboard(store, aggregate(records))
     rows = [r for r in out["rows"] if tasks is None or r["task"] in tasks]
+    if tasks and not rows:
+        have = sorted({r["task"] for r in out["rows"]})
+        raise click.ClickException(f"no runs of task(s) {', '.join(tasks)} in {store.runs_path}; it holds {', '.join(have)}.")
     pub = None
-    if published:
-        from ..references import published_tables
+    if published or all_published:
+        from ..references import published_rows, published_tables
 
-        pub = published_tables(tasks)
-    print_tables(state, wide_tables(rows), pub)
+        shown = sorted({r["task"] for r in rows})
+        pub = published_tables(None if all_published else shown)
+        if not pub and fmt == "table":
+            others = sorted({r["task"] for r in published_rows()})
+            state.log(f"[dim]no published numbers for {', '.join(shown)} (published rows exist for "
+                      f"{', '.join(others)}; --all-published shows them)[/]")
+    tables = wide_tables(rows)
+    if fmt == "table":
+        print_tables(state, tables, pub, layout=layout)
+    elif fmt == "md":
+        click.echo(markdown([*tables, *(pub or [])]), nl=False)
+    elif fmt == "latex":
+        click.echo(latex([*tables, *(pub or [])]), nl=False)
+    elif fmt == "csv":
+        click.echo(long_csv(rows), nl=False)
+    elif fmt == "json":
+        import json
+
+        from ..aggregate import CSV_SCHEMA_VERSION
+
+        doc = {"schema_version": CSV_SCHEMA_VERSION, "rows": long_json(rows)}
+        if pub is not None:
+            from ..references import published_rows
+
+            names = {r["task"] for r in rows}
+            doc["published"] = [r for r in published_rows() if all_published or r["task"] in names]
+        click.echo(json.dumps(doc, indent=1, sort_keys=True, allow_nan=False))
+    else:
+        raise click.BadParameter(f"--format must be table, md, csv, json or latex, got {fmt!r}")
     state.log(f"[dim]wrote {out['paths']['long']}, {out['paths']['wide'].name}, {out['paths']['markdown'].name}[/]")

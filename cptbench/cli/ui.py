@@ -47,6 +47,9 @@ class RunReporter:
             log(f"[dim]loading task data: {info['task']}[/]", highlight=False)
         elif kind == "data":
             log(f"[dim]{info['task']}: data {info['root']}, images: {info['image_layout']}[/]", highlight=False)
+        elif kind == "retry":
+            log(f"[yellow]{info['task']} · {info['method']} · k={info['shots']} · seed {info['seed']}: worker lost "
+                f"({info['why']}), retrying (attempt {info['attempt'] + 1})[/]", highlight=False)
         elif kind == "busy":
             log(f"[yellow][{info['index']}/{info['total']}] {info['task']} · {info['method']} · k={info['shots']} · seed "
                 f"{info['seed']} · {info['split']}: skipped, being computed by {info['holder']}[/]", highlight=False)
@@ -58,29 +61,80 @@ class RunReporter:
             if skipped:
                 extra += f", {skipped} bad skipped"
             resumed = f", {info['resumed_examples']} resumed" if info.get("resumed_examples") else ""
-            log(f"    {info['split']:>6}: {info['accuracy']:6.2f}%  ({info['n_correct']}/{info['n']}{extra}{resumed}, {info['seconds']:.1f}s)", highlight=False)
+            acc = info.get("accuracy")
+            acc_text = "   n/a " if acc is None or acc != acc else f"{acc:6.2f}%"  # n/a: a split with no expression
+            log(f"    {info['split']:>6}: {acc_text}  ({info['n_correct']}/{info['n']}{extra}{resumed}, {info['seconds']:.1f}s)", highlight=False)
 
 
-def print_tables(state: AppState, tables, published=None) -> None:
-    from rich.console import Console
+def _table_width(console, table) -> int:
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update_width(10_000), table).maximum
+
+
+def _measured_table(t, compact: bool, show_model: bool):
+    from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
-    out = Console()
+    from ..aggregate import cell, cell_lines, shots_text
+
+    models = [m for m in t.models if m != "none"]
+    title = escape(t.title if show_model or not models else f"{t.title} · model {models[0]}")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD if compact else box.SQUARE,
+                  padding=(0, 1), show_edge=not compact, pad_edge=not compact)
+    if show_model:
+        table.add_column("model", overflow="fold")
+    table.add_column("method", overflow="fold", no_wrap=not compact)
+    table.add_column("k", justify="right", no_wrap=True)
+    table.add_column("seeds", justify="right", no_wrap=True)
+    for s in t.splits:  # compact cells never wrap; a forced wide layout on a narrow terminal wraps its cells
+        table.add_column(s, justify="right", no_wrap=compact)
+    for i, e in enumerate(t.entries):
+        cells = []
+        for s in t.splits:
+            c = e.cells.get(s)
+            if c is None:
+                cells.append("")
+            elif compact:
+                lines = [escape(x) for x in cell_lines(c)]
+                cells.append(lines[0] + "".join(f"\n[dim]{x}[/]" for x in lines[1:]))
+            else:
+                cells.append(escape(cell(c)))
+        multi = compact and any(c is not None and c.get("n_seeds", 0) > 1 for c in e.cells.values())
+        last = i == len(t.entries) - 1
+        table.add_row(*([escape(e.model)] if show_model else []), escape(e.label), shots_text(e.shots, compact), e.seeds_text(), *cells,
+                      end_section=multi and not last)
+    return table
+
+
+def print_tables(state: AppState, tables, published=None, layout: str = "auto", console=None) -> None:
+    """Print measured tables (and published ones, dimmed). ``layout``: ``compact`` (one line of
+    mean ± std per cell, RSD and interval below; fits 80 columns), ``wide`` (one line per row), or
+    ``auto``: wide where the terminal is wide enough for it, else compact."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..aggregate import LEGEND
+
+    out = console or Console()
     for t in tables:
-        table = Table(title=t.title, title_justify="left")
-        for i, h in enumerate(t.header):
-            table.add_column(h, justify="left" if i < 2 else "right", no_wrap=i < 3)
-        for row in t.rows:
-            table.add_row(*row)
+        show_model = len([m for m in t.models if m != "none"]) > 1  # "none": methods that use no model
+        if layout == "auto":
+            wide = _measured_table(t, False, show_model)
+            table = wide if _table_width(out, wide) <= out.width else _measured_table(t, True, show_model)
+        else:
+            table = _measured_table(t, layout == "compact", show_model)
         out.print(table)
         for note in t.notes:
-            out.print(f"[yellow]note:[/] {note}", highlight=False)
-    if published:
-        for t in published:
-            table = Table(title=t.title, title_justify="left", style="dim")
-            for i, h in enumerate(t.header):
-                table.add_column(h, justify="left" if i < 3 else "right")
-            for row in t.rows:
-                table.add_row(*row)
-            out.print(table)
-    out.print("[dim]Accuracy %; mean ± population std over seeds; RSD = std/mean; * = reads eval labels (upper bound).[/]")
+            out.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    if tables:
+        out.print(f"[dim]{escape(LEGEND)}[/]", highlight=False)
+    for t in published or ():
+        table = Table(title=escape(t.title), title_justify="left", style="dim")
+        for i, h in enumerate(t.header):
+            table.add_column(h, justify="left" if i < 3 else "right", overflow="fold")
+        for row in t.rows:
+            table.add_row(*map(escape, row))
+        out.print(table)

@@ -1,0 +1,90 @@
+"""``cptbench errors``: the expressions a method gets wrong at every seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import DEFAULT_RESULTS
+from .state import pass_state
+
+
+@click.command()
+@click.option("-m", "--method", required=True, help="Method label as the leaderboard prints it (cpt-blk, 'cpt-blk[score=auto]').")
+@click.option("-t", "--task", required=True, help="Task card name.")
+@click.option("--split", required=True, help="Eval split, e.g. val.")
+@click.option("-k", "--shots", type=click.IntRange(min=0), default=None,
+              help="k of the runs (default: the smallest k > 0 the method ran, else 0).")
+@click.option("--min-wrong", type=click.IntRange(min=1), default=None,
+              help="Wrong at at least this many seeds (default: at every seed).")
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, help="Rows to print (the CSV holds all).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Write every hard expression to this CSV.")
+@click.option("--model", default=None, help="Only runs of this model (when the method ran with several).")
+@click.option("--results", type=click.Path(file_okay=False), default=DEFAULT_RESULTS, show_default=True, help="Results folder.")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None, envvar="CPTBENCH_DATA_ROOT",
+              help="Where the task's data is (expressions and boxes are read again from it).")
+@click.option("--images", type=click.Path(file_okay=False), default=None, help="Image folder, as for `run`.")
+@click.option("--proposals", "proposals_file", default=None, help="The detections file the runs used (runs with det: proposals).")
+@pass_state
+def errors(state, method, task, split, shots, min_wrong, top, csv_path, model, results, data_root, images, proposals_file) -> None:
+    """The hardest expressions of METHOD on TASK/SPLIT: wrong at every seed (or --min-wrong), with
+    the expression, the chosen and the true box (xyxy pixels) and the score margin (chosen minus
+    the best-scoring correct candidate, mean over the wrong seeds; large = confidently wrong).
+
+    \b
+    Example:
+      cptbench errors -m cpt-blk -t synthref --split testA -k 1 --csv hard.csv
+    """
+    from rich import box
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..aggregate import aggregate
+    from ..errors import UsageError
+    from ..report.data import open_task
+    from ..report.hardest import hardest, to_csv
+    from ..report.selection import records_of, select_rows
+    from ..store import ResultsStore
+
+    store = ResultsStore(results)
+    records = store.records()
+    if not records:
+        raise click.ClickException(f"no finished runs in {store.runs_path}; start with `cptbench run`.")
+    rows = select_rows(aggregate(records), method, task=task, splits=[split], model=model)
+    ks = sorted({r["shots"] for r in rows})
+    k = shots if shots is not None else next((x for x in ks if x > 0), ks[0])
+    rows = [r for r in rows if r["shots"] == k]
+    if not rows:
+        raise UsageError(f"{method!r} has no runs on {task} {split} at k={k} (it has k = {', '.join(map(str, ks))}).")
+    if len(rows) > 1:
+        raise UsageError(f"{method!r} matches several configs or models on {task} {split} k={k} ("
+                         + ", ".join(f"{r['label']} ({r['model']})" for r in rows) + "); name one label, or give --model.")
+    recs = records_of(records, rows[0])
+    _, ds = open_task(task, data_root, images)
+    items = hardest(store, recs, ds, min_wrong=min_wrong, proposals_file=proposals_file)
+    need = f"at least {min_wrong} of" if min_wrong else "all"
+    out = Console()
+    out.print(f"{escape(rows[0]['label'])} on {task} {split}, k={k}: {len(items)} of {rows[0]['n']} expressions wrong at "
+              f"{need} {len(recs)} seed(s) ({rows[0]['model']}, proposals {rows[0]['proposals']})", highlight=False)
+    if items:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
+        table.add_column("#", justify="right")
+        table.add_column("expression", ratio=1, overflow="fold")
+        table.add_column("wrong", justify="right", no_wrap=True)
+        table.add_column("chosen box (IoU)", no_wrap=True)
+        table.add_column("true box", no_wrap=True)
+        table.add_column("margin", justify="right", no_wrap=True)
+        fmt = lambda b: "-" if b is None else "[" + ",".join(f"{v:.0f}" for v in b) + "]"  # noqa: E731
+        for i, h in enumerate(items[:top], 1):
+            margin = "no hit" if h.margin_mean is None else f"{h.margin_mean:+.3g}"
+            table.add_row(str(i), f"{escape(h.expression)} [dim]({h.example_id})[/]", f"{h.n_wrong}/{h.n_seeds}",
+                          escape(f"#{h.chosen} {fmt(h.chosen_box)} ({h.chosen_iou:.2f})"), escape(fmt(h.true_box)), margin)
+        out.print(table)
+        if len(items) > top:
+            state.log(f"[dim]{len(items) - top} more; --top N or --csv FILE for all[/]")
+    if csv_path:
+        Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(csv_path).write_text(to_csv(items), encoding="utf-8")
+        state.log(f"wrote {csv_path} ({len(items)} rows)")

@@ -1,0 +1,76 @@
+"""``cptbench plot``: the figures of a results folder as PNG and SVG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import DEFAULT_RESULTS, parse_name_list
+from .state import pass_state
+
+KINDS = ("shots", "rsd", "candidates")
+
+
+@click.command()
+@click.option("--results", type=click.Path(file_okay=False), default=DEFAULT_RESULTS, show_default=True, help="Results folder.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: <results>/plots).")
+@click.option("-t", "--task", "tasks", multiple=True, help="Only these tasks (repeatable or comma list).")
+@click.option("-m", "--method", "methods", multiple=True, help="Only these methods/labels (repeatable or comma list).")
+@click.option("--kind", "kinds", multiple=True, help=f"Which figures (repeatable or comma list): {', '.join(KINDS)}; default all.")
+@click.option("-k", "--shots", type=click.IntRange(min=0), default=None,
+              help="k of the accuracy-vs-candidates figure (default: the smallest k > 0).")
+@click.option("--format", "formats", default="png,svg", show_default=True, help="Comma list of png, svg, pdf.")
+@pass_state
+def plot(state, results, out, tasks, methods, kinds, shots, formats) -> None:
+    """Accuracy against shots (per split: mean line, ±1 std band, seeds as points, one line per
+    method), RSD against shots, and accuracy against the number of candidates.
+
+    \b
+    Example:
+      cptbench plot -m cpt-blk,ft --kind shots,rsd
+    """
+    from ..aggregate import aggregate
+    from ..errors import UsageError
+    from ..report.plots import all_figures, file_stem, save
+    from ..report.selection import group_key, match_rows
+    from ..store import ResultsStore
+
+    store = ResultsStore(results)
+    records = store.records()
+    if not records:
+        raise click.ClickException(f"no finished runs in {store.runs_path}; start with `cptbench run`.")
+    want = parse_name_list(kinds) or list(KINDS)
+    bad = [k for k in want if k not in KINDS]
+    if bad:
+        raise UsageError(f"--kind {', '.join(bad)}: choose from {', '.join(KINDS)}.")
+    fmts = parse_name_list([formats])
+    if not fmts or any(f not in ("png", "svg", "pdf") for f in fmts):
+        raise UsageError(f"--format {formats!r}: a comma list of png, svg, pdf.")
+    task_list = parse_name_list(tasks)
+    if task_list:
+        records = [r for r in records if r.task in task_list]
+        if not records:
+            raise UsageError(f"no runs of {', '.join(task_list)} in {store.runs_path}.")
+    rows = aggregate(records)
+    names = parse_name_list(methods)
+    if names:
+        picked = []
+        for n in names:
+            hits = match_rows(rows, n)
+            if not hits:
+                from ..registry import unknown_name_message
+
+                raise UsageError(unknown_name_message("method in the results:", n, sorted({r["label"] for r in rows})))
+            picked += hits
+        keys = {group_key(r) for r in picked}
+        rows = [r for r in rows if group_key(r) in keys]
+        records = [r for r in records if group_key(r) in keys]
+    folder = Path(out) if out else store.root / "plots"
+    written = []
+    for kind, key, fig, series in all_figures(store, records, rows, want, shots):
+        written += save(fig, folder / file_stem(kind, key), fmts)
+        state.log(f"{kind}: {file_stem(kind, key)} ({len(series)} series)", level=1)
+    if not written:
+        raise UsageError("nothing to plot with these filters.")
+    state.log(f"wrote {len(written)} files to {folder}/: " + ", ".join(sorted({p.stem for p in written})))

@@ -1,0 +1,166 @@
+"""``cptbench runs``: list and filter finished runs; move a selection aside (``--delete``)."""
+
+from __future__ import annotations
+
+import click
+
+from .common import DEFAULT_RESULTS, parse_name_list
+from .state import parse_int_list, pass_state
+
+#: where deleted records go (appended, in the runs.jsonl format: append them back to restore)
+DELETED_RUNS = "runs.deleted.jsonl"
+#: where the predictions files of deleted runs go
+DELETED_PREDICTIONS = "deleted/predictions"
+
+
+def _config_filter(rec, spec: str) -> bool:
+    """``KEY=VALUE`` (an option of the run's method config) or a config-hash prefix."""
+    from ..aggregate import option_value
+
+    key, eq, value = spec.partition("=")
+    if eq:
+        cfg = dict(rec.method_config)
+        return key.strip() in cfg and option_value(cfg[key.strip()]) == value.strip()
+    return rec.method_config_hash.startswith(spec)
+
+
+@click.command()
+@click.option("--results", type=click.Path(file_okay=False), default=DEFAULT_RESULTS, show_default=True, help="Results folder.")
+@click.option("-t", "--task", "tasks", multiple=True, help="Tasks (repeatable or comma list).")
+@click.option("-m", "--method", "methods", multiple=True, help="Methods: names, aliases or labels as tables print them (repeatable or comma list).")
+@click.option("--model", "models", multiple=True, help="Models (repeatable or comma list).")
+@click.option("-k", "--shots", multiple=True, help="k values (repeatable or comma list).")
+@click.option("--seed", "seeds", multiple=True, help="Seeds (repeatable or comma list).")
+@click.option("--split", "splits", multiple=True, help="Splits (repeatable or comma list).")
+@click.option("--config", "configs", multiple=True, metavar="KEY=VALUE|HASH",
+              help="Method option value (score=auto) or config-hash prefix (repeatable: all must hold).")
+@click.option("--since", default=None, help="Created on or after this date/time (ISO, e.g. 2025-01-31 or 2025-01-31T12:00).")
+@click.option("--until", default=None, help="Created before this date/time (ISO; a date means before that day ends).")
+@click.option("--run-id", "run_ids", multiple=True, help="Run id prefixes (repeatable or comma list).")
+@click.option("--delete", is_flag=True, help=f"Move the selected runs aside: records to {DELETED_RUNS}, predictions to {DELETED_PREDICTIONS}/.")
+@click.option("--yes", is_flag=True, help="With --delete: do not ask for confirmation.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@pass_state
+def runs(state, results, tasks, methods, models, shots, seeds, splits, configs, since, until, run_ids, delete, yes, fmt) -> None:
+    """List finished runs (filters combine with AND), or move a selection aside with --delete.
+
+    Deleted records are appended to runs.deleted.jsonl (same format: appending the lines back to
+    runs.jsonl, and moving their predictions back, restores them) and their predictions files
+    move to deleted/predictions/; nothing is erased. The leaderboard files are rebuilt. Running
+    the same `cptbench run` again computes deleted runs anew.
+
+    \b
+    Examples:
+      cptbench runs -m cpt-blk -k 1
+      cptbench runs --config score=auto --delete --yes
+      cptbench runs --until 2025-01-31 --task synthref --delete
+    """
+    from ..aggregate import aggregate
+    from ..errors import UsageError
+    from ..report.selection import group_key, match_rows
+    from ..store import ResultsStore
+
+    store = ResultsStore(results)
+    records = store.records()
+    if not records:
+        raise click.ClickException(f"no finished runs in {store.runs_path}; start with `cptbench run`.")
+    rows = aggregate(records)
+    label_of = {group_key(r): r["label"] for r in rows}
+    sel = list(records)
+    if tasks:
+        sel = [r for r in sel if r.task in parse_name_list(tasks)]
+    if methods:
+        keys = set()
+        for m in parse_name_list(methods):
+            hits = match_rows(rows, m)
+            if not hits:
+                from ..registry import unknown_name_message
+
+                raise UsageError(unknown_name_message("method in the results:", m, sorted(set(label_of.values()))))
+            keys |= {group_key(r) for r in hits}
+        sel = [r for r in sel if group_key(r) in keys]
+    if models:
+        sel = [r for r in sel if r.model in parse_name_list(models)]
+    if shots:
+        sel = [r for r in sel if r.shots in parse_int_list(shots, "--shots")]
+    if seeds:
+        sel = [r for r in sel if r.seed in parse_int_list(seeds, "--seed")]
+    if splits:
+        sel = [r for r in sel if r.split in parse_name_list(splits)]
+    for c in configs:
+        sel = [r for r in sel if _config_filter(r, c)]
+    if since:
+        sel = [r for r in sel if r.created_at and r.created_at >= since]
+    if until:
+        end = until + ("T99" if "T" not in until else "")  # a bare date includes that whole day
+        sel = [r for r in sel if r.created_at and r.created_at < end]
+    if run_ids:
+        prefixes = parse_name_list(run_ids)
+        sel = [r for r in sel if any(r.run_id.startswith(p) for p in prefixes)]
+    if fmt == "json" and not delete:
+        import json
+
+        click.echo(json.dumps([r.to_json() for r in sel], indent=1, sort_keys=True, default=str))
+        return
+    _print(sel, label_of, len(records))
+    if not delete:
+        return
+    if not sel:
+        state.log("nothing selected: nothing moved")
+        return
+    if not yes:
+        import sys
+
+        if not sys.stdin.isatty():
+            raise UsageError(f"--delete would move {len(sel)} runs aside; add --yes to confirm (no terminal to ask).")
+        click.confirm(f"Move these {len(sel)} runs to {store.root / DELETED_RUNS}?", abort=True)
+    moved = _move_aside(store, sel)
+    state.log(f"moved {moved} records to {store.root / DELETED_RUNS} and their predictions to "
+              f"{store.root / DELETED_PREDICTIONS}/; {len(records) - moved} runs remain")
+    if len(records) - moved:
+        from ..aggregate import write_leaderboard
+
+        write_leaderboard(store)
+    else:
+        for name in ("leaderboard.csv", "leaderboard_wide.csv", "leaderboard.md"):
+            (store.root / name).unlink(missing_ok=True)
+
+
+def _move_aside(store, sel) -> int:
+    import os
+    import time
+
+    lines = store.move_records([r.run_id for r in sel], store.root / DELETED_RUNS)
+    dest = store.root / DELETED_PREDICTIONS
+    dest.mkdir(parents=True, exist_ok=True)
+    for r in sel:
+        src = store.root / r.predictions_path if r.predictions_path else None
+        if src is None or not src.is_file():
+            continue
+        target = dest / src.name
+        if target.exists():  # the same run deleted before: keep both
+            target = dest / f"{src.stem}.{time.strftime('%Y%m%dT%H%M%S')}{src.suffix}"
+        os.replace(src, target)
+    return len(lines)
+
+
+def _print(sel, label_of, total: int) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..aggregate import shots_text
+    from ..report.selection import group_key
+
+    out = Console()
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 0),
+                  title=f"{len(sel)} of {total} runs", title_justify="left")
+    for col, just in (("run", "left"), ("task", "left"), ("split", "left"), ("method", "left"), ("k", "right"),
+                      ("seed", "right"), ("acc %", "right"), ("n", "right"), ("created", "left")):
+        table.add_column(col, justify=just, overflow="fold", no_wrap=col in ("run", "k", "seed", "acc %", "n", "created"))
+    for r in sorted(sel, key=lambda r: (r.task, label_of.get(group_key(r), r.method), r.shots, r.seed, r.split)):
+        acc = "n/a" if r.accuracy != r.accuracy else f"{r.accuracy:.2f}"
+        table.add_row(r.run_id[:8], r.task, r.split, escape(label_of.get(group_key(r), r.method)), shots_text(r.shots, True),
+                      str(r.seed), acc, str(r.n), (r.created_at or "")[:10])
+    out.print(table)

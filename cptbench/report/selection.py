@@ -1,0 +1,91 @@
+"""Records by method label: what ``compare``, ``errors``, ``plot`` and ``report`` select from.
+
+A *label* is what the tables print (:func:`cptbench.aggregate.method_labels`): the method name,
+plus the differing options where one method ran with several configs (``cpt-blk[score=auto]``).
+A spec given on the command line may be a label, a method name or alias (``cpt``), or
+``name#<hash prefix>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+from ..aggregate import GROUP_KEYS
+from ..errors import ResultsError, UsageError
+from ..store import ResultsStore, read_jsonl
+
+
+def group_key(r: Any) -> tuple:
+    """The aggregation group of a record or of an aggregate row."""
+    return tuple(r.get(k) if hasattr(r, "get") else r[k] for k in GROUP_KEYS)
+
+
+def _canonical_method(name: str) -> str | None:
+    """A registered method's canonical name for ``name`` (an alias such as ``cpt``), or None."""
+    try:
+        from ..methods.registry import get_method_class
+
+        return get_method_class(name).name
+    except Exception:  # an unknown name or a plug-in that is not installed: no alias to resolve
+        return None
+
+
+def match_rows(rows: Sequence[dict[str, Any]], spec: str) -> list[dict[str, Any]]:
+    """Aggregate rows that ``spec`` names: an exact label (with or without the ``*`` mark), a
+    ``method#hash`` prefix, or a method name / alias (all its configs)."""
+    spec = spec.strip()
+    exact = [r for r in rows if r["label"] in (spec, spec + "*") or r["label"].rstrip("*") == spec]
+    if exact:
+        return exact
+    if "#" in spec:
+        name, _, prefix = spec.partition("#")
+        hits = [r for r in rows if r["method"] == name and r["method_config_hash"].startswith(prefix)]
+        if hits:
+            return hits
+    hits = [r for r in rows if r["method"] == spec]
+    if not hits:
+        canonical = _canonical_method(spec)
+        hits = [r for r in rows if canonical and r["method"] == canonical]
+    return hits
+
+
+def known_labels(rows: Iterable[dict[str, Any]]) -> list[str]:
+    return sorted({r["label"] for r in rows})
+
+
+def select_rows(rows: Sequence[dict[str, Any]], spec: str, *, task: str | None = None, shots: Sequence[int] | None = None,
+                splits: Sequence[str] | None = None, model: str | None = None, proposals: str | None = None) -> list[dict[str, Any]]:
+    """Rows of ``spec`` under the filters; a usage error naming the labels that exist otherwise."""
+    hits = match_rows(rows, spec)
+    if not hits:
+        from ..registry import unknown_name_message
+
+        raise UsageError(unknown_name_message("method in the results:", spec, known_labels(rows)))
+    out = [r for r in hits if (task is None or r["task"] == task) and (shots is None or r["shots"] in shots)
+           and (splits is None or r["split"] in splits) and (model is None or r["model"] == model)
+           and (proposals is None or r["proposals"] == proposals)]
+    if not out:
+        have = sorted({(r["task"], r["shots"]) for r in hits})
+        raise UsageError(f"{spec!r} has no runs with the filters given (it has task/k: "
+                         + ", ".join(f"{t} k={k}" for t, k in have) + "); change --task/--shots/--split/--model.")
+    return out
+
+
+def records_of(records: Sequence[Any], row: dict[str, Any]) -> list[Any]:
+    """The records behind an aggregate row, sorted by seed."""
+    key = group_key(row)
+    return sorted((r for r in records if group_key(r) == key), key=lambda r: r.seed)
+
+
+def load_predictions(store: ResultsStore, rec: Any) -> list[dict[str, Any]]:
+    """The per-example prediction rows of a run (``example_id``, ``pred``, ``iou``, ``correct``,
+    ``status``, ``scores``)."""
+    if not rec.predictions_path:
+        raise ResultsError(f"run {rec.run_id} ({rec.method} k={rec.shots} seed {rec.seed} {rec.split}) names no predictions "
+                           f"file (a schema-1 record); run it again to get per-example predictions.")
+    path = store.root / rec.predictions_path
+    if not path.is_file():
+        raise ResultsError(f"{path}: predictions file of run {rec.run_id} ({rec.method} k={rec.shots} seed {rec.seed} "
+                           f"{rec.split}) is missing; restore it, or delete the run (`cptbench runs --run-id "
+                           f"{rec.run_id[:8]} --delete`) and run it again.")
+    return read_jsonl(path)
