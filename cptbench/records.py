@@ -28,7 +28,7 @@ SCHEMA_VERSION = 2
 
 #: fields that may differ between a resumed run and an uninterrupted one
 VOLATILE_FIELDS = ("fit_seconds", "predict_seconds", "seconds", "resumed_examples", "perf", "created_at",
-                   "device", "platform", "git_revision", "versions")
+                   "device", "platform", "git_revision", "versions", "command")
 
 
 class RecordError(ResultsError):
@@ -81,6 +81,8 @@ class RunRecord:
     git_revision: str = ""
     platform: Mapping[str, Any] = field(default_factory=dict)
     created_at: str = ""
+    #: the command line that computed this run, as launched (a resumed run: the resuming one)
+    command: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}

@@ -127,9 +127,10 @@ class RunRequest:
     data_root: str | None = None
     images: str | None = None
     device: str = "cpu"
-    eval_batch_size: int = 32
+    eval_batch_size: int | str = 32  # or "auto": methods that can size their batches to the device do
     chunk_size: int = 64  # predictions are saved every chunk (the resume granularity)
     skip_bad: bool = False  # drop degenerate boxes / expressions instead of refusing them
+    command: str = ""  # the command line, recorded with every run (provenance)
 
 
 # ------------------------------------------------------------------------------------ options
@@ -428,10 +429,12 @@ class Runner:
         task = job.task
         return MethodContext(
             model=job.model_path or job.model, device=self.device, task=task.name,
-            eval_batch_size=self.request.eval_batch_size, progress=self.progress if self.dist.is_main else _no_progress,
+            eval_batch_size=32 if self.request.eval_batch_size == "auto" else self.request.eval_batch_size,
+            progress=self.progress if self.dist.is_main else _no_progress,
             artifacts_dir=self.store.root / "artifacts" / pending[0].run_id,
             extra={"iou_convention": task.metric.iou_convention, "iou_threshold": task.metric.threshold,
-                   "iou_rule": task.metric.threshold_rule, "shots": job.shots, "model_name": job.model},
+                   "iou_rule": task.metric.threshold_rule, "shots": job.shots, "model_name": job.model,
+                   "batch_size_auto": self.request.eval_batch_size == "auto"},
         )
 
     def _fit(self, job: Job, method: Method) -> float:
@@ -571,7 +574,7 @@ class Runner:
             data_source=dict(job.data_fp.source) if job.data_fp else {},
             perf=perf, task_card=job.task.path, device=self.device, versions=package_versions(),
             git_revision=git_revision(), platform=platform_info(),
-            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), command=self.request.command,
         )
 
 

@@ -116,11 +116,12 @@ def study_request(study: Study, **overrides: Any):
     from .runner import RunRequest
     from .tasks import get_task
 
+    command = overrides.pop("command", "")
     s = replace(study, **{k: v for k, v in overrides.items() if v is not None})
     return RunRequest(tasks=[get_task(t) for t in s.tasks], methods=s.methods, shots=s.shots, seeds=s.seeds,
                       proposals=s.proposals, model=s.model, options=s.options, splits=s.splits, limit=s.limit,
                       data_root=s.data_root, images=s.images, device=s.device, eval_batch_size=s.batch_size,
-                      skip_bad=s.skip_bad)
+                      skip_bad=s.skip_bad, command=command)
 
 
 # --------------------------------------------------------------------------------------------- Ray

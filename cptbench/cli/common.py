@@ -13,6 +13,15 @@ import click
 DEFAULT_RESULTS = os.environ.get("CPTBENCH_RESULTS", "cptbench-results")
 
 
+def command_line() -> str:
+    """This process's command line as a shell would read it (``cptbench run ...``)."""
+    import shlex
+    import sys
+
+    prog = "cptbench" if sys.argv and sys.argv[0].endswith(("cptbench", "__main__.py", "main.py")) else sys.argv[0]
+    return shlex.join([prog, *sys.argv[1:]])
+
+
 def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
     """``--set KEY=VALUE`` / ``--set METHOD.KEY=VALUE`` options as a dict."""
     out = {}

@@ -6,8 +6,27 @@ import os
 
 import click
 
-from .common import DEFAULT_RESULTS, parse_name_list, parse_sets
+from .common import DEFAULT_RESULTS, command_line, parse_name_list, parse_sets
 from .state import parse_int_list, pass_state
+
+
+class BatchSizeType(click.ParamType):
+    """A positive integer or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        if text.isdigit() and int(text) >= 1:
+            return int(text)
+        self.fail(f"{value!r} is not a positive integer or 'auto'", param, ctx)
+
+
+BATCH_SIZE = BatchSizeType()
 
 
 @click.command()
@@ -33,7 +52,9 @@ from .state import parse_int_list, pass_state
 @click.option("--skip-bad", is_flag=True,
               help="Drop degenerate boxes and empty expressions (counted in every record) instead of refusing the data.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda or cuda:1.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Evaluation batch size (forward passes).")
+@click.option("--batch-size", type=BATCH_SIZE, default="32", show_default=True,
+              help="Evaluation batch size (forward passes), or 'auto': the largest the device holds, found once "
+                   "per model, device and image size and cached (CPU: 32); halved on out-of-memory.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Predictions are saved every N expressions (what a kill can lose at most).")
 @click.option("--no-leaderboard", is_flag=True, help="Do not rebuild and print the leaderboard afterwards.")
@@ -59,7 +80,7 @@ def run(state, methods, shots, tasks, seeds, splits, proposals, model, sets, dat
         tasks=task_specs, methods=parse_name_list(methods), shots=parse_int_list(shots, "--shots"),
         seeds=parse_int_list(seeds, "--seeds"), proposals=proposals, model=model, options=parse_sets(sets),
         splits=parse_name_list(splits) or None, limit=limit, data_root=data_root, images=images, device=device,
-        eval_batch_size=batch_size, chunk_size=chunk_size, skip_bad=skip_bad,
+        eval_batch_size=batch_size, chunk_size=chunk_size, skip_bad=skip_bad, command=command_line(),
     )
     jobs = plan(request)
     store = ResultsStore(results)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import DEFAULT_RESULTS, parse_name_list, parse_sets
+from .common import DEFAULT_RESULTS, command_line, parse_name_list, parse_sets
 from .state import parse_int_list, pass_state
 
 
@@ -50,7 +50,7 @@ def sweep(state, study_file, tasks, methods, shots, seeds, sets, model, data_roo
         study, tasks=parse_name_list(tasks) or None, methods=parse_name_list(methods) or None,
         shots=parse_int_list(shots, "--shots") if shots else None,
         seeds=parse_int_list(seeds, "--seeds") if seeds is not None else None,
-        options=options, model=model, data_root=data_root, device=device)
+        options=options, model=model, data_root=data_root, device=device, command=command_line())
     jobs = plan(request)
     store = ResultsStore(results or study.results or DEFAULT_RESULTS)
     n_runs = sum(len(j.splits) for j in jobs)

@@ -1,7 +1,7 @@
 """The command and the versions behind every number.
 
-``runs.jsonl`` does not store the command line, so it is rebuilt from the records: one ``cptbench
-run`` per (task, method config, model, proposals, limit, data policy) and set of seeds, with ``--set``
+The command is rebuilt from the records (each record also keeps the command line that computed
+it, ``command``, shown as "as launched"; it may name more than that run): one ``cptbench run`` per (task, method config, model, proposals, limit, data policy) and set of seeds, with ``--set``
 for every option that differs from the method's defaults under the current task card (card
 defaults apply by themselves). Running it again in the same results folder reproduces the same run
 ids (finished runs are skipped). Versions, git revisions, devices and dates are collected per command.
@@ -125,7 +125,10 @@ def build_commands(records: Sequence[Any]) -> tuple[list[Command], dict[tuple, s
             cid = f"c{len(commands) + 1}"
             argv = ["cptbench", "run", *argv_common[:4], "-k", _ints(ks), "--seeds", _ints(seeds), *argv_common[4:]]
             mine = [r for r in recs if r.shots in ks and r.seed in seeds]
-            commands.append(Command(cid, argv, mine, list(notes)))
+            launched = sorted({r.get("command") for r in mine if r.get("command")})
+            extra = [f"as launched: {c}" for c in launched[:3]] + (
+                [f"... and {len(launched) - 3} more launch commands"] if len(launched) > 3 else [])
+            commands.append(Command(cid, argv, mine, list(notes) + extra))
             for r in mine:
                 of_group[group_key(r)] = cid
     return commands, of_group
