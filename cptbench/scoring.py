@@ -41,9 +41,11 @@ def score_example(example: Example, label: Label, scores: Any, metric: MetricSpe
     if n == 0:
         return ScoredExample(example.example_id, -1, 0.0, False, "no_candidates")
     try:
-        s = np.asarray(scores, dtype=np.float64).ravel()
+        s = np.asarray(scores, dtype=np.float64)
     except (TypeError, ValueError):
         return ScoredExample(example.example_id, -1, 0.0, False, "invalid", "scores are not numeric")
+    if s.ndim != 1:
+        return ScoredExample(example.example_id, -1, 0.0, False, "invalid", f"scores have shape {s.shape}, not one score per candidate")
     if s.shape[0] != n:
         return ScoredExample(example.example_id, -1, 0.0, False, "invalid", f"{s.shape[0]} scores for {n} candidates")
     if np.isnan(s).any() or not np.isfinite(s).any():

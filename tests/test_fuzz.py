@@ -12,7 +12,7 @@ import pickle
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cptbench.aggregate import aggregate, seed_stats
@@ -67,6 +67,8 @@ def _example(n, tmp="/nonexistent.png"):
 
 @FUZZ
 @given(st.integers(0, 6), st.lists(any_float, max_size=8) | json_values)
+@example(1, False)  # a bare scalar is not "one score per candidate"
+@example(2, [[1.0, 2.0]])
 def test_scorer_never_crashes_and_flags_invalid(n, scores):
     ex = _example(n)
     label = Label(ex.example_id, np.array([0.0, 0, 8, 8]))
@@ -74,6 +76,7 @@ def test_scorer_never_crashes_and_flags_invalid(n, scores):
     assert out.status in ("ok", "invalid", "no_candidates")
     if out.status == "ok":
         s = np.asarray(scores, dtype=np.float64)
+        assert s.shape == (n,)  # one score per candidate, nothing else is accepted
         assert 0 <= out.pred_index < n and s[out.pred_index] == np.nanmax(s)
     else:
         assert out.pred_index == -1 and not out.correct
