@@ -34,11 +34,11 @@ class TextOnly(VLAdapter):
 
 
 def bert_adapter(max_len):
-    from transformers import BertTokenizer
+    from cptbench.models.compat import wordpiece_tokenizer
 
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "man", "is", "in", "color", ".", "red",
              "none", "left", "straw", "##berry", "on", "shirt", "person", "dog"]
-    tok = BertTokenizer(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True)
+    tok = wordpiece_tokenizer({w: i for i, w in enumerate(words)}, do_lower_case=True)
     return TextOnly(tok, max_len)
 
 

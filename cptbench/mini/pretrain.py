@@ -77,14 +77,13 @@ class PretrainSettings:
 # ------------------------------------------------------------------------------ tokenizer, processor
 def write_tokenizer_and_processor(out: Path, settings: PretrainSettings):
     """Write ``vocab.txt`` + tokenizer files and the image processor config; return both objects."""
-    from transformers import BertTokenizer
-
+    from ..models.compat import wordpiece_tokenizer
     from ..models.vilt import image_processor_class
 
     out.mkdir(parents=True, exist_ok=True)
     vocab = out / "vocab.txt"
     vocab.write_text("\n".join(SPECIAL + vocabulary()) + "\n")
-    tok = BertTokenizer(vocab=str(vocab), do_lower_case=True, model_max_length=settings.max_text)
+    tok = wordpiece_tokenizer(vocab, do_lower_case=True, model_max_length=settings.max_text)
     tok.save_pretrained(out)
     size = settings.corpus.image_size
     processor = image_processor_class()(size={"shortest_edge": size}, size_divisor=settings.patch,

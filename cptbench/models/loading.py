@@ -114,3 +114,20 @@ def check_head_loaded(path: str, loading_info: dict, head_key: str) -> None:
             f"CPT reads masked-LM logits, so it needs a checkpoint pre-trained with MLM "
             f"(e.g. dandelin/vilt-b32-mlm, not a VQA or retrieval fine-tune)"
         )
+
+
+def check_all_filled(path: str, model) -> None:
+    """Refuse a loaded model with a parameter or buffer still on the meta device: the checkpoint
+    did not fill it (a layout this transformers version cannot read), so it holds no value."""
+    from .compat import meta_tensors
+
+    empty = meta_tensors(model)
+    if empty:
+        import transformers
+
+        raise ModelError(
+            f"model {path!r}: {len(empty)} tensor(s) were not filled from the checkpoint with transformers "
+            f"{transformers.__version__} ({', '.join(empty[:5])}{', ...' if len(empty) > 5 else ''}); the file's "
+            f"layout is not one cptbench can read with this version (see docs/compat.md). Re-save the model "
+            f"with this transformers version or install a supported one."
+        )

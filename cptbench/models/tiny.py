@@ -110,26 +110,24 @@ def _bpe_vocab_and_merges(words: Sequence[str]) -> tuple[dict[str, int], list[tu
 
 
 def _bert_tokenizer(words: Sequence[str]):
-    from transformers import BertTokenizer
+    from .compat import wordpiece_tokenizer
 
-    # transformers 5: BertTokenizerFast(vocab_file=...) ignores the file; a vocab dict works.
-    tok = BertTokenizer(vocab=_wordpiece_vocab(words), do_lower_case=True)
-    tok.model_max_length = _TEXT_MAX_LENGTH
-    return tok
+    return wordpiece_tokenizer(_wordpiece_vocab(words), do_lower_case=True, model_max_length=_TEXT_MAX_LENGTH)
 
 
 def _roberta_tokenizer(words: Sequence[str]):
-    from transformers import AddedToken, RobertaTokenizer
+    from transformers import AddedToken
+
+    from .compat import byte_bpe_tokenizer
 
     vocab, merges = _bpe_vocab_and_merges(words)
-    tok = RobertaTokenizer(
-        vocab=vocab,
-        merges=merges,
+    return byte_bpe_tokenizer(
+        vocab,
+        merges,
         # as in the real RoBERTa tokenizer: "<mask>" absorbs the space before it
         mask_token=AddedToken("<mask>", lstrip=True, rstrip=False),
+        model_max_length=_TEXT_MAX_LENGTH,
     )
-    tok.model_max_length = _TEXT_MAX_LENGTH
-    return tok
 
 
 def _check_args(kind: str, image_size: int) -> int:
