@@ -1,7 +1,7 @@
 """Fine-tuning baselines on the CPT backbones: ``ft`` (full fine-tuning, alias ``finetune``) and
 ``ft-head`` (the linear probe: frozen backbone, trained head).
 
-Input and representation (PROTOCOL section 4)
+Input and representation (docs/protocol.md section 4)
 ---------------------------------------------
 The unpainted image and the plain expression (whitespace-normalised, no template; cut to the
 model's text limit token-wise when longer, counted in ``describe()``) go through the VL model once
@@ -20,7 +20,9 @@ the ground truth (IoU 0 for all: no signal), are skipped and counted.
 
 Budget (the same rule as CPT)
 -----------------------------
-``steps`` optimizer steps (default 500), batch size = k capped at 16 (``batch_size = 0``; never
+``steps`` optimizer steps (default 500) times ``step_factor`` (default 1; ``step_factor=10`` is the
+release's fine-tuning script, which trains for 10 x ``num_train_epochs`` steps, docs/protocol.md
+section 7), batch size = k capped at 16 (``batch_size = 0``; never
 more than the usable training expressions), AdamW lr 6e-5 (``head_lr``, 0 = same as ``lr``), betas
 (0.9, 0.98), eps 1e-8, weight decay 0.01 except biases and LayerNorm, 10 % linear warm-up then
 linear decay (:mod:`cptbench.optim`, shared with CPT), no gradient clipping, no dev-set selection:
@@ -29,12 +31,13 @@ the last model is evaluated.
 Seeds
 -----
 The head is initialised from a local generator seeded with ``model_seed`` (88, fixed like the
-release's model seed): weights N(0, 0.02), biases 0, LayerNorm 1 / 0. The run seed only orders the
-batches (a local numpy generator). Dropout inside the backbone draws from the global torch RNG,
-which ``fit`` forks, seeds with ``model_seed`` and restores afterwards. So runs differ by their
-training subset (the harness's k-shot manifest) and, when the batch is smaller than the training
-set, by batch order; the same seed always gives the same model (on CPU). Zero-shot ``fit([])``
-leaves the head untrained at that fixed init, reported as ``"head": "untrained"``.
+release's model seed): weights N(0, 0.02), biases 0, LayerNorm 1 / 0. Training randomness (batch
+order; dropout inside the backbone, run on a forked and restored torch RNG) follows the one policy
+of every trained method (:func:`cptbench.optim.training_randomness`): ``seed_policy="release"``
+(default) seeds it from ``model_seed`` alone, so runs differ by their training subset (the
+harness's k-shot manifest) only; ``"per-run"`` from (``model_seed``, run seed). The same inputs
+always give the same model (on CPU). Zero-shot ``fit([])`` leaves the head untrained at that fixed
+init, reported as ``"head": "untrained"``.
 
 ``ft`` trains every backbone weight (backbone in train mode during ``fit``); ``ft-head`` sets
 ``requires_grad = False`` on the backbone and keeps it in eval mode. Its candidate representations
@@ -70,9 +73,9 @@ from cptbench.boxes import iou_matrix
 from cptbench.examples import Example, TrainExample
 from cptbench.images import LRUCache
 from cptbench.methods import Method, MethodContext
-from cptbench.optim import (MAX_BATCH, adamw_with_schedule, batch_order, effective_batch_size, parameter_groups,
-                            seeded_torch_rng, warmup_steps)
-from cptbench.sampling import rng_for
+from cptbench.optim import (DEFAULT_SEED_POLICY, MAX_BATCH, adamw_with_schedule, batch_order, check_seed_policy,
+                            effective_batch_size, parameter_groups, seeded_torch_rng, training_randomness,
+                            warmup_steps)
 
 from .candidate_head import candidate_loss, new_head
 from .region_pool import box_geometry, overlap_weights, pad_boxes, pool_patches
@@ -86,8 +89,10 @@ class FineTuneConfig:
     batch_size: int = 0  # 0 = k capped at 16
     weight_decay: float = 0.01
     warmup: float = 0.1  # fraction of steps
-    model_seed: int = 88  # head init and dropout
+    model_seed: int = 88  # head init; training randomness under seed_policy=release
     save_weights: bool = False  # write head (and ft's backbone) under the run's artifacts dir
+    seed_policy: str = DEFAULT_SEED_POLICY  # release: training randomness from model_seed alone; per-run
+    step_factor: int = 1  # optimizer steps = steps * step_factor (10: the release's fine-tuning script)
 
     def __post_init__(self):
         checks = [
@@ -100,10 +105,18 @@ class FineTuneConfig:
             (_number(self.warmup) and 0 <= self.warmup <= 1, f"warmup must be a fraction in [0, 1], got {self.warmup!r}"),
             (isinstance(self.model_seed, int), f"model_seed must be an integer, got {self.model_seed!r}"),
             (isinstance(self.save_weights, bool), f"save_weights must be true or false, got {self.save_weights!r}"),
+            (isinstance(self.step_factor, int) and not isinstance(self.step_factor, bool) and self.step_factor >= 1,
+             f"step_factor must be an integer >= 1 (10 = the release's fine-tuning script), got {self.step_factor!r}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        check_seed_policy(self.seed_policy)
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of a fit: ``steps * step_factor``."""
+        return self.steps * self.step_factor
 
 
 def _number(v: Any) -> bool:
@@ -297,15 +310,15 @@ class _CandidateScorer(Method):
         self._head = new_head(adapter.hidden_size, cfg.model_seed, adapter.device)
         bs = self._batch_size(len(train), len(items))
         self._info.update(n_train=len(items), k=len(train), steps=0, batch_size=bs if items else 0,
-                          warmup_steps=warmup_steps(cfg.steps, cfg.warmup), seed=int(seed))
-        if not items or cfg.steps == 0:
+                          warmup_steps=warmup_steps(cfg.total_steps, cfg.warmup), seed=int(seed))
+        if not items or cfg.total_steps == 0:
             return
         t0 = time.perf_counter()
         self._train(adapter, items, bs, seed)
         seconds = time.perf_counter() - t0
         self._perf = {"train_seconds": round(seconds, 3),
-                      "steps_per_second": round(cfg.steps / seconds, 3) if seconds > 0 else None}
-        self._info.update(head="trained", steps=cfg.steps, loss_first=self.losses[0], loss_last=self.losses[-1],
+                      "steps_per_second": round(cfg.total_steps / seconds, 3) if seconds > 0 else None}
+        self._info.update(head="trained", steps=cfg.total_steps, loss_first=self.losses[0], loss_last=self.losses[-1],
                           train_truncated_texts=sum(1 for it in items if self._is_cut(adapter, it.example.expression)))
         if cfg.save_weights:
             self._info["saved"] = self._save(adapter)
@@ -317,11 +330,14 @@ class _CandidateScorer(Method):
         head = self._head
         groups = parameter_groups([adapter.model], cfg.weight_decay, cfg.lr) if self.train_backbone else []
         groups += parameter_groups([head], cfg.weight_decay, cfg.head_lr or cfg.lr)
-        optimizer, scheduler = adamw_with_schedule(groups, cfg.lr, cfg.steps, cfg.warmup)
+        steps = cfg.total_steps
+        optimizer, scheduler = adamw_with_schedule(groups, cfg.lr, steps, cfg.warmup)
         targets = torch.tensor([it.target for it in items], dtype=torch.long, device=adapter.device)
         frozen = None if self.train_backbone else self._frozen(adapter, [it.example for it in items], "train")
         fallbacks: dict[int, int] = {}  # ft: per training item, counted the first time it is seen
-        order = batch_order(len(items), bs, cfg.steps, rng_for("cptbench_baselines.finetune", "batches", int(seed)))
+        randomness = training_randomness(cfg.seed_policy, cfg.model_seed, int(seed))
+        self._info["train_seed_entropy"] = list(randomness.entropy)
+        order = batch_order(len(items), bs, steps, randomness.rng)
         progress = self.context.progress
         stage = f"{self.name or 'ft'} fit"
         self._dirty = self.train_backbone
@@ -329,7 +345,7 @@ class _CandidateScorer(Method):
             adapter.model.train()
         head.train()
         try:
-            with seeded_torch_rng(cfg.model_seed, adapter.device):
+            with seeded_torch_rng(randomness.torch_seed, adapter.device):
                 for step, idx in enumerate(order):
                     if frozen is None:
                         reps, valid, fallback = self._represent(adapter, [items[i].example for i in idx])
@@ -343,7 +359,7 @@ class _CandidateScorer(Method):
                     optimizer.step()
                     scheduler.step()
                     self.losses.append(float(loss.detach()))
-                    progress(stage, step + 1, cfg.steps)
+                    progress(stage, step + 1, steps)
         finally:
             adapter.model.eval()
             head.eval()
@@ -414,6 +430,13 @@ class _CandidateScorer(Method):
         self._predicted_cut = 0
         return out
 
+    def sync_fitted(self, dist) -> None:
+        """Data-parallel evaluation: every rank scores with rank 0's head (and ft's backbone)."""
+        if self._head is not None:
+            dist.broadcast_module(self._head)
+        if self.train_backbone and self._adapter is not None:
+            dist.broadcast_module(self._adapter.model)
+
     def perf_info(self) -> dict[str, Any]:
         return {**self._perf, "image_cache_hits": self._images.hits, "image_cache_misses": self._images.misses,
                 "feature_cache_hits": self._features.hits, "feature_cache_misses": self._features.misses}
@@ -426,13 +449,15 @@ class _CandidateScorer(Method):
             "representation": "overlap-pooled final patch states + pooled [CLS] + 7 box-geometry features",
             "text": "plain expression, no template",
             "model_seed": cfg.model_seed,
+            "seed_policy": cfg.seed_policy,
+            "step_factor": cfg.step_factor,
             "head_lr": cfg.head_lr or cfg.lr,
             "train_pooling_fallbacks": self._fallbacks["train"],
         }
 
 
 class FineTuneMethod(_CandidateScorer):
-    """``ft``: the fine-tuning baseline; backbone and head trained (PROTOCOL section 4)."""
+    """``ft``: the fine-tuning baseline; backbone and head trained (docs/protocol.md section 4)."""
 
     train_backbone = True
 

@@ -10,12 +10,19 @@ the comparison runs under one budget rule and one schedule.
   default, k <= 16) every step sees all k.
 * Dropout: :func:`seeded_torch_rng` forks the global torch RNG, seeds it for the training loop and
   restores it afterwards, so training is reproducible and leaves no trace outside.
+* Seeds (:func:`training_randomness`, docs/protocol.md section 7): one policy for every trained
+  method. ``release`` (the default, the release's few-shot scripts): all training randomness
+  (negative sampling, batch order, dropout) comes from the model seed (88) alone, so the run seed
+  picks only the k-shot draw and the spread over seeds is the spread over training subsets.
+  ``per-run``: it comes from (model seed, run seed), so runs also differ by training noise.
+  Initialisation (pre-trained weights, a new head's init) always comes from the model seed.
 """
 
 from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -23,6 +30,10 @@ import numpy as np
 BETAS = (0.9, 0.98)
 ADAM_EPS = 1e-8
 MAX_BATCH = 16
+
+#: how a fit's training randomness is seeded (module doc); the first is the default
+SEED_POLICIES = ("release", "per-run")
+DEFAULT_SEED_POLICY = SEED_POLICIES[0]
 
 
 def effective_batch_size(k: int, batch_size: int = 0) -> int:
@@ -99,3 +110,31 @@ def seeded_torch_rng(seed: int, device: Any = "cpu"):
     with torch.random.fork_rng(devices=list(devices)):
         torch.manual_seed(int(seed))
         yield
+
+
+def check_seed_policy(policy: str) -> str:
+    if policy not in SEED_POLICIES:
+        raise ValueError(f"seed_policy must be one of {', '.join(SEED_POLICIES)} (release: training randomness from "
+                         f"the model seed alone; per-run: from the model seed and the run seed), got {policy!r}")
+    return policy
+
+
+@dataclass
+class TrainingRandomness:
+    """What seeds one fit: ``rng`` (batch order, negative sampling) and ``torch_seed`` (dropout, used
+    with :func:`seeded_torch_rng`). ``entropy`` is what they were derived from (for the record)."""
+
+    policy: str
+    entropy: tuple[int, ...]
+    rng: np.random.Generator
+    torch_seed: int
+
+
+def training_randomness(policy: str, model_seed: int, run_seed: int) -> TrainingRandomness:
+    """The training randomness of a fit under ``policy`` (module doc): one
+    ``numpy.random.SeedSequence`` of ``(model_seed,)`` (``release``) or ``(model_seed, run_seed)``
+    (``per-run``), spawned into the numpy stream and the torch seed."""
+    check_seed_policy(policy)
+    entropy = (int(model_seed),) if policy == "release" else (int(model_seed), int(run_seed))
+    order_ss, torch_ss = np.random.SeedSequence(list(entropy)).spawn(2)
+    return TrainingRandomness(policy, entropy, np.random.default_rng(order_ss), int(torch_ss.generate_state(1)[0]))

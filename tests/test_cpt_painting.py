@@ -57,14 +57,54 @@ def test_grouping_rule():
 
 
 # ------------------------------------------------------------------------------------------- boxes
-def test_box_pixel_rounding():
+def _covered(mask):
+    """(columns, rows) a box mask covers, as sorted lists."""
+    rows, cols = np.nonzero(mask)
+    return sorted(set(cols.tolist())), sorted(set(rows.tolist()))
+
+
+# Hand-computed from the release's draw_rectangles: COCO [x, y, w, h] -> x2 = x + w - 1, a block of
+# int(x2) - int(x1) columns pasted at int(x1) (and rows likewise). Our boxes are xyxy with x2 = x + w.
+RELEASE_CASES = [
+    # (x, y, w, h), image (H, W), expected columns, expected rows
+    ((10.0, 2.0, 4.0, 3.0), (8, 20), [10, 11, 12], [2, 3]),  # integer box: w - 1 columns, h - 1 rows
+    ((2.5, 1.0, 2.7, 2.0), (6, 8), [2, 3], [1]),  # x2 = 4.2 -> int(4.2) = 4 (exclusive), y2 = 2.0 -> 2
+    ((2.9, 0.4, 1.2, 1.6), (6, 8), [2], [0]),  # x: int(2.9) = 2 .. int(4.1 - 1) = 3; y: 0 .. int(1.0) = 1
+    ((0.0, 0.0, 1.0, 1.0), (4, 4), [], []),  # one-pixel box: the release paints nothing
+    ((3.0, 1.0, 2.0, 2.0), (4, 6), [3], [1]),  # two-pixel box: one column, one row
+    ((-3.7, -1.0, 9.0, 3.0), (6, 8), [0, 1, 2, 3], [0]),  # int(-3.7) = -3 (toward zero), x2 = 4.3 -> 4; clipped
+    ((5.5, 3.5, 10.0, 10.0), (6, 8), [5, 6, 7], [3, 4, 5]),  # beyond the right/bottom edge: clipped
+    ((7.999, 0.0, 0.002, 6.0), (6, 8), [], []),  # sliver: int(7.999) = 7 = int(7.001): no column, no pixel
+]
+
+
+@pytest.mark.parametrize("xywh,size,cols,rows", RELEASE_CASES)
+def test_release_box_pixels_hand_computed(xywh, size, cols, rows):
+    x, y, w, h = xywh
+    m = box_masks([[x, y, x + w, y + h]], *size)[0]
+    assert m.shape == size
+    assert _covered(m) == (cols, rows)
+    # the same pixels as a direct transcription of the release's arithmetic
+    x1i, y1i = int(x), int(y)
+    x2i, y2i = int(x + w - 1), int(y + h - 1)
+    ref = np.zeros(size, bool)
+    ref[max(y1i, 0):max(y2i, 0), max(x1i, 0):max(x2i, 0)] = True
+    assert np.array_equal(m, ref)
+
+
+def test_cover_box_pixels_is_every_touched_pixel():
     # x1 = 2.5 -> first column 2; x2 = 5.2 -> last column ceil(5.2) - 1 = 5; y 1.0 .. 3.0 -> rows 1, 2
-    m = box_masks([[2.5, 1.0, 5.2, 3.0]], 6, 8)[0]
-    rows, cols = np.nonzero(m)
-    assert sorted(set(rows)) == [1, 2] and sorted(set(cols)) == [2, 3, 4, 5]
+    m = box_masks([[2.5, 1.0, 5.2, 3.0]], 6, 8, rule="cover")[0]
+    assert _covered(m) == ([2, 3, 4, 5], [1, 2])
     # clipped to the image; integer zero-width box covers nothing
-    m = box_masks([[-3.0, -1.0, 100.0, 2.0], [4.0, 0.0, 4.0, 6.0]], 6, 8)
+    m = box_masks([[-3.0, -1.0, 100.0, 2.0], [4.0, 0.0, 4.0, 6.0]], 6, 8, rule="cover")
     assert m[0].sum() == 2 * 8 and m[1].sum() == 0
+    # the same integer box: cover paints w x h pixels, release (w - 1) x (h - 1)
+    box = [[10.0, 2.0, 14.0, 5.0]]
+    assert box_masks(box, 8, 20, rule="cover").sum() == 4 * 3 and box_masks(box, 8, 20).sum() == 3 * 2
+    assert painting.box_spans(box, 8, 20).tolist() == [[10, 2, 13, 4]]
+    with pytest.raises(ValueError, match="box_pixels"):
+        box_masks(box, 8, 20, rule="touch")
 
 
 def test_paint_box_exact_blend_and_untouched_outside():
@@ -72,7 +112,7 @@ def test_paint_box_exact_blend_and_untouched_outside():
     box = [3.0, 4.0, 11.0, 9.0]
     out = paint(img, box_masks([box], 20, 30), [(240, 0, 30)], A)
     inside = np.zeros((20, 30), bool)
-    inside[4:9, 3:11] = True
+    inside[4:8, 3:10] = True  # release rule: rows 4 .. 7, columns 3 .. 9
     assert np.array_equal(out[~inside], img[~inside])
     for y, x in zip(*np.nonzero(inside)):
         assert list(out[y, x]) == expected_blend(img[y, x], (240, 0, 30))
@@ -142,7 +182,8 @@ def test_painter_groups_fallbacks_and_cache(tmp_path):
     poly = [[6.0, 0.0, 10.0, 0.0, 10.0, 4.0]]
     ex = _example(tmp_path, img, boxes, masks=(None, poly, []))
     calls = []
-    painter = Painter(parse_palette("red:240,0,30;blue:0,10,255"), A, "mask", lambda a: calls.append(a) or len(calls))
+    painter = Painter(parse_palette("red:240,0,30;blue:0,10,255"), A, "mask", lambda a: calls.append(a) or len(calls),
+                      box_pixels="cover")
     assert painter.groups(ex) == [range(0, 2), range(2, 3)]
     g0 = painter.painted(ex, 0)
     # candidate 0 has no mask: its box is painted red; candidate 1: its triangle in blue
@@ -178,7 +219,9 @@ def test_painter_block_mode_ignores_masks_and_lru_bound(tmp_path, monkeypatch):
     monkeypatch.setattr(images_mod, "decode_rgb", lambda p: loads.append(p) or real(p))
     painter = Painter(parse_palette("red"), A, "block", lambda a: a, cache_size=1)
     out = painter.prepared(ex, 0)
-    assert np.array_equal(out[0:4, 0:4], blend_color(img[0:4, 0:4], (240, 0, 30)))
+    # the release's rule (the default): box 0 .. 4 covers pixels 0 .. 2
+    assert np.array_equal(out[0:3, 0:3], blend_color(img[0:3, 0:3], (240, 0, 30)))
+    assert np.array_equal(out[3, :], img[3, :]) and np.array_equal(out[:, 3], img[:, 3])
     painter.prepared(ex, 1)
     painter.prepared(ex, 0)  # evicted by the bound of 1: painted again, image read once
     assert painter.images_painted == 3 and len(painter.prepared_cache) == 1 and len(loads) == 1
@@ -190,3 +233,17 @@ def test_painter_refuses_size_mismatch(tmp_path):
     bad = Example(**{**{f: getattr(ex, f) for f in ex.__dataclass_fields__}, "image_size": (31, 20)})
     with pytest.raises(ValueError, match="line up"):
         Painter(parse_palette("red"), A, "block", lambda a: a).painted(bad, 0)
+
+
+def test_painter_box_rule_is_an_option_and_part_of_the_cache_key(tmp_path):
+    img = noise_image(seed=6)
+    ex = _example(tmp_path, img, [[2.0, 3.0, 8.0, 7.0]])
+    release = Painter(parse_palette("red"), A, "block", lambda a: a).painted(ex, 0)
+    cover = Painter(parse_palette("red"), A, "block", lambda a: a, box_pixels="cover").painted(ex, 0)
+    changed = lambda out: np.any(out != img, axis=2)  # noqa: E731
+    assert np.array_equal(changed(release), box_masks([[2.0, 3.0, 8.0, 7.0]], 20, 30)[0])
+    assert changed(release).sum() == 5 * 3 and changed(cover).sum() == 6 * 4
+    p = Painter(parse_palette("red"), A, "block", lambda a: a, box_pixels="cover")
+    assert p._key(ex, 0) != Painter(parse_palette("red"), A, "block", lambda a: a)._key(ex, 0)
+    with pytest.raises(ValueError, match="box_pixels"):
+        Painter(parse_palette("red"), A, "block", lambda a: a, box_pixels="all")

@@ -60,7 +60,12 @@ def test_pass_units_best_match_threshold_and_no_match(tmp_path):
     nothing = labelled(example(tmp_path / "a.png", boxes=boxes), [50, 15, 60, 20])
     pos, neg = expression_passes(nothing, 0, parse_palette("red"), TrainSettings())
     rng = np.random.default_rng(0)
-    assert pos == [] and len(select_passes(pos, neg, rng)) == 1
+    # no positive: the release gives two passes, the first group's and one random negative
+    two = select_passes(pos, neg, rng)
+    assert pos == [] and len(two) == 2 and two[0] == neg[0] and two[1] in neg
+    assert len(select_passes(pos, neg, rng, no_positive="one")) == 1
+    # with a single group the release's two passes are that group twice
+    assert select_passes([], neg[:1], rng) == [neg[0], neg[0]]
 
 
 def test_select_passes_balances_negatives():
@@ -71,6 +76,14 @@ def test_select_passes_balances_negatives():
     assert picked[:2] == pos and len(picked) == 4 and all(u in neg for u in picked[2:])
     assert select_passes(pos, neg[:1], rng) == pos + neg[:1]
     assert select_passes([], [], rng) == []
+    # the 16-shot rule: one random positive (then one negative)
+    seen = set()
+    for _ in range(20):
+        picked = select_passes(pos, neg, rng, single_positive=True)
+        assert len(picked) == 2 and picked[0] in pos and picked[1] in neg
+        seen.add(picked[0])
+    assert seen == set(pos)  # either positive can be the one
+    assert select_passes(pos[:1], neg, rng, single_positive=True)[:1] == pos[:1]
 
 
 # ------------------------------------------------------------------------------------------ fit
@@ -87,11 +100,11 @@ def make_split(tmp_path, prefix, n, seed):
     return out
 
 
-def run(train, evals, seed=0, steps=6, palette="red", lr=3e-5, **extra):
+def run(train, evals, seed=0, steps=6, palette="red", lr=3e-5, config=None, **extra):
     adapter = TinyTorchAdapter(words=["the", "thing"] + [str(i) for i in range(10)])
     before = {k: v.clone() for k, v in adapter.model.state_dict().items()}
     ctx = MethodContext(eval_batch_size=3, extra={"adapter": adapter}, **extra)
-    m = CptBlockMethod(CptConfig(steps=steps, palette=palette, lr=lr), ctx)
+    m = CptBlockMethod(CptConfig(steps=steps, palette=palette, lr=lr, **(config or {})), ctx)
     m.fit(train, seed=seed)
     scores = m.predict([te.example for te in evals])
     return m, adapter, before, scores
@@ -123,8 +136,11 @@ def test_fit_trains_reproducibly_and_sees_only_train_images(tmp_path, monkeypatc
     m2, _, _, s2 = run(train, evals)
     assert m2.train_result.losses == m1.train_result.losses
     assert all(np.array_equal(a, b) for a, b in zip(s1, s2))
-    m3, _, _, _ = run(train, evals, seed=1)
-    assert m3.train_result.losses != m1.train_result.losses
+    # another run seed on the same training examples: the same model under the default seed policy
+    m3, _, _, s3 = run(train, evals, seed=1)
+    assert m3.train_result.losses == m1.train_result.losses and all(np.array_equal(a, b) for a, b in zip(s1, s3))
+    m4, _, _, _ = run(train, evals, seed=1, config={"seed_policy": "per-run"})
+    assert m4.train_result.losses != m1.train_result.losses
     with pytest.raises(RuntimeError, match="already"):
         m1.fit(train, seed=0)
 
@@ -148,3 +164,60 @@ def test_zero_shot_fit_does_not_train(tmp_path):
     m, adapter, before, _ = run([], evals)
     assert all(torch.equal(before[k], v) for k, v in adapter.model.state_dict().items())
     assert m.describe()["score_rule"] == "logit" and m.describe()["train_steps"] == 0
+
+
+def test_sixteen_shots_keep_one_positive_pass(tmp_path):
+    """Every expression has two matching candidates (a duplicated box): the release keeps one
+    positive pass per expression at exactly 16 training expressions, all of them otherwise."""
+    boxes = np.concatenate([BOXES, BOXES[:1]])  # candidate 5 = candidate 0
+
+    def split(n):
+        out = []
+        for te in make_split(tmp_path, f"s{n}-", n, seed=5):
+            ex = Example(**{**{f: getattr(te.example, f) for f in te.example.__dataclass_fields__}, "boxes": boxes,
+                            "categories": ("thing",) * 6})
+            out.append(labelled(ex, boxes[0]))
+        return out
+
+    sixteen = split(16)
+    m, _, _, _ = run(sixteen, [], steps=2)
+    d = m.describe()
+    assert d["train_single_positive"] and d["positives"] == "release"
+    assert d["train_positive_passes"] == 2 * 16 and d["train_negative_passes"] == 2 * 16
+    m, _, _, _ = run(sixteen, [], steps=2, config={"positives": "all"})
+    assert not m.describe()["train_single_positive"] and m.describe()["train_positive_passes"] == 2 * 2 * 16
+    m, _, _, _ = run(split(15), [], steps=2)
+    assert not m.describe()["train_single_positive"] and m.describe()["train_positive_passes"] == 2 * 2 * 15
+
+
+def test_expression_without_positive_gets_two_passes(tmp_path):
+    train = make_split(tmp_path, "far", 2, seed=6)
+    far = [labelled(te.example, [60.0, 20.0, 63.0, 23.0]) for te in train]  # matches no candidate
+    m, _, _, _ = run(far, [], steps=3)
+    d = m.describe()
+    assert d["train_expressions_without_positive"] == 2 and d["no_positive"] == "release"
+    assert d["train_positive_passes"] == 0 and d["train_negative_passes"] == 3 * 2 * 2
+    m, _, _, _ = run(far, [], steps=3, config={"no_positive": "one"})
+    assert m.describe()["train_negative_passes"] == 3 * 2
+
+
+def test_release_seed_policy_same_draw_different_run_seeds_same_predictions(tmp_path):
+    """Dropout on, four negatives to sample from, batches smaller than k (so order matters): under
+    the default policy the run seed changes nothing; under per-run it changes the model."""
+    train = make_split(tmp_path, "train", 4, seed=7)
+    evals = make_split(tmp_path, "val", 3, seed=8)
+    cfg = {"batch_size": 2}
+    results = {}
+    for policy in ("release", "per-run"):
+        for seed in (0, 3):
+            m, _, _, scores = run(train, evals, seed=seed, steps=5, lr=1e-2, config={**cfg, "seed_policy": policy})
+            assert m.describe()["seed_policy"] == policy
+            results[policy, seed] = (m.train_result.losses, np.concatenate(scores), m.describe()["train_seed_entropy"])
+    assert results["release", 0][0] == results["release", 3][0]
+    assert np.array_equal(results["release", 0][1], results["release", 3][1])
+    assert results["release", 0][2] == results["release", 3][2] == [88]
+    assert results["per-run", 0][0] != results["per-run", 3][0]
+    assert not np.allclose(results["per-run", 0][1], results["per-run", 3][1])
+    assert results["per-run", 3][2] == [88, 3]
+    with pytest.raises(ValueError, match="seed_policy"):
+        CptConfig(seed_policy="per-seed")

@@ -360,3 +360,71 @@ def test_refer_loader_reads_synthref(generated):
         assert (len(data.examples), data.n_refs, len(data.image_ids)) == (c["sentences"], c["refs"], c["images"])
         for ex in data.examples[:3]:
             assert ex.image().shape[:2] == ex.image_size[::-1] and 3 <= len(ex.boxes) <= 8
+
+
+def _refs_by_image(refs):
+    out = collections.defaultdict(list)
+    for r in refs:
+        out[r["image_id"]].append(r)
+    return out
+
+
+def _target_index(inst):
+    by_image = collections.defaultdict(list)
+    for a in inst["annotations"]:
+        by_image[a["image_id"]].append(a["id"])
+    return {ann: i for anns in by_image.values() for i, ann in enumerate(anns)}
+
+
+def test_no_ordering_leak_ids_are_permuted_within_each_split(generated):
+    """Version 2: the ref and sentence ids of a split are a permutation of its id range, in an order
+    unrelated to where the targets stand among the candidates."""
+    refs, inst = _load(generated)
+    for split in SMALL.images:
+        mine = [r for r in refs if r["split"] == split]
+        ids = [r["ref_id"] for r in mine]
+        sents = [s for r in mine for s in r["sent_ids"]]
+        assert sorted(ids) == list(range(min(ids), min(ids) + len(ids))) and ids != sorted(ids)
+        assert sorted(sents) == list(range(min(sents), min(sents) + len(sents))) and sents != sorted(sents)
+    meta = json.loads((generated / "SYNTHREF.json").read_text())["settings"]
+    assert meta["generator_version"] == sr.GENERATOR_VERSION == 2 and "legacy_order" not in meta
+
+
+def test_ref_order_within_an_image_says_nothing_about_the_target():
+    """Over many scenes, the order refs are drawn (and written) in agrees with the targets' candidate
+    order only as often as chance: 1/2 for two refs, 1/6 for three. Version 1 always agreed."""
+    spec = SynthRefSpec(seed=7, images={"val": 400})
+    agree = collections.Counter()
+    total = collections.Counter()
+    relative, first, chance = [], [], []
+    for index in range(400):
+        scene, new = sr.sample_split_image(spec, "val", index)
+        _, old = sr.sample_split_image(spec, "val", index, legacy_order=True)
+        assert sorted(t for t, _ in new) == [t for t, _ in old]  # the same targets, in another order
+        n = len(scene.objects)
+        for t, _ in new:  # candidate (annotation) order: the target is anywhere alike
+            relative.append(t / (n - 1))
+            first.append(t == 0)
+            chance.append(1 / n)
+        if len(new) > 1:
+            targets = [t for t, _ in new]
+            total[len(new)] += 1
+            agree[len(new)] += targets == sorted(targets)
+    assert total[2] > 100 and abs(agree[2] / total[2] - 0.5) < 0.1
+    assert total[3] > 20 and agree[3] / total[3] < 0.35
+    assert abs(np.mean(relative) - 0.5) < 0.05 and abs(np.mean(first) - np.mean(chance)) < 0.06
+
+
+def test_legacy_order_fixture_is_version_one(tmp_path):
+    """``legacy_order`` writes version 1's layout (the audit's leaky fixture): refs of an image
+    sorted by target, ref and sentence ids consecutive in that order."""
+    sr.generate_synthref(SMALL, tmp_path, "synthref", "synth", "images", legacy_order=True)
+    refs, inst = _load(tmp_path)
+    assert [r["ref_id"] for r in refs] == list(range(len(refs)))
+    assert [s for r in refs for s in r["sent_ids"]] == list(range(sum(len(r["sent_ids"]) for r in refs)))
+    position = _target_index(inst)
+    for image_refs in _refs_by_image(refs).values():
+        targets = [position[r["ann_id"]] for r in image_refs]
+        assert targets == sorted(targets)
+    meta = json.loads((tmp_path / "SYNTHREF.json").read_text())["settings"]
+    assert meta["generator_version"] == 1 and meta["legacy_order"] is True

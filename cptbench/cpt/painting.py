@@ -1,14 +1,23 @@
 """Painting candidates: palettes, candidate pixel masks, blending, grouping and the painted-image cache.
 
-Blending (PROTOCOL section 3): per covered pixel ``out = (1 - a) * orig + a * rgb``, computed in
+Blending (docs/protocol.md section 3): per covered pixel ``out = (1 - a) * orig + a * rgb``, computed in
 float64 and rounded to the nearest integer (``numpy.rint``; with the default ``a = 127/255`` a tie
 cannot occur), pixels outside every painted region are left bit-for-bit unchanged. When regions of
 one group overlap, the later candidate (in candidate order) wins the pixel and the blend is applied
 once over the original, so every painted pixel shows exactly one palette colour.
 
-Box pixels: a float ``xyxy`` box (``x2 = x + w``) covers the pixel columns ``floor(x1) ..
-ceil(x2) - 1`` and rows ``floor(y1) .. ceil(y2) - 1``, clipped to the image: every pixel the
-continuous box touches is painted. A box of zero width on an integer edge covers nothing.
+Box pixels (docs/protocol.md section 7; :func:`box_spans` is the one definition, used by
+:func:`box_masks` and by any batched painting pipeline). Boxes are float ``xyxy`` with ``x2 = x + w``
+(the library's convention); a box covers the columns ``[c0, c1)`` and rows ``[r0, r1)``, clipped to
+the image, where under
+
+* ``release`` (the default; the release's ``draw_rectangles``, which converts COCO ``xywh`` to
+  ``x2 = x + w - 1`` and pastes a block of ``int(x2) - int(x1)`` columns at ``int(x1)``):
+  ``c0 = trunc(x1)``, ``c1 = trunc(x2 - 1)``, ``r0 = trunc(y1)``, ``r1 = trunc(y2 - 1)``
+  (``trunc`` = Python's ``int``, toward zero). An integer box ``x = 10, w = 4`` covers columns
+  10, 11, 12; a box less than 2 px wide may cover nothing;
+* ``cover``: ``c0 = floor(x1)``, ``c1 = ceil(x2)``, likewise for rows: every pixel the continuous
+  box touches (``x = 10, w = 4`` covers 10 .. 13).
 
 Segmentations (CPT-Seg) are COCO polygons (list of flat ``[x1, y1, x2, y2, ...]`` lists), RLE dicts
 (compressed ``counts`` string or uncompressed list) or a ready ``(H, W)`` boolean array; they are
@@ -114,17 +123,40 @@ def n_groups(n_candidates: int, group_size: int) -> int:
 
 
 # ----------------------------------------------------------------------------------- pixel masks
-def box_masks(boxes, height: int, width: int) -> np.ndarray:
-    """Boolean masks ``(n, H, W)`` of the pixels covered by ``xyxy`` boxes (rounding: module doc)."""
+#: box pixel rules (module doc); the first is the release's and the default
+BOX_PIXEL_RULES = ("release", "cover")
+DEFAULT_BOX_PIXELS = BOX_PIXEL_RULES[0]
+
+
+def check_box_pixels(rule: str) -> str:
+    if rule not in BOX_PIXEL_RULES:
+        raise ValueError(f"box_pixels must be one of {', '.join(BOX_PIXEL_RULES)} (release: columns int(x1) .. "
+                         f"int(x2 - 1) - 1 as the release paints; cover: every pixel the box touches), got {rule!r}")
+    return rule
+
+
+def box_spans(boxes, height: int, width: int, rule: str = DEFAULT_BOX_PIXELS) -> np.ndarray:
+    """Integer ``(n, 4)`` array ``[c0, r0, c1, r1]`` (end exclusive, clipped to the image) of the
+    pixels each ``xyxy`` box covers under ``rule`` (module doc); ``c1 <= c0`` means no column."""
+    check_box_pixels(rule)
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    x_lo = np.clip(np.floor(b[:, 0]), 0, width)
-    x_hi = np.clip(np.ceil(b[:, 2]), 0, width)
-    y_lo = np.clip(np.floor(b[:, 1]), 0, height)
-    y_hi = np.clip(np.ceil(b[:, 3]), 0, height)
+    if rule == "release":
+        lo, hi = np.trunc(b[:, :2]), np.trunc(b[:, 2:] - 1.0)
+    else:
+        lo, hi = np.floor(b[:, :2]), np.ceil(b[:, 2:])
+    limit = np.array([width, height], dtype=np.float64)
+    lo = np.clip(lo, 0, limit)
+    hi = np.clip(hi, 0, limit)
+    return np.concatenate([lo, hi], axis=1).astype(np.int64)
+
+
+def box_masks(boxes, height: int, width: int, rule: str = DEFAULT_BOX_PIXELS) -> np.ndarray:
+    """Boolean masks ``(n, H, W)`` of the pixels covered by ``xyxy`` boxes under ``rule`` (module doc)."""
+    spans = box_spans(boxes, height, width, rule)
     cols = np.arange(width)
     rows = np.arange(height)
-    in_x = (cols[None, :] >= x_lo[:, None]) & (cols[None, :] < x_hi[:, None])
-    in_y = (rows[None, :] >= y_lo[:, None]) & (rows[None, :] < y_hi[:, None])
+    in_x = (cols[None, :] >= spans[:, 0:1]) & (cols[None, :] < spans[:, 2:3])
+    in_y = (rows[None, :] >= spans[:, 1:2]) & (rows[None, :] < spans[:, 3:4])
     return in_y[:, :, None] & in_x[:, None, :]
 
 
@@ -221,15 +253,17 @@ def boxes_digest(boxes: np.ndarray) -> str:
 class Painter:
     """Paints the groups of an example and caches the adapter-prepared copies.
 
-    A copy is keyed by (image path, candidate key, candidate boxes, group, palette, alpha, mode), so
-    all expressions of one image and candidate set share it. ``prepare`` is the adapter's
-    ``prepare_image``; its results are kept in an LRU of ``cache_size`` entries.
+    A copy is keyed by (image path, candidate key, candidate boxes, group, palette, alpha, mode, box
+    pixel rule), so all expressions of one image and candidate set share it. ``prepare`` is the
+    adapter's ``prepare_image``; its results are kept in an LRU of ``cache_size`` entries.
+    ``box_pixels`` is the box rule (module doc) for boxes and for masks that fall back to a box.
     """
 
     def __init__(self, palette: Palette, alpha: float, mode: str, prepare: Callable[[np.ndarray], Any],
-                 cache_size: int = 64):
+                 cache_size: int = 64, box_pixels: str = DEFAULT_BOX_PIXELS):
         if mode not in MODES:
             raise ValueError(f"painting mode must be one of {MODES}, got {mode!r}")
+        self.box_pixels = check_box_pixels(box_pixels)
         self.palette = palette
         self.alpha = float(alpha)
         self.mode = mode
@@ -258,12 +292,12 @@ class Painter:
 
     def _key(self, example: Example, group: int) -> tuple:
         return (example.image_key, example.candidate_key, boxes_digest(example.boxes), group,
-                self.palette.spec, self.alpha, self.mode)
+                self.palette.spec, self.alpha, self.mode, self.box_pixels)
 
     def region_masks(self, example: Example, indices: Sequence[int], height: int, width: int) -> np.ndarray:
         """Boolean ``(len(indices), H, W)`` regions of the given candidates (box or mask mode)."""
         boxes = np.asarray(example.boxes, dtype=np.float64)[list(indices)]
-        regions = box_masks(boxes, height, width)
+        regions = box_masks(boxes, height, width, self.box_pixels)
         if self.mode == "mask":
             for row, i in enumerate(indices):
                 seg = example.masks[i] if i < len(example.masks) else None

@@ -10,9 +10,18 @@ text is the same, so the answer is the colour the referred object was painted wi
 painted in this copy. A group holding a matching candidate is a positive pass, every other group a
 negative pass.
 
-Per training expression and step: all positive passes plus as many negative passes as positives,
-drawn afresh each step without replacement (usually 1 + 1). An expression without any matching
-candidate contributes one negative pass.
+Per training expression and step, drawn afresh each step (docs/protocol.md section 7; the option
+names are :class:`TrainSettings` fields and CPT options):
+
+* ``positives="release"`` (default): all positive passes, except that with exactly 16 training
+  expressions (the release's 16-shot runs) a single positive pass is kept, chosen at random, when
+  there are several; ``positives="all"``: all positive passes at every k.
+* negatives: as many random negative passes as kept positives (fewer when there are not enough),
+  without replacement (usually 1 + 1).
+* an expression without a positive pass (possible with detected proposals):
+  ``no_positive="release"`` (default) gives two passes, the first group's and one random negative
+  (which may be the first group again, as in the release); ``no_positive="one"`` gives one random
+  negative pass.
 
 Optimisation: AdamW (lr 3e-5, betas (0.9, 0.98), weight decay 0.01 except on biases and LayerNorm
 weights), linear warm-up over the first ``warmup`` fraction of the steps then linear decay to 0,
@@ -21,9 +30,12 @@ weights), linear warm-up over the first ``warmup`` fraction of the steps then li
 expressions); the step's loss is the mean cross-entropy over all its passes, accumulated over
 micro-batches of at most ``micro_batch`` passes.
 
-Randomness: one ``numpy.random.SeedSequence((model_seed, seed))`` seeds a local numpy generator
-(order, negatives) and the torch RNG used by dropout, which runs inside ``torch.random.fork_rng`` so
-the caller's global RNG state is left as it was.
+Randomness (:func:`cptbench.optim.training_randomness`, shared with the fine-tuning baselines): under
+``seed_policy="release"`` (default) one ``numpy.random.SeedSequence((model_seed,))``, under
+``"per-run"`` one of ``(model_seed, seed)``, seeds a local numpy generator (order, positives,
+negatives) and the torch RNG used by dropout, which runs inside ``torch.random.fork_rng`` so the
+caller's global RNG state is left as it was. Under the default the run seed therefore changes
+nothing here: runs differ only by their k-shot training examples.
 """
 
 from __future__ import annotations
@@ -35,10 +47,16 @@ import numpy as np
 
 from ..boxes import iou_matrix, is_hit
 from ..examples import TrainExample
-from ..optim import adamw_with_schedule, batch_order, effective_batch_size, parameter_groups, seeded_torch_rng
+from ..optim import (DEFAULT_SEED_POLICY, adamw_with_schedule, batch_order, check_seed_policy, effective_batch_size,
+                     parameter_groups, seeded_torch_rng, training_randomness)
 from .painting import Palette, candidate_groups
 
 NONE_WORD = "none"
+#: pass-selection rules (module doc); the first of each is the release's and the default
+POSITIVE_RULES = ("release", "all")
+NO_POSITIVE_RULES = ("release", "one")
+#: the training-set size at which the release keeps a single positive pass
+SINGLE_POSITIVE_SHOTS = 16
 
 
 @dataclass(frozen=True)
@@ -61,9 +79,25 @@ class TrainSettings:
     iou_convention: str = "inclusive"
     iou_threshold: float = 0.5
     iou_rule: str = "gt"
+    positives: str = POSITIVE_RULES[0]
+    no_positive: str = NO_POSITIVE_RULES[0]
+    seed_policy: str = DEFAULT_SEED_POLICY
+
+    def __post_init__(self):
+        check_pass_rules(self.positives, self.no_positive)
+        check_seed_policy(self.seed_policy)
 
     def effective_batch_size(self, k: int) -> int:
         return effective_batch_size(k, self.batch_size)
+
+
+def check_pass_rules(positives: str, no_positive: str) -> None:
+    if positives not in POSITIVE_RULES:
+        raise ValueError(f"positives must be one of {', '.join(POSITIVE_RULES)} (release: one positive pass at "
+                         f"{SINGLE_POSITIVE_SHOTS} shots; all: every positive pass), got {positives!r}")
+    if no_positive not in NO_POSITIVE_RULES:
+        raise ValueError(f"no_positive must be one of {', '.join(NO_POSITIVE_RULES)} (release: two passes, the first "
+                         f"group's and a random negative; one: a random negative), got {no_positive!r}")
 
 
 @dataclass
@@ -75,6 +109,9 @@ class TrainResult:
     negatives: int = 0
     expressions_without_positive: int = 0
     batch_size: int = 0
+    single_positive: bool = False  # the 16-shot rule was in force
+    seed_policy: str = DEFAULT_SEED_POLICY
+    seed_entropy: tuple[int, ...] = ()
 
     @property
     def final_loss(self) -> float | None:
@@ -100,11 +137,19 @@ def expression_passes(train_example: TrainExample, index: int, palette: Palette,
     return positives, negatives
 
 
-def select_passes(positives: Sequence[PassUnit], negatives: Sequence[PassUnit], rng: np.random.Generator) -> list[PassUnit]:
-    """All positives plus as many random negatives (one negative when there is no positive)."""
-    n_neg = min(len(negatives), len(positives) if positives else 1)
+def select_passes(positives: Sequence[PassUnit], negatives: Sequence[PassUnit], rng: np.random.Generator, *,
+                  single_positive: bool = False, no_positive: str = NO_POSITIVE_RULES[0]) -> list[PassUnit]:
+    """The passes of one expression for one step (module doc): the positives (one random positive
+    when ``single_positive`` and there are several), then as many random negatives as positives.
+    Without positives: ``no_positive="release"`` the first group's pass plus one random negative,
+    ``"one"`` one random negative."""
+    kept = list(positives)
+    if single_positive and len(kept) > 1:
+        kept = [kept[int(rng.integers(len(kept)))]]
+    n_neg = min(len(negatives), len(kept) if kept else 1)
     picked = sorted(rng.choice(len(negatives), size=n_neg, replace=False).tolist()) if n_neg else []
-    return list(positives) + [negatives[i] for i in picked]
+    first = [negatives[0]] if not kept and negatives and no_positive == "release" else []
+    return kept + first + [negatives[i] for i in picked]
 
 
 def train_prompt(
@@ -129,8 +174,11 @@ def train_prompt(
     units = [expression_passes(te, i, palette, settings) for i, te in enumerate(train)]
     result.expressions_without_positive = sum(1 for pos, _ in units if not pos)
     result.batch_size = settings.effective_batch_size(k)
-    order_ss, torch_ss = np.random.SeedSequence([int(model_seed), int(seed)]).spawn(2)
-    rng = np.random.default_rng(order_ss)
+    single = settings.positives == "release" and k == SINGLE_POSITIVE_SHOTS
+    result.single_positive = single
+    randomness = training_randomness(settings.seed_policy, model_seed, seed)
+    result.seed_policy, result.seed_entropy = randomness.policy, randomness.entropy
+    rng = randomness.rng
     order = batch_order(k, result.batch_size, settings.steps, rng)
     optimizer, scheduler = adamw_with_schedule(parameter_groups(model, settings.weight_decay), settings.lr,
                                                settings.steps, settings.warmup)
@@ -139,11 +187,12 @@ def train_prompt(
     was_training = model.training
     model.train()
     try:
-        with seeded_torch_rng(int(torch_ss.generate_state(1)[0]), device):
+        with seeded_torch_rng(randomness.torch_seed, device):
             for step, batch in enumerate(order):
                 passes: list[PassUnit] = []
                 for i in batch:
-                    passes.extend(select_passes(*units[i], rng))
+                    passes.extend(select_passes(*units[i], rng, single_positive=single,
+                                                no_positive=settings.no_positive))
                 if not passes:  # only expressions without candidates
                     continue
                 optimizer.zero_grad(set_to_none=True)

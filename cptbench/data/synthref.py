@@ -21,6 +21,16 @@ testA vs testB (the analogue of RefCOCO's people / other objects):
 
 Scenes of testA always contain a group of 2-3 look-alikes; those of the other splits do with
 probability 1/2. Expressions, palette and geometry are described in :mod:`cptbench.data.scenes`.
+
+No ordering leaks (generator version 2): nothing about the order of the files tells which candidate
+an expression refers to. Objects (= annotations = candidates) are in a random order; an image's refs
+are written in the random order they were drawn in; ref ids and sentence ids are random
+permutations within each split (drawn from the split's own seed stream), so neither the position
+of a ref among its image's refs nor its id says where its target stands among the candidates.
+Version 1 sorted an image's refs by target index and numbered refs and sentences consecutively in
+that order: a label-free method ranking candidates by its ref's rank among the image's refs scored
+far above chance. ``legacy_order=True`` still writes that layout, for the shortcut audit's tests only
+(``cptbench data audit`` flags it).
 """
 
 from __future__ import annotations
@@ -52,7 +62,9 @@ from .scenes import (
 )
 
 #: Bump when the generator's output changes for the same settings (it is part of the cache key).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
+#: what ``legacy_order=True`` reproduces (refs sorted by target, consecutive ids)
+LEGACY_GENERATOR_VERSION = 1
 
 #: Splits with a special target policy (see the module docstring).
 POSITION_SPLIT = "testA"
@@ -84,9 +96,9 @@ def validate_synthref_spec(s: SynthRefSpec) -> None:
             raise ValueError(f"synthref.images.{split} must be a non-negative integer, got {n!r}")
 
 
-def _settings(s: SynthRefSpec, dataset: str, split_by: str, image_dir: str) -> dict[str, Any]:
-    return {
-        "generator_version": GENERATOR_VERSION,
+def _settings(s: SynthRefSpec, dataset: str, split_by: str, image_dir: str, legacy_order: bool = False) -> dict[str, Any]:
+    out = {
+        "generator_version": LEGACY_GENERATOR_VERSION if legacy_order else GENERATOR_VERSION,
         "seed": s.seed,
         "image_size": s.image_size,
         "min_objects": s.min_objects,
@@ -96,6 +108,9 @@ def _settings(s: SynthRefSpec, dataset: str, split_by: str, image_dir: str) -> d
         "split_by": split_by,
         "image_dir": image_dir,
     }
+    if legacy_order:
+        out["legacy_order"] = True
+    return out
 
 
 def settings_hash(spec: TaskSpec) -> str:
@@ -210,8 +225,10 @@ def _choose_sentences(rng: np.random.Generator, opts, mode: str) -> list[str]:
     return sents
 
 
-def sample_split_image(s: SynthRefSpec, split: str, index: int) -> tuple[Scene, list[tuple[int, list[str]]]]:
-    """Scene ``index`` of ``split`` and its refs as ``[(object index, [sentence, ...]), ...]``."""
+def sample_split_image(s: SynthRefSpec, split: str, index: int, *, legacy_order: bool = False
+                       ) -> tuple[Scene, list[tuple[int, list[str]]]]:
+    """Scene ``index`` of ``split`` and its refs as ``[(object index, [sentence, ...]), ...]``, in the
+    random order the targets were drawn in (``legacy_order``: sorted by object index, version 1)."""
     rng = scene_rng(s.seed, split, index)
     mode, p_twins = _split_policy(split)
     for _ in range(_MAX_SCENE_TRIES):
@@ -225,7 +242,9 @@ def sample_split_image(s: SynthRefSpec, split: str, index: int) -> tuple[Scene, 
         raise SynthRefError(f"no usable scene for split {split!r} image {index} after {_MAX_SCENE_TRIES} tries")
     targets = sorted(eligible)
     n_refs = min(int(rng.choice(_REFS_PER_IMAGE[0], p=_REFS_PER_IMAGE[1])), len(targets))
-    chosen = sorted(int(t) for t in rng.choice(targets, size=n_refs, replace=False))
+    chosen = [int(t) for t in rng.choice(targets, size=n_refs, replace=False)]
+    if legacy_order:
+        chosen.sort()
     return scene, [(t, _choose_sentences(rng, eligible[t], mode)) for t in chosen]
 
 
@@ -234,11 +253,21 @@ def _plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj, sort_keys=True, allow_nan=False))
 
 
-def generate_synthref(spec_synthref: SynthRefSpec, out_root: Path, dataset: str, split_by: str, image_dir: str) -> dict[str, dict[str, int]]:
+def _split_ids(s: SynthRefSpec, split: str, kind: str, start: int, n: int, legacy_order: bool) -> list[int]:
+    """Ids ``start .. start + n - 1`` for the split's refs or sentences in writing order: a random
+    permutation from the split's own stream (consecutive with ``legacy_order``)."""
+    if legacy_order:
+        return list(range(start, start + n))
+    return [start + int(i) for i in scene_rng(s.seed, f"{split}/{kind}-ids", 0).permutation(n)]
+
+
+def generate_synthref(spec_synthref: SynthRefSpec, out_root: Path, dataset: str, split_by: str, image_dir: str,
+                      *, legacy_order: bool = False) -> dict[str, dict[str, int]]:
     """Write the benchmark files under ``out_root`` (see the module docstring for the layout).
 
     Deterministic: the same settings give byte-identical files. Returns the counts per split
-    ``{split: {"images", "refs", "sentences"}}``.
+    ``{split: {"images", "refs", "sentences"}}``. ``legacy_order`` writes version 1's ordering
+    (refs sorted by target, consecutive ids): a leaky fixture for the shortcut audit's tests.
     """
     from PIL import Image
 
@@ -263,8 +292,14 @@ def generate_synthref(spec_synthref: SynthRefSpec, out_root: Path, dataset: str,
     sent_id = 0
     for split, n_images in s.images.items():
         c = counts.setdefault(split, {"images": 0, "refs": 0, "sentences": 0})
-        for index in range(int(n_images)):
-            scene, scene_refs = sample_split_image(s, split, index)
+        scenes = [sample_split_image(s, split, index, legacy_order=legacy_order) for index in range(int(n_images))]
+        n_refs = sum(len(r) for _, r in scenes)
+        n_sents = sum(len(sents) for _, r in scenes for _, sents in r)
+        ref_ids = iter(_split_ids(s, split, "ref", ref_id, n_refs, legacy_order))
+        sent_ids = iter(_split_ids(s, split, "sent", sent_id, n_sents, legacy_order))
+        ref_id += n_refs
+        sent_id += n_sents
+        for scene, scene_refs in scenes:
             image_id += 1
             fname = image_file_name(image_id)
             Image.fromarray(render_scene(scene)).save(img_dir / fname, format="PNG")
@@ -286,23 +321,22 @@ def generate_synthref(spec_synthref: SynthRefSpec, out_root: Path, dataset: str,
                 )
             for target, sents in scene_refs:
                 obj = scene.objects[target]
+                rid = next(ref_ids)
                 sentences = []
                 for text in sents:
-                    sentences.append({"sent_id": sent_id, "sent": text.lower(), "raw": text, "tokens": text.lower().split()})
-                    sent_id += 1
+                    sentences.append({"sent_id": next(sent_ids), "sent": text.lower(), "raw": text, "tokens": text.lower().split()})
                 refs.append(
                     {
-                        "ref_id": ref_id,
+                        "ref_id": rid,
                         "ann_id": ann_ids[target],
                         "image_id": image_id,
                         "category_id": obj.category_id,
                         "split": split,
                         "sent_ids": [x["sent_id"] for x in sentences],
                         "sentences": sentences,
-                        "file_name": f"synthref_{image_id:012d}_{ref_id}.png",
+                        "file_name": f"synthref_{image_id:012d}_{rid}.png",
                     }
                 )
-                ref_id += 1
                 c["refs"] += 1
                 c["sentences"] += len(sentences)
             c["images"] += 1
@@ -315,7 +349,7 @@ def generate_synthref(spec_synthref: SynthRefSpec, out_root: Path, dataset: str,
     (ann_dir / "instances.json").write_text(json.dumps(instances, sort_keys=True, separators=(",", ":")), encoding="utf-8")
     with open(ann_dir / f"refs({split_by}).p", "wb") as fh:
         pickle.dump(_plain(refs), fh, protocol=4)
-    meta = {"settings": _settings(s, dataset, split_by, image_dir), "counts": counts}
+    meta = {"settings": _settings(s, dataset, split_by, image_dir, legacy_order), "counts": counts}
     (out_root / "SYNTHREF.json").write_text(json.dumps(meta, sort_keys=True, indent=1) + "\n", encoding="utf-8")
     return counts
 

@@ -1,0 +1,200 @@
+"""The shortcut audit: can a method that reads no label, and no pixel, beat random on a task?
+
+Every label-free heuristic of :mod:`cptbench_baselines.heuristics` (first candidate, largest and
+smallest box, most central, category prior, ref order and sentence order within the image,
+expression length) is created from the method registry and run like any method: fitted (the two
+that learn, ``category-prior`` and ``expression-length``, on the *whole* train split, the strongest
+prior the data offer; the others on nothing), shown each eval split in the harness's
+:func:`~cptbench.runner.presentation_order`, and scored by :func:`cptbench.scoring.score_example`.
+
+Against random. Random's accuracy on an expression with ``n`` candidates is exactly ``1 / n`` in
+expectation, so chance on a split is the mean of ``1 / n`` over its expressions (0 for an
+expression without candidates). Per expression ``d = correct - 1 / n``; the excess over random is
+the mean of ``d``, with a 95 % interval from the image-clustered (cluster-robust) standard error
+(expressions of one image share candidates and often a target, so they are not independent) and
+the t quantile with ``images - 1`` degrees of freedom. The report gives each heuristic's accuracy
+with that interval (chance + excess interval). A heuristic is **flagged** when the whole interval
+lies above chance: it beats random by more than its interval. One below chance the same way is
+marked ``below`` (its opposite rule would beat random), for information.
+
+Many comparisons. An audit makes one comparison per heuristic and split (24 on a task with three
+eval splits), so on data without any shortcut a 95 % interval per comparison still flags one of
+them now and then by chance. ``correction="bonferroni"`` widens every interval to the level
+``1 - 0.05 / comparisons`` (family-wise 95 %); the default is the per-comparison 95 % interval.
+
+Library code: returns an :class:`AuditReport`; the CLI (``cptbench data audit``) prints it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import UsageError
+from .taskspec import TaskSpec
+
+#: the heuristics the audit runs, in table order (registered in ``cptbench.methods``)
+AUDIT_HEURISTICS: tuple[str, ...] = (
+    "first-candidate", "largest-box", "smallest-box", "most-central", "category-prior",
+    "ref-order", "sent-order", "expression-length",
+)
+LEVEL = 0.95
+CORRECTIONS = ("none", "bonferroni")
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Mean excess over random (fraction) and its interval."""
+
+    excess: float
+    low: float
+    high: float
+    clusters: int
+
+
+def excess_interval(correct: Sequence[bool], n_candidates: Sequence[int], clusters: Sequence[Any],
+                    level: float = LEVEL) -> Interval:
+    """Mean of ``correct - 1/n`` and its ``level`` interval, clustered by ``clusters`` (module doc)."""
+    c = np.asarray(correct, dtype=np.float64)
+    n = np.asarray(n_candidates, dtype=np.float64)
+    if c.size == 0:
+        nan = float("nan")
+        return Interval(nan, nan, nan, 0)
+    p = np.divide(1.0, n, out=np.zeros_like(n), where=n > 0)
+    d = c - p
+    mean = float(d.mean())
+    keys = {k: i for i, k in enumerate(dict.fromkeys(clusters))}
+    g = len(keys)
+    sums = np.zeros(g)
+    np.add.at(sums, [keys[k] for k in clusters], d - mean)
+    if g > 1:
+        from scipy.special import stdtrit  # t quantile (scipy.stats costs ~1 s of import time)
+
+        se = math.sqrt(g / (g - 1) * float(np.sum(sums ** 2))) / d.size
+        half = float(stdtrit(g - 1, 0.5 + level / 2)) * se
+    else:
+        half = float("inf")
+    return Interval(mean, mean - half, mean + half, g)
+
+
+@dataclass(frozen=True)
+class HeuristicResult:
+    split: str
+    heuristic: str
+    rule: str
+    n: int
+    n_correct: int
+    accuracy: float  # percent
+    ci_low: float  # percent: chance + the excess interval
+    ci_high: float
+    chance: float  # percent: mean of 1 / n_candidates
+    excess: float  # percentage points over chance
+    images: int
+    flagged: bool  # the whole interval is above chance
+    below: bool  # the whole interval is below chance
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    task: str
+    task_version: int
+    proposals: str
+    data_root: str
+    image_layout: str
+    n_train: int
+    level: float  # the level of every interval (after the correction)
+    correction: str
+    results: tuple[HeuristicResult, ...]
+
+    @property
+    def flagged(self) -> list[HeuristicResult]:
+        return [r for r in self.results if r.flagged]
+
+    @property
+    def ok(self) -> bool:
+        return not self.flagged
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["results"] = [asdict(r) for r in self.results]
+        d["ok"] = self.ok
+        return d
+
+
+def _context(task: TaskSpec):
+    from .methods.base import MethodContext
+
+    m = task.metric
+    return MethodContext(task=task.name, extra={"iou_convention": m.iou_convention, "iou_threshold": m.threshold,
+                                                "iou_rule": m.threshold_rule})
+
+
+def audit_task(task: TaskSpec, *, data_root: str | None = None, images: str | None = None,
+               proposals: str | None = None, splits: Sequence[str] | None = None,
+               heuristics: Sequence[str] | None = None, skip_bad: bool = False, level: float = LEVEL,
+               correction: str = "none", progress: Callable[[str, int, int], None] | None = None) -> AuditReport:
+    """Run the audit on ``task``'s refer-layout data (``data_root``; synthref: its cache)."""
+    from .data.proposals import load_detections
+    from .data.source import open_dataset
+    from .examples import TrainExample
+    from .methods.registry import create_method, get_method_class
+    from .runner import presentation_order
+    from .scoring import score_example
+
+    if correction not in CORRECTIONS:
+        raise UsageError(f"audit correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
+    if not 0.0 < level < 1.0:
+        raise UsageError(f"audit level must be in (0, 1), e.g. 0.95; got {level!r}")
+    names = list(heuristics) if heuristics else list(AUDIT_HEURISTICS)
+    classes = {name: get_method_class(name) for name in names}  # unknown names: "did you mean"
+    splits = list(splits) if splits else list(task.eval_splits)
+    bad = [s for s in splits if s not in task.eval_splits]
+    if bad:
+        from .registry import unknown_name_message
+
+        raise UsageError(unknown_name_message(f"eval split of task {task.name!r}:", bad[0], task.eval_splits))
+    proposals_arg = proposals or task.default_proposals
+    dets = None if proposals_arg == "gt" else load_detections(proposals_arg)
+    ds = open_dataset(task, data_root, images)
+    if correction == "bonferroni":
+        level = 1.0 - (1.0 - level) / (len(names) * len(splits))
+
+    train: list = []
+    if any(cls.trains for cls in classes.values()):
+        data = ds.load_split(task.train_split, dets, skip_bad=skip_bad)
+        train = [TrainExample(ex, data.labels[ex.example_id]) for ex in data.examples]
+    methods = {}
+    for name in names:
+        method = create_method(name, {}, _context(task))
+        method.fit(train if classes[name].trains else [], 0)
+        methods[name] = method
+
+    results: list[HeuristicResult] = []
+    done = 0
+    for split in splits:
+        data = ds.load_split(split, dets, skip_bad=skip_bad)
+        examples = presentation_order(data.examples, task.name, split)
+        for name, method in methods.items():
+            scores = method.predict(examples)
+            rows = [score_example(ex, data.labels[ex.example_id], s, task.metric) for ex, s in zip(examples, scores)]
+            correct = [r.correct for r in rows]
+            iv = excess_interval(correct, [ex.n_candidates for ex in examples], [ex.image_id for ex in examples], level)
+            n = len(rows)
+            chance = 100.0 * float(np.mean([1.0 / ex.n_candidates if ex.n_candidates else 0.0 for ex in examples])) if n else float("nan")
+            info = {k: v for k, v in method.describe().items() if k not in ("heuristic", "rule", "reads_pixels")}
+            results.append(HeuristicResult(
+                split=split, heuristic=name, rule=getattr(classes[name], "rule", ""), n=n, n_correct=sum(correct),
+                accuracy=100.0 * sum(correct) / n if n else float("nan"),
+                ci_low=chance + 100.0 * iv.low, ci_high=chance + 100.0 * iv.high, chance=chance,
+                excess=100.0 * iv.excess, images=iv.clusters, flagged=bool(iv.low > 0), below=bool(iv.high < 0),
+                info=info))
+            done += 1
+            if progress is not None:
+                progress("audit", done, len(splits) * len(methods))
+    return AuditReport(task=task.name, task_version=task.version, proposals=dets.setting if dets is not None else "gt",
+                       data_root=str(ds.root), image_layout=ds.image_layout, n_train=len(train), level=level,
+                       correction=correction, results=tuple(results))
