@@ -210,10 +210,12 @@ class ImageSource:
 
     def prefetch(self, keys: Sequence[str], workers: int = 2) -> None:
         """Decode ``keys`` into the cache in the background, in order (at most ``capacity``)."""
-        todo = [k for k in dict.fromkeys(keys)][: max(1, self.capacity)]
-        if not todo:
-            return
-        from concurrent.futures import ThreadPoolExecutor
+        with self._lock:  # images already decoded or being decoded are not queued again
+            todo = [k for k in dict.fromkeys(keys) if k in self._paths and k not in self._cache
+                    and k not in self._inflight][: max(1, self.capacity)]
+            if not todo:
+                return
+        pool = _decode_pool(workers)
 
         def one(k):
             try:
@@ -221,10 +223,8 @@ class ImageSource:
             except ImageFileError:
                 pass  # reported when the image is asked for
 
-        pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cptbench-decode")
         for k in todo:
             pool.submit(one, k)
-        pool.shutdown(wait=False)
 
     # -- files ------------------------------------------------------------------------------------
     def copy_file(self, key: str) -> Path:
@@ -278,6 +278,31 @@ class ImageHandle:
 
     def __repr__(self) -> str:
         return f"ImageHandle({self.key!r}, size={self.size})"
+
+
+_POOL: Any = None
+_POOL_LOCK = threading.Lock()
+
+
+def _decode_pool(workers: int):
+    """The process's decode threads (one small pool shared by every source, created on first use)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _POOL = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cptbench-decode")
+        return _POOL
+
+
+def prefetch_handles(handles: Iterable[ImageHandle], workers: int = 2) -> None:
+    """Start decoding the images of ``handles`` (first-seen order) in their sources' threads."""
+    by_source: dict[int, tuple[ImageSource, list[str]]] = {}
+    for h in handles:
+        src = h._source
+        by_source.setdefault(id(src), (src, []))[1].append(h.key)
+    for src, keys in by_source.values():
+        src.prefetch(keys, workers=workers)
 
 
 def file_image(path: str | Path, size: tuple[int, int] = (0, 0)) -> ImageHandle:

@@ -26,10 +26,13 @@ import numpy as np
 from ..examples import Example, TrainExample
 from ..methods.base import ConfigError, Method, MethodContext
 from ..models.base import ModelVocabularyError
-from .painting import DEFAULT_ALPHA, Painter, n_groups, parse_palette
+from ..optim import DEFAULT_SEED_POLICY, check_seed_policy
+from .painting import DEFAULT_ALPHA, DEFAULT_BOX_PIXELS, Painter, check_box_pixels, n_groups, parse_palette
+from .pipeline import PIPELINES, PRECISIONS, precision_context, resolve_precision, run_batches
 from .prompts import TEMPLATES, Prompt, PromptBuilder, template_text
 from .scoring import SCORE_RULES, resolve_rule, score_candidates
-from .training import NONE_WORD, TrainResult, TrainSettings, train_prompt
+from .training import (NO_POSITIVE_RULES, NONE_WORD, POSITIVE_RULES, TrainResult, TrainSettings, check_pass_rules,
+                       train_prompt)
 
 DEFAULT_CACHE_SIZE = 64
 
@@ -50,6 +53,14 @@ class CptConfig:
     model_seed: int = 88
     save_weights: bool = False
     category_segment: bool = False
+    # docs/protocol.md "faithful default vs variant": the release's rule first, today's as options
+    seed_policy: str = DEFAULT_SEED_POLICY  # release | per-run
+    box_pixels: str = DEFAULT_BOX_PIXELS  # release | cover
+    positives: str = POSITIVE_RULES[0]  # release (one positive at 16 shots) | all
+    no_positive: str = NO_POSITIVE_RULES[0]  # release (two passes) | one
+    # docs/performance.md: how painted copies are built and the forward's numerics
+    pipeline: str = "device"  # device (tensor ops on the model's device) | reference (host path, exact)
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | fp32 | bf16
 
     def __post_init__(self):
         def need(ok: bool, message: str):
@@ -77,6 +88,13 @@ class CptConfig:
         need(is_int(self.model_seed), f"model_seed must be an integer, got {self.model_seed!r}")
         need(isinstance(self.save_weights, bool), f"save_weights must be true or false, got {self.save_weights!r}")
         need(isinstance(self.category_segment, bool), f"category_segment must be true or false, got {self.category_segment!r}")
+        check_seed_policy(self.seed_policy)
+        check_box_pixels(self.box_pixels)
+        check_pass_rules(self.positives, self.no_positive)
+        need(self.pipeline in PIPELINES, f"pipeline must be one of {', '.join(PIPELINES)} (device: painting and "
+             f"preprocessing as tensor ops on the model's device; reference: the host path), got {self.pipeline!r}")
+        need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)} (auto: bf16 on CUDA, "
+             f"fp32 elsewhere), got {self.precision!r}")
 
 
 class CptMethod(Method):
@@ -98,6 +116,8 @@ class CptMethod(Method):
         self.train_result: TrainResult | None = None
         self._counters = _new_counters()
         self._train_truncated: set[str] = set()
+        self._pipeline = None
+        self._batch_size_used: int | None = None
 
     @classmethod
     def with_adapter(cls, adapter: Any, config: CptConfig | None = None, context: MethodContext | None = None) -> "CptMethod":
@@ -140,7 +160,9 @@ class CptMethod(Method):
         self._columns = ids  # gathered logit columns: palette words in order, then "none"
         self.prompts = PromptBuilder(adapter, self.config.template, self.config.category_segment)
         cache_size = int((self.context.extra or {}).get("cpt_cache_size", DEFAULT_CACHE_SIZE))
-        self.painter = Painter(self.palette, self.config.alpha, self.mode, adapter.prepare_image, cache_size=cache_size)
+        self.painter = Painter(self.palette, self.config.alpha, self.mode, adapter.prepare_image, cache_size=cache_size,
+                               box_pixels=self.config.box_pixels)
+        self._pipeline = self._make_pipeline(adapter)
         self._main_cache: dict[str, Prompt] = {}
         self._ready = True
 
@@ -149,6 +171,74 @@ class CptMethod(Method):
         return {"iou_convention": str(extra.get("iou_convention", "inclusive")),
                 "iou_threshold": float(extra.get("iou_threshold", 0.5)),
                 "iou_rule": str(extra.get("iou_rule", "gt"))}
+
+    # -- pipeline and numerics ---------------------------------------------------------------------
+    def _make_pipeline(self, adapter):
+        """The device pipeline (``pipeline=device``) for an adapter that offers one (the Hugging Face
+        adapters do); ``None``: the reference path (stand-in adapters, or ``pipeline=reference``)."""
+        if self.config.pipeline != "device" or not _has_device_path(adapter):
+            return None
+        from ..models._common import UnsupportedImageSpec
+        from .pipeline import DevicePipeline
+
+        try:
+            return DevicePipeline(adapter, self.painter, self._device(), self.config.precision)
+        except UnsupportedImageSpec as exc:
+            raise ConfigError(f"method {self.name or 'cpt'!r}: pipeline=device: {exc}") from None
+
+    def _device(self) -> str:
+        """Where the model's weights are (the context's device before the model is loaded)."""
+        if self._adapter is not None:
+            try:
+                return str(self._adapter.device)
+            except (StopIteration, AttributeError, TypeError):  # a stand-in adapter without parameters
+                pass
+        return str(self.context.device or "cpu")
+
+    @property
+    def pipeline_name(self) -> str:
+        """The path painted copies take: ``device`` or ``reference`` (records name it)."""
+        if self.config.pipeline == "reference":
+            return "reference"
+        adapter = self._adapter if self._adapter is not None else (self.context.extra or {}).get("adapter")
+        # a model loaded by name is a Hugging Face adapter: setup refuses what the device path cannot do
+        return "device" if adapter is None or _has_device_path(adapter) else "reference"
+
+    @property
+    def precision_name(self) -> str:
+        """The forward's numerics: ``bf16`` (autocast) or ``fp32`` (records name it)."""
+        return resolve_precision(self.config.precision, self._device())
+
+    def _eval_batch_size(self, examples: Sequence[Example], items) -> int:
+        """``context.eval_batch_size``, or with ``--batch-size auto`` the largest batch the device
+        holds (found once per model, device and image size; a documented default off CUDA)."""
+        extra = self.context.extra or {}
+        if not (extra.get("batch_size_auto") or self.context.eval_batch_size == "auto"):
+            return max(1, int(self.context.eval_batch_size))
+        from .pipeline import AUTO_CPU_BATCH, auto_batch_size
+
+        pipe = self._pipeline
+        if pipe is None or not pipe.cuda or not items:
+            return AUTO_CPU_BATCH
+        first = examples[items[0][0]]
+        hw = pipe._entry(first).out_hw
+        size, self._auto_key = auto_batch_size(pipe, lambda n: self._probe(pipe, first, hw, n), hw)
+        return size
+
+    def _probe(self, pipe, example: Example, hw: tuple[int, int], n: int) -> None:
+        """One forward of ``n`` worst-case passes (distinct images, longest text) for auto batch."""
+        import torch
+
+        from ..models._common import EncodedText
+
+        e = self.adapter.encode_text(self._main(example.expression).text)
+        length = self.adapter.max_text_length
+        fake = EncodedText((e.ids[0],) * length, None if e.type_ids is None else (0,) * length, 0)
+        text = {k: pipe.upload(v, copy=True) for k, v in self.adapter.text_arrays([fake] * n).items()}
+        images = {"pixel_values": torch.zeros(n, 3, *hw, device=pipe.device),
+                  "pass_index": torch.arange(n, device=pipe.device), "image_hw": np.tile(np.array([hw]), (n, 1))}
+        with torch.no_grad(), precision_context(pipe.device, pipe.precision):
+            pipe.forward(images, text, pipe.columns(self._columns))
 
     # -- passes ----------------------------------------------------------------------------------
     def _main(self, expression: str) -> Prompt:
@@ -169,9 +259,28 @@ class CptMethod(Method):
         return self._prompt(example, group).text
 
     def _logits(self, pairs: Sequence[tuple[Example, int]], texts: Sequence[str]):
+        """Full-vocabulary logits at [MASK] for these passes (training; gradients when enabled)."""
+        if self._pipeline is not None:
+            return self._pipeline.logits(pairs, texts)
         adapter = self.adapter
         images = adapter.collate([self.painter.prepared(ex, g) for ex, g in pairs])
-        return adapter.mask_logits(images, list(texts))
+        with precision_context(self._device(), self.precision_name):
+            return adapter.mask_logits(images, list(texts))
+
+    def _reserve_training(self, examples: Sequence[Example]) -> None:
+        """Caches sized to the k-shot set, so each training copy is painted once per fit."""
+        copies = {(ex.image_key, ex.candidate_key, g) for ex in examples
+                  for g in range(n_groups(ex.n_candidates, len(self.palette)))}
+        if self._pipeline is not None:
+            self._pipeline.keep_for_training(examples)
+        cache = self.painter.prepared_cache
+        self._cache_capacity = cache.capacity
+        cache.capacity = max(cache.capacity, len(copies))
+
+    def _release_training(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.release_training()
+        self.painter.prepared_cache.capacity = getattr(self, "_cache_capacity", self.painter.prepared_cache.capacity)
 
     # -- Method API ------------------------------------------------------------------------------
     def fit(self, train: Sequence[TrainExample], seed: int) -> None:
@@ -182,6 +291,7 @@ class CptMethod(Method):
                                "(the weights must start from the pre-trained model)")
         self.setup()
         examples = [te.example for te in train]
+        self._reserve_training(examples)
         texts = {}
 
         def forward(units):
@@ -194,11 +304,13 @@ class CptMethod(Method):
         settings = TrainSettings(
             steps=self.config.steps, lr=float(self.config.lr), batch_size=self.config.batch_size,
             weight_decay=float(self.config.weight_decay), warmup=float(self.config.warmup),
-            micro_batch=max(1, int(self.context.eval_batch_size)), **self._iou_settings())
+            micro_batch=max(1, int(self.context.eval_batch_size)), positives=self.config.positives,
+            no_positive=self.config.no_positive, seed_policy=self.config.seed_policy, **self._iou_settings())
         model = self.adapter.model
         self.train_result = train_prompt(model, train, self.palette, forward, self._word_ids.__getitem__, settings,
                                          seed=seed, model_seed=self.config.model_seed, progress=self.context.progress)
         model.eval()
+        self._release_training()
         self._trained = self.train_result.steps > 0
         self._train_truncated = {te.example.example_id for te in train if self._main(te.example.expression).expression_truncated}
         if self.config.save_weights:
@@ -223,30 +335,55 @@ class CptMethod(Method):
 
         self.setup()
         rule = self.score_rule
+        n_colours = len(self.palette)
         scores = [np.full(ex.n_candidates, -np.inf, dtype=np.float64) for ex in examples]
-        items = [(i, g) for i, ex in enumerate(examples) for g in range(n_groups(ex.n_candidates, len(self.palette)))]
+        items = [(i, g) for i, ex in enumerate(examples) for g in range(n_groups(ex.n_candidates, n_colours))]
         # one painted copy serves every expression of its image: run those passes back to back
         items.sort(key=lambda t: (examples[t[0]].image_key, examples[t[0]].candidate_key, t[1], t[0]))
-        total, done = len(items), 0
-        batch_size = max(1, int(self.context.eval_batch_size))
+        total = len(items)
         model = self.adapter.model
         model.eval()
         self.context.progress("predict", 0, total)
-        with torch.no_grad():
-            for start in range(0, total, batch_size):
-                chunk = items[start: start + batch_size]
+        _prefetch(examples[i] for i, _ in items)
+        pipe = self._pipeline
+        counters = self._counters
+
+        def prompts_of(pairs):
+            prompts = [self._prompt(ex, g) for ex, g in pairs]
+            counters["truncated_category_segments"] += sum(p.segment_truncated for p in prompts)
+            return [p.text for p in prompts]
+
+        if pipe is not None:
+            columns = pipe.columns(self._columns)
+
+            def build(chunk):
                 pairs = [(examples[i], g) for i, g in chunk]
-                prompts = [self._prompt(ex, g) for ex, g in pairs]
-                texts = [p.text for p in prompts]
-                self._counters["truncated_category_segments"] += sum(p.segment_truncated for p in prompts)
-                logits = self._logits(pairs, texts)[:, self._columns]
-                logits = logits.detach().float().cpu().numpy() if hasattr(logits, "detach") else np.asarray(logits)
-                for row, (i, g) in enumerate(chunk):
-                    members = self.painter.groups(examples[i])[g]
-                    scores[i][members.start: members.stop] = score_candidates(
-                        logits[row], range(len(members)), len(self.palette), rule)
-                done += len(chunk)
-                self.context.progress("predict", done, total)
+                return pipe.images(pairs), pipe.text(prompts_of(pairs))
+
+            def forward(inputs):
+                return pipe.forward(inputs[0], inputs[1], columns)
+        else:
+            adapter = self.adapter
+
+            def build(chunk):
+                pairs = [(examples[i], g) for i, g in chunk]
+                return adapter.collate([self.painter.prepared(ex, g) for ex, g in pairs]), prompts_of(pairs)
+
+            def forward(inputs):
+                logits = adapter.mask_logits(inputs[0], inputs[1])
+                return torch.as_tensor(np.asarray(logits) if not hasattr(logits, "detach") else logits)[:, self._columns]
+
+        def finish(chunk, logits):
+            for row, (i, g) in enumerate(chunk):
+                n = examples[i].n_candidates
+                lo, hi = g * n_colours, min((g + 1) * n_colours, n)
+                scores[i][lo:hi] = score_candidates(logits[row], range(hi - lo), n_colours, rule)
+
+        batch_size = self._eval_batch_size(examples, items)
+        with torch.no_grad():
+            self._batch_size_used = run_batches(
+                items, batch_size, build, forward, finish, device=self._device(), precision=self.precision_name,
+                on_batch_size=self._on_oom, progress=lambda done: self.context.progress("predict", done, total))
         c = self._counters
         c["expressions"] += len(examples)
         c["passes"] += total
@@ -255,17 +392,35 @@ class CptMethod(Method):
             c["mask_fallbacks"] += sum(self.painter.fallback_count(ex) for ex in examples)
         return scores
 
+    def _on_oom(self, size: int) -> None:
+        """Out of memory at a batch: the smaller size is used from now on (and remembered with auto)."""
+        from .pipeline import remember_batch_size
+
+        self._batch_size_used = size
+        if getattr(self, "_auto_key", None):
+            remember_batch_size(self._auto_key, size)
+
     def take_counters(self) -> dict[str, Any]:
         out, self._counters = self._counters, _new_counters()
         if self.mode != "mask":
             out.pop("mask_fallbacks")
         return out
 
+    def sync_fitted(self, dist) -> None:
+        """Data-parallel evaluation: every rank scores with rank 0's tuned weights."""
+        if self._trained:
+            dist.broadcast_module(self.adapter.model)
+
     def perf_info(self) -> dict[str, Any]:
         if not self._ready:
             return {}
+        out: dict[str, Any] = {"pipeline": self.pipeline_name, "precision": self.precision_name}
+        if self._batch_size_used is not None:
+            out["eval_batch_size"] = self._batch_size_used
+        if self._pipeline is not None:
+            return {**out, **self._pipeline.stats}
         cache = self.painter.prepared_cache
-        return {"painted_copies": self.painter.images_painted, "prepared_cache_hits": cache.hits,
+        return {**out, "painted_copies": self.painter.images_painted, "prepared_cache_hits": cache.hits,
                 "prepared_cache_misses": cache.misses}
 
     @property
@@ -284,6 +439,8 @@ class CptMethod(Method):
             "alpha": float(self.config.alpha),
             "score_rule": self.score_rule,
             "category_segment": self.config.category_segment,
+            "pipeline": self.pipeline_name,
+            "precision": self.precision_name,
             "train_steps": tr.steps if tr else 0,
             "train_final_loss": tr.final_loss if tr else None,
             "train_first_loss": tr.losses[0] if tr and tr.losses else None,
@@ -293,9 +450,26 @@ class CptMethod(Method):
             "train_expressions_without_positive": tr.expressions_without_positive if tr else 0,
             "train_batch_size": tr.batch_size if tr else 0,
             "train_truncated_expressions": len(self._train_truncated),
+            "train_single_positive": tr.single_positive if tr else False,
+            "train_seed_entropy": list(tr.seed_entropy) if tr else [],
+            "seed_policy": self.config.seed_policy,
+            "box_pixels": self.config.box_pixels,
+            "positives": self.config.positives,
+            "no_positive": self.config.no_positive,
             "iou": self._iou_settings(),
         }
         return out
+
+
+def _has_device_path(adapter: Any) -> bool:
+    return callable(getattr(adapter, "image_spec", None)) and callable(getattr(adapter, "mask_logits_encoded", None))
+
+
+def _prefetch(examples) -> None:
+    """Start decoding the images of ``examples`` (in this order) in the harness's threads."""
+    from ..images import prefetch_handles
+
+    prefetch_handles(ex.image_handle for ex in examples)
 
 
 def _new_counters() -> dict[str, int]:

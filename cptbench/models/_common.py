@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -111,6 +112,95 @@ def center_crop_offset(size: int, crop: int) -> int:
     return -math.ceil((crop - size) / 2)
 
 
+#: PIL resampling filters the device pipeline reproduces (``PILImageResampling`` value -> name)
+RESAMPLE_NAMES = {2: "bilinear", 3: "bicubic"}
+_PIL_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+
+
+class UnsupportedImageSpec(NotImplementedError):
+    """An image-processor setting the device pipeline cannot reproduce (use ``pipeline=reference``)."""
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What an adapter's image processor does to one uint8 RGB image, for a device pipeline
+    (:mod:`cptbench.cpt.pipeline`) that does the same with tensor ops.
+
+    ``geometry(h, w)`` gives ``((resized_h, resized_w), (top, left))``: the size the processor
+    resizes to, by the processor's own rule, and the offset of the centre crop in it. ``crop`` is
+    the output size of that crop (``None``: no crop, the output is the resized image); pixels of
+    the crop outside the resized image are 0 before rescaling, as in transformers' ``center_crop``.
+    ``resample`` is the PIL filter (``bicubic`` or ``bilinear``; PIL resizes one axis at a time,
+    horizontal first, rounding to uint8 after each pass). ``rescale`` multiplies, then
+    ``(x - mean) / std``. ``pad_to_batch``: the batch is padded to its largest image with zeros
+    after normalising and gets a ``pixel_mask`` (ViLT); otherwise every output has one size.
+    ``name`` is a short stable description (cache keys, records).
+    """
+
+    geometry: Callable[[int, int], tuple[tuple[int, int], tuple[int, int]]]
+    crop: tuple[int, int] | None
+    resample: str
+    rescale: float | None
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+    pad_to_batch: bool
+    name: str
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """(H, W) of the pixel values for a ``height x width`` image (before batch padding)."""
+        (rh, rw), _ = self.geometry(height, width)
+        return self.crop if self.crop is not None else (rh, rw)
+
+
+def processor_resample(processor) -> str:
+    """The name of a processor's resampling filter, or :class:`UnsupportedImageSpec`."""
+    value = getattr(processor, "resample", 3)
+    value = int(getattr(value, "value", value))
+    if value not in RESAMPLE_NAMES:
+        raise UnsupportedImageSpec(
+            f"the image processor resamples with PIL {_PIL_NAMES.get(value, value)!r}; the device pipeline "
+            f"reproduces {' and '.join(sorted(RESAMPLE_NAMES.values()))} only: use --set pipeline=reference")
+    return RESAMPLE_NAMES[value]
+
+
+def processor_normalisation(processor) -> tuple[float | None, tuple | None, tuple | None]:
+    """(rescale factor or None, mean or None, std or None) as the processor applies them."""
+    scale = float(processor.rescale_factor) if getattr(processor, "do_rescale", True) else None
+    if not getattr(processor, "do_normalize", True):
+        return scale, None, None
+
+    def triple(v):
+        v = [float(x) for x in (v if isinstance(v, (list, tuple)) else [v])]
+        return tuple(v * 3 if len(v) == 1 else v)
+
+    return scale, triple(processor.image_mean), triple(processor.image_std)
+
+
+def shortest_edge_size(height: int, width: int, shorter: int, size_divisor: int) -> tuple[int, int]:
+    """ViLT's and BridgeTower's resize rule: the short side to ``shorter``, the long side capped at
+    ``int(1333 / 800 * shorter)``, both rounded (``int(x + 0.5)``) then down to ``size_divisor``."""
+    longer = int(1333 / 800 * shorter)
+    scale = shorter / min(height, width)
+    if height < width:
+        new_h, new_w = float(shorter), scale * width
+    else:
+        new_h, new_w = scale * height, float(shorter)
+    if max(new_h, new_w) > longer:
+        scale = longer / max(new_h, new_w)
+        new_h, new_w = scale * new_h, scale * new_w
+    divisor = max(1, int(size_divisor or 1))
+    return int(new_h + 0.5) // divisor * divisor, int(new_w + 0.5) // divisor * divisor
+
+
+class EncodedText(NamedTuple):
+    """One tokenised text: its ids, token-type ids (None when the tokenizer gives none) and the
+    position of its single mask token (None for texts without one)."""
+
+    ids: tuple[int, ...]
+    type_ids: tuple[int, ...] | None
+    mask_col: int | None
+
+
 class HFAdapter(VLAdapter):
     """Common code of the Hugging Face adapters: text encoding, [MASK] lookup, image checks."""
 
@@ -166,6 +256,85 @@ class HFAdapter(VLAdapter):
         enc = {k: v.to(device) for k, v in enc.items()}
         return enc, mask_col.to(device)
 
+    def encode_text(self, text: str, need_mask: bool = True) -> EncodedText:
+        """One text tokenised exactly as :meth:`_encode_texts` tokenises it in a batch, with the same
+        checks and errors: for callers that tokenise each distinct text once and batch the ids
+        themselves (:meth:`text_arrays`; the device pipeline)."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a string, got {type(text).__name__}")
+        enc = self.tokenizer(text, truncation=False)
+        ids = tuple(int(i) for i in enc["input_ids"])
+        if len(ids) > self.max_text_length:
+            raise TextTooLongError(
+                f"1 text(s) exceed the {self.max_text_length}-token limit of model {self.model_name!r} "
+                f"(special tokens included); text 0 has {len(ids)} tokens: {text!r}. "
+                f"Shorten the free part of the text (the expression) before calling the model."
+            )
+        type_ids = tuple(int(i) for i in enc["token_type_ids"]) if "token_type_ids" in enc else None
+        mask_col = None
+        if need_mask:
+            mask_id = self.mask_token_id
+            cols = [i for i, t in enumerate(ids) if t == mask_id]
+            if len(cols) != 1:
+                raise ValueError(f"each text needs exactly one {self.mask_token} token; text 0 has {len(cols)}: {text!r}")
+            mask_col = cols[0]
+        return EncodedText(ids, type_ids, mask_col)
+
+    def text_arrays(self, encoded: Sequence[EncodedText], out: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """int64 arrays ``input_ids``, ``attention_mask`` (and ``token_type_ids``) of shape (B, T),
+        padded to the longest text as the tokenizer pads a batch, and ``mask_col`` (B,). ``out``:
+        arrays of at least that size to fill (reused buffers); the result views them."""
+        n = len(encoded)
+        if n == 0:
+            raise ValueError("no texts given")
+        length = max(len(e.ids) for e in encoded)
+        with_types = encoded[0].type_ids is not None
+        names = ("input_ids", "attention_mask", "token_type_ids") if with_types else ("input_ids", "attention_mask")
+        arrays = {}
+        for name in names:
+            buf = None if out is None else out.get(name)
+            if buf is None or buf.shape[0] < n or buf.shape[1] < length:
+                buf = np.empty((max(n, 1), max(length, 1)), dtype=np.int64)
+                if out is not None:
+                    out[name] = buf
+            arrays[name] = buf[:n, :length]
+        pad = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
+        left = getattr(self.tokenizer, "padding_side", "right") == "left"
+        ids, att = arrays["input_ids"], arrays["attention_mask"]
+        ids.fill(pad)
+        att.fill(0)
+        if with_types:
+            arrays["token_type_ids"].fill(0)
+        mask_col = np.zeros(n, dtype=np.int64)
+        for row, e in enumerate(encoded):
+            k = len(e.ids)
+            sl = slice(length - k, length) if left else slice(0, k)
+            ids[row, sl] = e.ids
+            att[row, sl] = 1
+            if with_types:
+                arrays["token_type_ids"][row, sl] = e.type_ids
+            if e.mask_col is not None:
+                mask_col[row] = e.mask_col + (length - k if left else 0)
+        arrays["mask_col"] = mask_col
+        return arrays
+
+    def mask_logits(self, images: dict[str, Any], texts: Sequence[str]):
+        enc, mask_col = self._encode_texts(texts, batch_size(images))
+        return self.mask_logits_encoded(images, {**enc, "mask_col": mask_col})
+
+    def mask_logits_encoded(self, images: dict[str, Any], text: dict[str, Any], columns=None):
+        """Masked-LM logits at ``text["mask_col"]`` of each row for token tensors already on the
+        model's device (``input_ids``, ``attention_mask``, optional ``token_type_ids``), only the
+        vocabulary ``columns`` (a LongTensor on the device) when given. ``images`` may carry
+        ``pass_index`` (B,): row ``i`` of the batch uses image ``pass_index[i]``, so a painted copy
+        shared by several texts is sent once."""
+        raise NotImplementedError(f"{type(self).__name__} has no encoded masked-LM path")
+
+    def image_spec(self) -> ImageSpec:
+        """How this model's image processor prepares an image (:class:`ImageSpec`), for the device
+        pipeline; :class:`UnsupportedImageSpec` when a setting cannot be reproduced."""
+        raise UnsupportedImageSpec(f"model {self.model_name!r}: no device image pipeline for {type(self).__name__}")
+
     # -- images ----------------------------------------------------------------------------------
     def prepare_image(self, image: np.ndarray) -> dict[str, Any]:
         arr = check_image(image)
@@ -195,6 +364,35 @@ class HFAdapter(VLAdapter):
             pv = pv[None]
         dtype = next(self.model.parameters()).dtype
         return pv.to(self.device, dtype=dtype if dtype.is_floating_point else torch.float32)
+
+
+def batch_size(images: dict[str, Any]) -> int:
+    """Rows of a batch: ``len(pass_index)`` when images are shared by index, else the images."""
+    index = images.get("pass_index")
+    if index is not None:
+        return int(index.shape[0])
+    pv = images["pixel_values"]
+    return int(pv.shape[0]) if pv.ndim == 4 else 1
+
+
+def expand_images(pixel_values: torch.Tensor, images: dict[str, Any]) -> torch.Tensor:
+    """``pixel_values`` per row of the batch (indexed by ``pass_index`` when present)."""
+    index = images.get("pass_index")
+    return pixel_values if index is None else pixel_values.index_select(0, index.to(pixel_values.device))
+
+
+def head_logits(head, states: torch.Tensor, columns=None, head_bias: bool = False) -> torch.Tensor:
+    """A masked-LM head (``transform`` then ``decoder``, plus ``head.bias`` when ``head_bias``) on
+    ``states``; with ``columns`` only those vocabulary columns are computed."""
+    if columns is None:
+        return head(states)
+    hidden = head.transform(states)
+    decoder = head.decoder
+    bias = decoder.bias.index_select(0, columns) if decoder.bias is not None else None
+    out = torch.nn.functional.linear(hidden, decoder.weight.index_select(0, columns), bias)
+    if head_bias:
+        out = out + head.bias.index_select(0, columns)
+    return out
 
 
 def local_or_hub(path: str) -> str:
@@ -230,16 +428,26 @@ class quiet_progress:
 def load_hf_parts(model_cls, path: str, device: str, trust_remote_code: bool, head_param: str,
                   processor_cls, **model_kwargs):
     """Model (eval mode, on ``device``), tokenizer and image processor from one folder or hub id,
-    refusing a checkpoint whose masked-LM head (``head_param``) was not in the file."""
+    refusing a checkpoint whose masked-LM head (``head_param``) was not in the file.
+
+    ``model_kwargs`` override config attributes. A checkpoint written by the other transformers
+    line (4.57 / 5.x) is read into the installed layout (:func:`cptbench.models.compat.plan_load`:
+    renamed head-bias keys, tying decided by the file), so every tensor of the file lands
+    unchanged; a parameter the file did not fill is refused, never left random or on meta."""
     from transformers import AutoTokenizer
 
-    from .loading import check_head_loaded
+    from .compat import Checkpoint, plan_load
+    from .loading import check_all_filled, check_head_loaded
 
+    config = model_cls.config_class.from_pretrained(path, **model_kwargs)  # the adapter's own class: no remote code
+    config, key_mapping = plan_load(model_cls, path, config, Checkpoint.find(path))
+    extra = {} if key_mapping is None else {"key_mapping": key_mapping}
     # a local folder loads without progress bars; a hub download keeps its own
     with quiet_progress(enabled=Path(path).is_dir()):
-        model, info = model_cls.from_pretrained(path, output_loading_info=True, trust_remote_code=trust_remote_code,
-                                                **model_kwargs)
+        model, info = model_cls.from_pretrained(path, config=config, output_loading_info=True,
+                                                trust_remote_code=trust_remote_code, **extra)
     check_head_loaded(path, info, head_param)
+    check_all_filled(path, model)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     processor = processor_cls.from_pretrained(path)
     model.to(device).eval()

@@ -22,9 +22,13 @@ from typing import Any, Sequence
 
 import torch
 
-from ._common import HFAdapter, load_hf_parts, center_crop_offset, check_image_sizes, grid_boxes, image_processor_class as _ipc
+from ._common import (
+    HFAdapter, ImageSpec, UnsupportedImageSpec, batch_size, center_crop_offset, check_image_sizes, expand_images,
+    head_logits, image_processor_class as _ipc, load_hf_parts, processor_normalisation, processor_resample,
+    shortest_edge_size,
+)
 from .base import RegionFeatures
-from .flava import _size_get
+from .flava import _size_get, fixed_grid_boxes
 
 
 def image_processor_class():
@@ -38,18 +42,7 @@ def processed_geometry(processor, height: int, width: int) -> tuple[tuple[int, i
         shorter = _size_get(processor.size, "shortest_edge")
         if not shorter:
             raise NotImplementedError(f"patch boxes: unsupported image processor size {processor.size!r}")
-        longer = int(1333 / 800 * shorter)
-        divisor = int(getattr(processor, "size_divisor", 32) or 1)
-        scale = shorter / min(height, width)
-        if height < width:
-            new_h, new_w = float(shorter), scale * width
-        else:
-            new_h, new_w = scale * height, float(shorter)
-        if max(new_h, new_w) > longer:
-            scale = longer / max(new_h, new_w)
-            new_h, new_w = scale * new_h, scale * new_w
-        rh = int(new_h + 0.5) // divisor * divisor
-        rw = int(new_w + 0.5) // divisor * divisor
+        rh, rw = shortest_edge_size(height, width, int(shorter), int(getattr(processor, "size_divisor", 32) or 1))
     top = left = 0
     if getattr(processor, "do_center_crop", False):
         crop = _size_get(processor.crop_size, "shortest_edge")
@@ -92,26 +85,49 @@ class BridgeTowerAdapter(HFAdapter):
         ps = self.model.config.vision_config.patch_size
         return int(ps[0] if isinstance(ps, (tuple, list)) else ps)
 
-    def _run(self, images: dict[str, Any], texts: Sequence[str], need_mask: bool = True):
-        pixel_values = self._pixel_values(images)
-        enc, mask_col = self._encode_texts(texts, pixel_values.shape[0], need_mask=need_mask)
+    def image_spec(self) -> ImageSpec:
+        """BridgeTower's processor: shortest edge (long edge capped, rounded to ``size_divisor``),
+        square centre crop, rescale, normalise; every image comes out at the crop size."""
+        proc = self.image_processor
+        resample = processor_resample(proc)
+        scale, mean, std = processor_normalisation(proc)
+        try:
+            processed_geometry(proc, 64, 48)
+        except NotImplementedError as exc:
+            raise UnsupportedImageSpec(f"BridgeTower image processor: {exc}") from None
+        crop = None
+        if getattr(proc, "do_center_crop", False):
+            side = _size_get(proc.crop_size, "shortest_edge")
+            crop = (int(side), int(side)) if side else (int(_size_get(proc.crop_size, "height")),
+                                                         int(_size_get(proc.crop_size, "width")))
+        else:
+            raise UnsupportedImageSpec("BridgeTower image processor without a centre crop gives images of "
+                                       "different sizes; use --set pipeline=reference")
+        return ImageSpec(lambda h, w: processed_geometry(proc, h, w), crop, resample, scale, mean, std, False,
+                         f"bridgetower:{proc.size}/{crop}/{resample}/{scale}/{mean}/{std}")
+
+    def _run(self, images: dict[str, Any], text: dict[str, Any]):
+        pixel_values = expand_images(self._pixel_values(images), images)
         size = self.model.config.vision_config.image_size
         out = self.model.bridgetower(
-            input_ids=enc["input_ids"],
-            attention_mask=enc["attention_mask"],
+            input_ids=text["input_ids"],
+            attention_mask=text["attention_mask"],
             pixel_values=pixel_values,
             interpolate_pos_encoding=tuple(pixel_values.shape[-2:]) != (size, size),
         )
-        return out, enc, mask_col
+        return out
 
-    def mask_logits(self, images: dict[str, Any], texts: Sequence[str]):
-        out, enc, mask_col = self._run(images, texts)
-        text = out.text_features
-        rows = torch.arange(text.shape[0], device=text.device)
-        return self.model.mlm_score(text[rows, mask_col])
+    def mask_logits_encoded(self, images: dict[str, Any], text: dict[str, Any], columns=None):
+        out = self._run(images, text)
+        states = out.text_features
+        rows = torch.arange(states.shape[0], device=states.device)
+        return head_logits(self.model.mlm_score, states[rows, text["mask_col"]], columns, head_bias=True)
 
     def region_features(self, images: dict[str, Any], texts: Sequence[str], image_sizes: Sequence[tuple[int, int]]) -> RegionFeatures:
-        out, enc, _ = self._run(images, texts, need_mask=False)
+        if images.get("pass_index") is not None:
+            raise ValueError("region_features takes one image per text (no pass_index)")
+        enc, _ = self._encode_texts(texts, batch_size(images), need_mask=False)
+        out = self._run(images, enc)
         image = out.image_features  # (B, 1 + N, H): image [CLS] then the patch grid
         batch = image.shape[0]
         sizes = check_image_sizes(images, image_sizes, batch)
@@ -121,18 +137,12 @@ class BridgeTowerAdapter(HFAdapter):
         grid_h, grid_w = int(in_h) // ps, int(in_w) // ps
         if grid_h * grid_w != patches.shape[1]:
             raise RuntimeError(f"BridgeTower returned {patches.shape[1]} patch tokens for a {grid_h}x{grid_w} grid")
-        boxes, valid = [], []
-        for w0, h0 in sizes:
-            (rh, rw), (top, left) = processed_geometry(self.image_processor, h0, w0)
-            b, v = grid_boxes(grid_h, grid_w, ps, left=left, top=top, scale_x=w0 / rw, scale_y=h0 / rh,
-                              valid_w=rw, valid_h=rh)
-            boxes.append(b)
-            valid.append(v)
-        valid_t = torch.stack(valid).to(image.device)
+        boxes, valid = fixed_grid_boxes(self.image_processor, sizes, grid_h, grid_w, ps, geometry=processed_geometry)
+        valid_t = valid.to(image.device)
         pooled = out.pooler_output[:, : self.hidden_size]  # text-side half of [text CLS; image CLS]
         return RegionFeatures(
             patches=patches * valid_t[..., None].to(patches.dtype),
-            patch_boxes=torch.stack(boxes).to(image.device),
+            patch_boxes=boxes.to(image.device),
             patch_valid=valid_t,
             pooled=pooled,
         )

@@ -24,7 +24,10 @@ from typing import Any, Sequence
 
 import torch
 
-from ._common import HFAdapter, load_hf_parts, center_crop_offset, check_image_sizes, grid_boxes, image_processor_class as _ipc
+from ._common import (
+    HFAdapter, ImageSpec, UnsupportedImageSpec, batch_size, center_crop_offset, check_image_sizes, expand_images,
+    grid_boxes, head_logits, image_processor_class as _ipc, load_hf_parts, processor_normalisation, processor_resample,
+)
 from .base import RegionFeatures
 
 
@@ -66,6 +69,21 @@ def processed_geometry(processor, height: int, width: int) -> tuple[tuple[int, i
     return (rh, rw), (top, left)
 
 
+def fixed_grid_boxes(processor, sizes: Sequence[tuple[int, int]], grid_h: int, grid_w: int, patch: int,
+                     geometry=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Patch boxes (B, N, 4) and validity (B, N) of a fixed patch grid for images of the given
+    original (W, H) sizes, computed once per distinct size (host tensors)."""
+    geometry = geometry or processed_geometry
+    cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+    for size in dict.fromkeys((int(w), int(h)) for w, h in sizes):
+        w0, h0 = size
+        (rh, rw), (top, left) = geometry(processor, h0, w0)
+        cache[size] = grid_boxes(grid_h, grid_w, patch, left=left, top=top, scale_x=w0 / rw, scale_y=h0 / rh,
+                                 valid_w=rw, valid_h=rh)
+    picked = [cache[(int(w), int(h))] for w, h in sizes]
+    return torch.stack([b for b, _ in picked]), torch.stack([v for _, v in picked])
+
+
 class FlavaAdapter(HFAdapter):
     model_type = "flava"
 
@@ -90,29 +108,54 @@ class FlavaAdapter(HFAdapter):
         ps = self.model.config.image_config.patch_size
         return int(ps[0] if isinstance(ps, (tuple, list)) else ps)
 
-    def _run(self, images: dict[str, Any], texts: Sequence[str], need_mask: bool = True):
-        pixel_values = self._pixel_values(images)
-        enc, mask_col = self._encode_texts(texts, pixel_values.shape[0], need_mask=need_mask)
+    def image_spec(self) -> ImageSpec:
+        """FLAVA's processor: resize (fixed height x width, or shortest edge), optional centre crop,
+        rescale, normalise; every image comes out at one size."""
+        proc = self.image_processor
+        resample = processor_resample(proc)
+        scale, mean, std = processor_normalisation(proc)
+        crop = None
+        if getattr(proc, "do_center_crop", False):
+            ch, cw = _size_get(proc.crop_size, "height"), _size_get(proc.crop_size, "width")
+            if not (ch and cw):
+                raise UnsupportedImageSpec(f"FLAVA crop_size {proc.crop_size!r} has no height and width")
+            crop = (int(ch), int(cw))
+        try:
+            processed_geometry(proc, 64, 48)
+        except NotImplementedError as exc:
+            raise UnsupportedImageSpec(f"FLAVA image processor: {exc}") from None
+        if crop is None and not (_size_get(proc.size, "height") and _size_get(proc.size, "width")) \
+                and getattr(proc, "do_resize", True):
+            raise UnsupportedImageSpec("FLAVA image processor with a shortest-edge resize and no crop gives images "
+                                       "of different sizes; use --set pipeline=reference")
+        return ImageSpec(lambda h, w: processed_geometry(proc, h, w), crop, resample, scale, mean, std, False,
+                         f"flava:{proc.size}/{crop}/{resample}/{scale}/{mean}/{std}")
+
+    def _run(self, images: dict[str, Any], text: dict[str, Any]):
+        pixel_values = expand_images(self._pixel_values(images), images)
         out = self.model.flava(
-            input_ids=enc["input_ids"],
+            input_ids=text["input_ids"],
             pixel_values=pixel_values,
-            attention_mask=enc["attention_mask"],
-            token_type_ids=enc.get("token_type_ids"),
+            attention_mask=text["attention_mask"],
+            token_type_ids=text.get("token_type_ids"),
             skip_multimodal_encoder=False,
             output_hidden_states=True,
             return_dict=True,
         )
-        return out, enc, mask_col
+        return out
 
-    def mask_logits(self, images: dict[str, Any], texts: Sequence[str]):
-        out, enc, mask_col = self._run(images, texts)
+    def mask_logits_encoded(self, images: dict[str, Any], text: dict[str, Any], columns=None):
+        out = self._run(images, text)
         mm = out.multimodal_embeddings
-        text_start = mm.shape[1] - enc["input_ids"].shape[1]  # text positions are the last T
+        text_start = mm.shape[1] - text["input_ids"].shape[1]  # text positions are the last T
         rows = torch.arange(mm.shape[0], device=mm.device)
-        return self.model.mmm_text_head(mm[rows, text_start + mask_col])
+        return head_logits(self.model.mmm_text_head, mm[rows, text_start + text["mask_col"]], columns)
 
     def region_features(self, images: dict[str, Any], texts: Sequence[str], image_sizes: Sequence[tuple[int, int]]) -> RegionFeatures:
-        out, enc, _ = self._run(images, texts, need_mask=False)
+        if images.get("pass_index") is not None:
+            raise ValueError("region_features takes one image per text (no pass_index)")
+        enc, _ = self._encode_texts(texts, batch_size(images), need_mask=False)
+        out = self._run(images, enc)
         mm = out.multimodal_embeddings
         batch = mm.shape[0]
         sizes = check_image_sizes(images, image_sizes, batch)
@@ -124,20 +167,15 @@ class FlavaAdapter(HFAdapter):
         grid_h, grid_w = int(in_h) // ps, int(in_w) // ps
         if grid_h * grid_w != patches.shape[1]:
             raise RuntimeError(f"FLAVA returned {patches.shape[1]} patch tokens for a {grid_h}x{grid_w} grid")
-        boxes, valid = [], []
-        for w0, h0 in sizes:
-            (rh, rw), (top, left) = processed_geometry(self.image_processor, h0, w0)
-            b, v = grid_boxes(grid_h, grid_w, ps, left=left, top=top, scale_x=w0 / rw, scale_y=h0 / rh,
-                              valid_w=rw, valid_h=rh)
-            boxes.append(b)
-            valid.append(v)
-        valid_t = torch.stack(valid).to(mm.device)
+        boxes, valid = fixed_grid_boxes(self.image_processor, sizes, grid_h, grid_w, ps)
+        valid_t = valid.to(mm.device)
+        boxes = boxes.to(mm.device)
         pooled = out.multimodal_output.pooler_output
         if pooled is None:
             pooled = mm[:, 0]
         return RegionFeatures(
             patches=patches * valid_t[..., None].to(patches.dtype),
-            patch_boxes=torch.stack(boxes).to(mm.device),
+            patch_boxes=boxes,
             patch_valid=valid_t,
             pooled=pooled,
         )

@@ -19,21 +19,48 @@ while the token -> patch map is known and no RNG is consumed: the same input alw
 same output. When ``max_image_length`` forces subsampling, the subset is drawn with a local
 generator seeded with ``patch_sample_seed`` on every call (deterministic, global RNG untouched).
 Gradients flow into every embedding parameter as in the native path, so methods can train.
+
+Batched, without host syncs
+---------------------------
+The token builder works on the whole batch at once: one patch projection, one gather that puts
+each image's valid patches first (row-major), one position-embedding interpolation per distinct
+patch grid of the batch (not per image). The bookkeeping (valid grid of each image, gather
+indices, the token -> cell map) is host arithmetic on host values: the images' pixel sizes from
+``images["image_hw"]`` (what the device pipeline sends instead of a pixel mask) or from a
+``pixel_mask`` that is still on the host (``collate``'s), so nothing waits for the device.
+``images["pass_index"]`` (B,) lets several texts share one image: the tokens of each distinct
+image are built once and indexed per row.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from ._common import HFAdapter, load_hf_parts, check_image_sizes, grid_boxes, image_processor_class as _ipc
+from ._common import (
+    HFAdapter, ImageSpec, batch_size, check_image_sizes, head_logits, image_processor_class as _ipc, load_hf_parts,
+    processor_normalisation, processor_resample, shortest_edge_size, UnsupportedImageSpec,
+)
 from .base import RegionFeatures
+from .flava import _size_get
 
 
 def image_processor_class():
     return _ipc("Vilt")
+
+
+@lru_cache(maxsize=4096)
+def _nearest_count(valid: int, padded: int, cells: int) -> int:
+    """How many of ``cells`` grid cells see a valid pixel when a ``padded``-long mask whose first
+    ``valid`` entries are 1 is resized to ``cells`` by nearest neighbour (``visual_embed``'s rule),
+    computed by the same torch kernel on the host."""
+    profile = torch.zeros(1, 1, padded, 1)
+    profile[0, 0, :valid] = 1
+    return int(nn.functional.interpolate(profile, size=(cells, 1)).sum())
 
 
 class ViltAdapter(HFAdapter):
@@ -58,6 +85,30 @@ class ViltAdapter(HFAdapter):
         return cls(model, tokenizer, processor, path, **kwargs)
 
     # -- images ----------------------------------------------------------------------------------
+    def image_spec(self) -> ImageSpec:
+        """ViLT's processor: shortest edge to ``size["shortest_edge"]`` (long edge capped at
+        1333/800 of it, sides rounded down to ``size_divisor``), rescale, normalise, then the batch
+        padded to its largest image with a pixel mask."""
+        proc = self.image_processor
+        resample = processor_resample(proc)
+        scale, mean, std = processor_normalisation(proc)
+        if getattr(proc, "do_resize", True):
+            shorter = _size_get(proc.size, "shortest_edge")
+            if not shorter:
+                raise UnsupportedImageSpec(f"ViLT image processor size {proc.size!r} has no shortest_edge")
+            shorter, divisor = int(shorter), int(getattr(proc, "size_divisor", 32) or 1)
+
+            def geometry(h: int, w: int):
+                return shortest_edge_size(h, w, shorter, divisor), (0, 0)
+
+            name = f"vilt:short{shorter}/div{divisor}/{resample}"
+        else:
+            def geometry(h: int, w: int):
+                return (h, w), (0, 0)
+
+            name = f"vilt:noresize/{resample}"
+        return ImageSpec(geometry, None, resample, scale, mean, std, True, f"{name}/{scale}/{mean}/{std}")
+
     def collate(self, prepared: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """Pad every image to the batch's largest height and width (zeros, as ViLT's processor
         pads after normalising) and stack; ``pixel_mask`` marks the real pixels."""
@@ -83,102 +134,144 @@ class ViltAdapter(HFAdapter):
     def patch_size(self) -> int:
         return int(self.model.vilt.embeddings.patch_embeddings.projection.kernel_size[0])
 
+    def _image_hw(self, images: dict[str, Any], n: int, height: int, width: int) -> np.ndarray:
+        """(n, 2) valid pixel height and width of each image, from host values."""
+        hw = images.get("image_hw")
+        if hw is not None:
+            return np.asarray(hw, dtype=np.int64).reshape(n, 2)
+        mask = images.get("pixel_mask")
+        if mask is None:
+            return np.tile(np.array([[height, width]], dtype=np.int64), (n, 1))
+        mask = torch.as_tensor(mask)
+        if mask.ndim == 2:
+            mask = mask[None]
+        mask = mask.detach().bool().cpu()  # collate's mask is on the host; a device mask is read once
+        return torch.stack([mask.any(dim=2).sum(dim=1), mask.any(dim=1).sum(dim=1)], dim=1).numpy()
+
+    def _token_layout(self, image_hw: np.ndarray, height: int, width: int, grid_h: int, grid_w: int):
+        """Host bookkeeping of the image tokens: valid grid (h, w) per image, gather index (n, N)
+        into the padded grid, validity (n, N) and cell (row, col) per token (-1 for padding)."""
+        grids = np.array([(_nearest_count(int(h), height, grid_h), _nearest_count(int(w), width, grid_w))
+                          for h, w in image_hw], dtype=np.int64).reshape(-1, 2)
+        if (grids == 0).any():
+            b = int(np.flatnonzero((grids == 0).any(axis=1))[0])
+            raise ValueError(f"image {b} of the batch has no valid patch (pixel_mask is empty)")
+        counts = grids[:, 0] * grids[:, 1]
+        limit = self.model.config.max_image_length
+        limit = limit if isinstance(limit, int) and limit > 0 else None
+        n_tokens = int(counts.max()) if limit is None else min(int(counts.max()), limit)
+        t = np.arange(n_tokens)
+        order = np.broadcast_to(t, (len(grids), n_tokens)).copy()
+        if limit is not None and (counts > limit).any():
+            for b in np.flatnonzero(counts > limit):  # rare: subsampling configs only
+                gen = torch.Generator().manual_seed(self.patch_sample_seed)
+                order[b] = torch.randperm(int(counts[b]), generator=gen)[:limit].sort().values.numpy()
+        valid = order < counts[:, None]
+        rows = np.where(valid, order // grids[:, 1:2], -1)
+        cols = np.where(valid, order % grids[:, 1:2], -1)
+        index = np.where(valid, rows * grid_w + cols, 0)
+        return grids, index, valid, np.stack([rows, cols], axis=-1)
+
     def _image_tokens(self, images: dict[str, Any]):
-        """Image token embeddings (B, 1 + P, D) with [CLS] first, their mask (B, 1 + P), and for
-        each of the P patch slots its grid cell (row, col) (-1 for padding) plus each image's grid."""
+        """Image token embeddings (n, 1 + N, D) with [CLS] first and their mask (n, 1 + N) for the
+        n distinct images, plus the host layout: cell (row, col) of each of the N patch slots (-1
+        for padding), each image's grid (h, w) and valid pixel size (h, w)."""
         emb = self.model.vilt.embeddings
         cfg = emb.config
         pixel_values = self._pixel_values(images)
-        pixel_mask = images.get("pixel_mask")
-        if pixel_mask is None:
-            pixel_mask = torch.ones(pixel_values.shape[0], *pixel_values.shape[-2:], dtype=torch.int64)
-        pixel_mask = pixel_mask.to(pixel_values.device)
-        if pixel_mask.ndim == 2:
-            pixel_mask = pixel_mask[None]
+        device = pixel_values.device
+        x = emb.patch_embeddings(pixel_values)  # (n, D, GH, GW)
+        n, dim, grid_h, grid_w = x.shape
+        height, width = pixel_values.shape[-2:]
+        image_hw = self._image_hw(images, n, int(height), int(width))
+        grids, index, valid, cells = self._token_layout(image_hw, int(height), int(width), grid_h, grid_w)
 
-        x = emb.patch_embeddings(pixel_values)  # (B, D, GH, GW)
-        batch, dim, grid_h, grid_w = x.shape
-        # which patch cells hold image (not padding): the same nearest-neighbour rule as visual_embed
-        cell_mask = nn.functional.interpolate(pixel_mask[:, None].float(), size=(grid_h, grid_w)).long()[:, 0]
-        rows_valid = cell_mask[:, :, 0].sum(dim=1)  # valid rows (first column)
-        cols_valid = cell_mask[:, 0, :].sum(dim=1)  # valid columns (first row)
+        # position embeddings: one interpolation per distinct grid of the batch, exactly as visual_embed
         pos_dim = cfg.image_size // cfg.patch_size
-        spatial_pos = emb.position_embeddings[:, 1:, :].transpose(1, 2).reshape(1, dim, pos_dim, pos_dim)
-        limit = cfg.max_image_length if isinstance(cfg.max_image_length, int) and cfg.max_image_length > 0 else None
+        spatial = emb.position_embeddings[:, 1:, :].transpose(1, 2).reshape(1, dim, pos_dim, pos_dim)
+        n_tokens = index.shape[1]
+        distinct = {g: i for i, g in enumerate(dict.fromkeys(map(tuple, grids.tolist())))}
+        table = []
+        for h, w in distinct:
+            pos = nn.functional.interpolate(spatial, size=(h, w), mode="bilinear", align_corners=True)
+            pos = pos.flatten(2).transpose(1, 2)[0]  # (h*w, D), row-major
+            table.append(pos)
+        table = torch.nn.utils.rnn.pad_sequence(table, batch_first=True)  # (S, max h*w, D)
+        # each slot's row in its image's own row-major grid: the token order
+        order = np.where(valid, cells[..., 0] * grids[:, 1:2] + cells[..., 1], 0)
+        which = np.array([distinct[tuple(g)] for g in grids.tolist()], dtype=np.int64)
+        host = torch.from_numpy(np.concatenate([index, order, valid.astype(np.int64), which[:, None]], axis=1))
+        if device.type == "cuda":
+            host = host.pin_memory()
+        dev = host.to(device, non_blocking=True)
+        g_index, g_order, g_valid, g_which = dev[:, :n_tokens], dev[:, n_tokens:2 * n_tokens], \
+            dev[:, 2 * n_tokens:3 * n_tokens], dev[:, -1]
 
-        tokens, cells, grids = [], [], []
-        for b in range(batch):
-            h, w = int(rows_valid[b]), int(cols_valid[b])
-            if h == 0 or w == 0:
-                raise ValueError(f"image {b} of the batch has no valid patch (pixel_mask is empty)")
-            pos = nn.functional.interpolate(spatial_pos, size=(h, w), mode="bilinear", align_corners=True)
-            patches = x[b, :, :h, :w] + pos[0]  # (D, h, w)
-            patches = patches.flatten(1).transpose(0, 1)  # (h*w, D), row-major
-            index = torch.arange(h * w, device=x.device)
-            if limit is not None and h * w > limit:
-                gen = torch.Generator().manual_seed(self.patch_sample_seed)
-                keep = torch.randperm(h * w, generator=gen)[:limit].sort().values.to(x.device)
-                patches, index = patches[keep], index[keep]
-            tokens.append(patches)
-            grids.append((h, w))
-            cells.append(torch.stack([index // w, index % w], dim=1))
-        n_max = max(t.shape[0] for t in tokens)
-        cls = emb.cls_token[0, 0] + emb.position_embeddings[0, 0]
-        seq = torch.stack([
-            torch.cat([cls[None], nn.functional.pad(t, (0, 0, 0, n_max - t.shape[0]))], dim=0) for t in tokens
-        ])
+        flat = x.flatten(2).transpose(1, 2)  # (n, GH*GW, D)
+        patches = torch.gather(flat, 1, g_index[..., None].expand(-1, -1, dim))
+        pos = table[g_which[:, None], g_order]  # (n, N, D)
+        patches = patches + pos  # type promotion as in visual_embed (bf16 patches + fp32 positions -> fp32)
+        patches = patches * g_valid.to(patches.dtype)[..., None]
+        cls = (emb.cls_token[0, 0] + emb.position_embeddings[0, 0]).to(patches.dtype)
+        seq = torch.cat([cls.expand(n, 1, dim), patches], dim=1)
         seq = emb.dropout(seq)
-        token_mask = torch.zeros(batch, 1 + n_max, dtype=torch.int64, device=x.device)
-        cell = torch.full((batch, n_max, 2), -1, dtype=torch.int64)
-        for b, c in enumerate(cells):
-            token_mask[b, : 1 + c.shape[0]] = 1
-            cell[b, : c.shape[0]] = c.cpu()
-        return seq, token_mask, cell, grids, pixel_mask
+        token_mask = torch.cat([torch.ones(n, 1, dtype=torch.int64, device=device), g_valid], dim=1)
+        return seq, token_mask, cells, grids, image_hw
 
-    def _run(self, images: dict[str, Any], texts: Sequence[str], need_mask: bool = True):
-        batch = int(images["pixel_values"].shape[0]) if images["pixel_values"].ndim == 4 else 1
-        enc, mask_col = self._encode_texts(texts, batch, need_mask=need_mask)
-        seq, token_mask, cell, grids, pixel_mask = self._image_tokens(images)
-        out = self.model.vilt(
-            input_ids=enc["input_ids"],
-            attention_mask=enc["attention_mask"],
-            token_type_ids=enc.get("token_type_ids"),
-            image_embeds=seq,
-            pixel_mask=token_mask,
-            return_dict=True,
-        )
-        return out, enc, mask_col, token_mask, cell, grids, pixel_mask
+    def _run(self, images: dict[str, Any], text: dict[str, Any], pooled: bool = False):
+        """(last hidden states, pooled state or None, token mask, cells, grids, image sizes).
 
-    def mask_logits(self, images: dict[str, Any], texts: Sequence[str]):
-        out, enc, mask_col, *_ = self._run(images, texts)
+        The joint encoder is run from ``ViltModel``'s own modules (embeddings, encoder, layer norm,
+        pooler) with the additive attention mask built here as ``get_extended_attention_mask``
+        builds it: transformers 5's mask factory tests the padding mask with ``.all()`` on every
+        forward, which would make the host wait for the device."""
+        seq, token_mask, cells, grids, image_hw = self._image_tokens(images)
+        index = images.get("pass_index")
+        if index is not None:
+            index = index.to(seq.device)
+            seq, token_mask = seq.index_select(0, index), token_mask.index_select(0, index)
+        vilt = self.model.vilt
+        embeddings, masks = vilt.embeddings(text["input_ids"], text["attention_mask"], text.get("token_type_ids"),
+                                            None, token_mask, None, seq, image_token_type_idx=1)
+        dtype = embeddings.dtype
+        bias = (1.0 - masks[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+        hidden = vilt.encoder(embeddings, attention_mask=bias, return_dict=True).last_hidden_state
+        hidden = vilt.layernorm(hidden)
+        pool = vilt.pooler(hidden) if pooled and vilt.pooler is not None else None
+        return hidden, pool, token_mask, cells, grids, image_hw
+
+    def mask_logits_encoded(self, images: dict[str, Any], text: dict[str, Any], columns=None):
+        hidden, *_ = self._run(images, text)
+        mask_col = text["mask_col"]
         rows = torch.arange(mask_col.shape[0], device=mask_col.device)
-        states = out.last_hidden_state[rows, mask_col]  # text positions come first
-        return self.model.mlm_score(states)
+        states = hidden[rows, mask_col]  # text positions come first
+        return head_logits(self.model.mlm_score, states, columns)
 
     def region_features(self, images: dict[str, Any], texts: Sequence[str], image_sizes: Sequence[tuple[int, int]]) -> RegionFeatures:
-        out, enc, _, token_mask, cell, grids, pixel_mask = self._run(images, texts, need_mask=False)
+        if images.get("pass_index") is not None:
+            raise ValueError("region_features takes one image per text (no pass_index)")
+        enc, _ = self._encode_texts(texts, batch_size(images), need_mask=False)
+        hidden, pooled, token_mask, cells, grids, image_hw = self._run(images, enc, pooled=True)
         batch = token_mask.shape[0]
-        sizes = check_image_sizes(images, image_sizes, batch)
+        sizes = np.asarray(check_image_sizes(images, image_sizes, batch), dtype=np.float64)  # (W, H)
         text_len = enc["input_ids"].shape[1]
         n_max = token_mask.shape[1] - 1
-        patches = out.last_hidden_state[:, text_len + 1: text_len + 1 + n_max]
+        patches = hidden[:, text_len + 1: text_len + 1 + n_max]
         valid = token_mask[:, 1:].bool()
         patches = patches * valid[..., None].to(patches.dtype)
+        # boxes of the token cells in original pixels, on the host (all images at once)
         ps = self.patch_size
-        boxes = torch.zeros(batch, n_max, 4)
-        pm = pixel_mask.cpu().bool()
-        for b in range(batch):
-            valid_h = int(pm[b].any(dim=1).sum())  # resized image height in pixels
-            valid_w = int(pm[b].any(dim=0).sum())
-            w0, h0 = sizes[b]
-            grid_h, grid_w = grids[b]
-            full, _ = grid_boxes(grid_h, grid_w, ps, left=0, top=0, scale_x=w0 / valid_w, scale_y=h0 / valid_h,
-                                 valid_w=valid_w, valid_h=valid_h)
-            n = int(valid[b].sum())
-            boxes[b, :n] = full[cell[b, :n, 0] * grid_w + cell[b, :n, 1]]
+        valid_h, valid_w = image_hw[:, 0:1].astype(np.float64), image_hw[:, 1:2].astype(np.float64)
+        rows, cols = cells[..., 0].astype(np.float64), cells[..., 1].astype(np.float64)
+        x0 = np.clip(cols * ps, 0, valid_w) * (sizes[:, 0:1] / valid_w)
+        x1 = np.clip((cols + 1) * ps, 0, valid_w) * (sizes[:, 0:1] / valid_w)
+        y0 = np.clip(rows * ps, 0, valid_h) * (sizes[:, 1:2] / valid_h)
+        y1 = np.clip((rows + 1) * ps, 0, valid_h) * (sizes[:, 1:2] / valid_h)
+        boxes = np.stack([x0, y0, x1, y1], axis=-1)
+        boxes[(cells[..., 0] < 0) | ~((x1 > x0) & (y1 > y0))] = 0
         return RegionFeatures(
             patches=patches,
-            patch_boxes=boxes.to(patches.device),
+            patch_boxes=torch.from_numpy(boxes.astype(np.float32)).to(patches.device),
             patch_valid=valid,
-            pooled=out.pooler_output,
+            pooled=pooled,
         )
