@@ -241,6 +241,9 @@ class Runner:
         self.request = request
         self.store = store
         self.dist = dist or Dist()
+        from .models.loading import reuse_loaded_models
+
+        reuse_loaded_models(True)  # a model is read from disk once per process, then copied for each job
         self.device = rank_device(request.device, self.dist)
         self.progress = progress if self.dist.is_main else _no_progress
         self.event = event if self.dist.is_main else _no_event

@@ -88,14 +88,75 @@ def adapter_class(model_type: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
+class _PristineModels:
+    """Loaded models kept unchanged, so a process that runs many jobs (a sweep worker, a long
+    ``run``) reads each model from disk once: every :func:`load_adapter` call then gets a deep copy,
+    as independent as a fresh load (methods train their copy in place). Off unless enabled."""
+
+    def __init__(self):
+        self.enabled = False
+        self._models: dict[tuple, VLAdapter] = {}
+        self.loads = 0
+        self.copies = 0
+
+    def get(self, key: tuple, load):
+        import copy
+
+        if not self.enabled:
+            self.loads += 1
+            return load()
+        if key not in self._models:
+            self.loads += 1
+            self._models[key] = load()
+        self.copies += 1
+        return copy.deepcopy(self._models[key])
+
+    def clear(self) -> None:
+        self._models.clear()
+
+
+PRISTINE = _PristineModels()
+
+
+def reuse_loaded_models(enabled: bool = True) -> None:
+    """Keep each loaded model once in this process and hand out copies (see :class:`_PristineModels`)."""
+    PRISTINE.enabled = enabled
+    if not enabled:
+        PRISTINE.clear()
+
+
+def _stamp(name_or_path: str) -> tuple:
+    """What a cached copy is valid for: a local folder's files with their sizes and modification
+    times (replaced weights are never served from the cache); a hub id as given."""
+    try:
+        folder = Path(resolve_model_path(str(name_or_path))).expanduser()
+    except (FileNotFoundError, ValueError):
+        return ()
+    if not folder.is_dir():
+        return ()
+    out = []
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            out.append((str(p.relative_to(folder)), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
 def load_adapter(name_or_path: str, device: str = "cpu", *, trust_remote_code: bool = False, **adapter_kwargs: Any) -> VLAdapter:
     """Load a model with its tokenizer and image processor behind the adapter of its type.
 
     ``name_or_path``: a hub id, a local folder (as written by ``save_pretrained`` or
     ``build_tiny_model``) or ``bundled:<name>`` (a folder shipped in ``cptbench/assets``).
     Remote code runs only with ``trust_remote_code=True``. The model is put in eval mode on
-    ``device``; each call returns a new, independent model.
+    ``device``; each call returns a new, independent model (a copy of one loaded once per process
+    when :func:`reuse_loaded_models` is on).
     """
+    key = (str(name_or_path), _stamp(name_or_path), str(device), bool(trust_remote_code),
+           tuple(sorted(adapter_kwargs.items())))
+    return PRISTINE.get(key, lambda: _load(name_or_path, device, trust_remote_code, **adapter_kwargs))
+
+
+def _load(name_or_path: str, device: str, trust_remote_code: bool, **adapter_kwargs: Any) -> VLAdapter:
     path = resolve_model_path(name_or_path)
     model_type = _model_type(path, trust_remote_code)
     cls = adapter_class(model_type)
