@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
 from .errors import UsageError
+from .values import int_list, name_list
 
 #: keys of a study file (YAML) and what they mean; the same as `cptbench run`'s options
 STUDY_KEYS = {
@@ -55,26 +56,10 @@ class Study:
 
 
 def _ints(value: Any, key: str, file: str) -> list[int]:
-    items = value if isinstance(value, list) else [value]
-    out = []
-    for item in items:
-        for part in str(item).split(","):
-            part = part.strip()
-            if not part:
-                continue
-            try:
-                n = int(part)
-            except ValueError:
-                raise UsageError(f"{file}: key '{key}' must hold integers, got {part!r}") from None
-            if n < 0:
-                raise UsageError(f"{file}: key '{key}' must hold integers >= 0, got {n}")
-            out.append(n)
-    return list(dict.fromkeys(out))
-
-
-def _names(value: Any) -> list[str]:
-    items = value if isinstance(value, list) else [value]
-    return list(dict.fromkeys(p.strip() for item in items for p in str(item).split(",") if p.strip()))
+    try:
+        return int_list(value, f"key '{key}'")
+    except UsageError as exc:
+        raise UsageError(f"{file}: {exc}") from None
 
 
 def load_study(path: str) -> Study:
@@ -97,7 +82,7 @@ def load_study(path: str) -> Study:
     study = Study()
     for key, value in data.items():
         if key in ("tasks", "methods", "splits"):
-            value = _names(value)
+            value = name_list(value)
         elif key in ("shots", "seeds"):
             value = _ints(value, key, path)
         elif key == "options":

@@ -9,10 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cptbench.store import ResultsStore, read_jsonl
 from refer_fixture import write_refer_fixture, write_task_card
 
 HERE = Path(__file__).parent
+
+#: harness behaviour, the same under every dependency version: `.ci/run-min -m 'not slow'` skips it
+pytestmark = pytest.mark.slow
 
 
 def test_two_processes_share_the_work_and_record_each_run_once(tmp_path):

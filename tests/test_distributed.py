@@ -16,6 +16,9 @@ from refer_fixture import write_refer_fixture, write_task_card
 
 HERE = Path(__file__).parent
 
+#: harness behaviour, the same under every dependency version: `.ci/run-min -m 'not slow'` skips it
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_vilt_dir):

@@ -21,6 +21,9 @@ from refer_fixture import write_refer_fixture, write_task_card
 
 HERE = Path(__file__).parent
 
+#: harness behaviour, the same under every dependency version: `.ci/run-min -m 'not slow'` skips it
+pytestmark = pytest.mark.slow
+
 #: (kill point, which pass of it kills): every point of cptbench.faults, several at more than one moment
 KILLS = [
     ("prepare.done", 1), ("lock.taken", 1), ("lock.taken", 5), ("job.start", 1), ("job.start", 3),

@@ -35,13 +35,9 @@ def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 
 def parse_name_list(values: tuple[str, ...] | list[str] | None) -> list[str]:
     """Repeated options and comma lists: ``-m cpt -m ft,random`` -> ["cpt", "ft", "random"] (order kept)."""
-    out: list[str] = []
-    for v in values or ():
-        for part in str(v).split(","):
-            part = part.strip()
-            if part and part not in out:
-                out.append(part)
-    return out
+    from ..values import name_list
+
+    return name_list(values)
 
 
 def show_leaderboard(state, store, tasks=None, published: bool = False, all_published: bool = False,

@@ -62,24 +62,6 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
 
 def parse_int_list(values: tuple[str, ...] | str | None, what: str) -> list[int]:
     """Accept repeated options and comma lists: ``-k 0 -k 1,2`` -> [0, 1, 2] (order kept, no repeats)."""
-    if values is None:
-        values = ()
-    if isinstance(values, (str, int)):
-        values = (str(values),)
-    out: list[int] = []
-    for v in values:
-        for part in str(v).split(","):
-            part = part.strip()
-            if not part:
-                continue
-            try:
-                n = int(part)
-            except ValueError:
-                raise click.BadParameter(f"{what} must be integers, got {part!r}") from None
-            if n < 0:
-                raise click.BadParameter(f"{what} must be >= 0, got {n}")
-            if n not in out:
-                out.append(n)
-    if not out:
-        raise click.BadParameter(f"{what} needs at least one integer (e.g. {what} 0,1), got {' '.join(map(repr, values)) or 'nothing'}")
-    return out
+    from ..values import int_list
+
+    return int_list(values, what)
