@@ -253,6 +253,8 @@ class Runner:
         self._data_fps: dict[str, Fingerprint] = {}
         self._models: dict[str, tuple[Fingerprint, str | None]] = {}
         self._checked_images: set[str] = set()
+        self._pairs: dict[str, list[tuple[int, int]]] = {}
+        self._train: dict[tuple, list[TrainExample]] = {}
         self.busy: list[str] = []  # run ids skipped because another process holds them
 
     # -- data ----------------------------------------------------------------------------------
@@ -286,7 +288,9 @@ class Runner:
         return self._splits[key]
 
     def manifest(self, task: TaskSpec, shots: int, seed: int) -> Manifest:
-        pairs = self.dataset(task).pairs(task.train_split, skip_bad=self.request.skip_bad)
+        if task.name not in self._pairs:  # the train split is read once, not once per job
+            self._pairs[task.name] = self.dataset(task).pairs(task.train_split, skip_bad=self.request.skip_bad)
+        pairs = self._pairs[task.name]
         if shots > len(pairs):
             raise UsageError(f"task {task.name!r}: -k {shots} asks for more training expressions than its "
                              f"{task.train_split!r} split has ({len(pairs)}); use a smaller -k.")
@@ -295,10 +299,13 @@ class Runner:
     def train_examples(self, task: TaskSpec, manifest: Manifest, proposals_arg: str) -> list[TrainExample]:
         if not manifest.examples:
             return []
-        data = self.dataset(task).load_split(task.train_split, self._proposals(proposals_arg),
-                                             ref_filter=manifest.examples, skip_bad=self.request.skip_bad)
-        by_pair = {(ex.ref_id, ex.sent_id): ex for ex in data.examples}
-        return [TrainExample(by_pair[p], data.labels[by_pair[p].example_id]) for p in manifest.examples]
+        key = (task.name, manifest.sha256, proposals_arg)
+        if key not in self._train:
+            data = self.dataset(task).load_split(task.train_split, self._proposals(proposals_arg),
+                                                 ref_filter=manifest.examples, skip_bad=self.request.skip_bad)
+            by_pair = {(ex.ref_id, ex.sent_id): ex for ex in data.examples}
+            self._train[key] = [TrainExample(by_pair[p], data.labels[by_pair[p].example_id]) for p in manifest.examples]
+        return self._train[key]
 
     def model(self, name: str | None) -> tuple[Fingerprint, str | None]:
         key = name or "none"

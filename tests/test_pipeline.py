@@ -60,10 +60,10 @@ def make_examples(tmp_path, sizes_hw, n_boxes=7, seed=0, exprs=1):
 @pytest.fixture(scope="module")
 def adapters(tiny_model_dir):
     out = {kind: load_adapter(str(tiny_model_dir(kind))) for kind in ("vilt", "flava", "bridgetower")}
-    from transformers import ViltImageProcessorPil
+    from cptbench.models.vilt import image_processor_class  # the PIL class on 5.x, the plain one on 4.x
 
     real = load_adapter(str(tiny_model_dir("vilt")))
-    real.image_processor = ViltImageProcessorPil(size={"shortest_edge": 384}, size_divisor=32)  # vilt-b32-mlm's
+    real.image_processor = image_processor_class()(size={"shortest_edge": 384}, size_divisor=32)  # vilt-b32-mlm's
     out["vilt384"] = real
     return out
 
