@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 
 @dataclass
@@ -78,15 +78,7 @@ class Dist:
                 else:
                     td.broadcast(t.data, src=0)
 
-    def barrier(self) -> None:
-        if self.active:
-            import torch.distributed as td
 
-            td.barrier()
-
-    def shard(self, items: Sequence[Any]) -> list[Any]:
-        """This rank's share of ``items`` (round-robin)."""
-        return list(items[self.rank::self.world]) if self.active else list(items)
 
 
 _current: Dist | None = None

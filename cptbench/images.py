@@ -80,10 +80,6 @@ def decode_rgb(path: str | Path) -> np.ndarray:
                              f"not an image. Download it again.") from None
 
 
-#: kept for callers outside the harness (benchmarks, the pretraining corpus)
-load_rgb = decode_rgb
-
-
 _TRAILERS = {"JPEG": (b"\xff\xd9",), "PNG": (b"IEND\xaeB`\x82",)}
 
 

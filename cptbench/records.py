@@ -97,10 +97,6 @@ class RunRecord:
     def get(self, key: str, default: Any = None) -> Any:
         return getattr(self, key, default)
 
-    @property
-    def total_skipped(self) -> int:
-        return int(sum(self.n_skipped.values())) if self.n_skipped else 0
-
     def stable_view(self) -> dict[str, Any]:
         """The record without :data:`VOLATILE_FIELDS` (what a resumed run must reproduce)."""
         d = self.to_json()

@@ -52,10 +52,6 @@ def _no_progress(stage: str, done: int, total: int) -> None:
     return None
 
 
-def stable_hash(obj: Any, n: int = 16) -> str:
-    return digest_of(obj, n)
-
-
 @dataclass(frozen=True)
 class RunSpec:
     task: str
@@ -82,11 +78,11 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        return stable_hash(self.identity())
+        return digest_of(self.identity())
 
     @property
     def config_hash(self) -> str:
-        return stable_hash(json.loads(self.method_config), 12)
+        return digest_of(json.loads(self.method_config), 12)
 
 
 @dataclass
@@ -264,7 +260,8 @@ class Runner:
 
             self.event("load", {"task": task.name})
             ds = self._datasets[task.name] = open_dataset(task, self.request.data_root, self.request.images)
-            self.event("data", {"task": task.name, "root": str(ds.root), "image_layout": ds.image_layout})
+            self.event("data", {"task": task.name, "root": str(ds.root), "images": str(ds.images_dir),
+                                "image_layout": ds.image_layout})
         return self._datasets[task.name]
 
     def _proposals(self, arg: str):
@@ -306,6 +303,11 @@ class Runner:
             by_pair = {(ex.ref_id, ex.sent_id): ex for ex in data.examples}
             self._train[key] = [TrainExample(by_pair[p], data.labels[by_pair[p].example_id]) for p in manifest.examples]
         return self._train[key]
+
+    def data_fingerprint(self, task: TaskSpec) -> Fingerprint:
+        if task.name not in self._data_fps:
+            self._data_fps[task.name] = data_fingerprint(self.dataset(task))
+        return self._data_fps[task.name]
 
     def model(self, name: str | None) -> tuple[Fingerprint, str | None]:
         key = name or "none"
@@ -358,10 +360,7 @@ class Runner:
         self._check_device()
         for job in jobs:
             task = job.task
-            ds = self.dataset(task)
-            if task.name not in self._data_fps:
-                self._data_fps[task.name] = data_fingerprint(ds)
-            job.data_fp = self._data_fps[task.name]
+            job.data_fp = self.data_fingerprint(task)
             job.model_fp, job.model_path = self.model(job.model)
             setting = self.proposal_setting(job.proposals_arg)
             job.manifest = self.manifest(task, job.shots, job.seed)

@@ -263,16 +263,10 @@ class ResultsStore:
                 chunks.append(c)
         return chunks
 
-    def partial_predictions(self, run_id: str) -> dict[str, dict[str, Any]]:
-        return {r["example_id"]: r for c in self.partial_chunks(run_id) for r in c["rows"]}
-
     def append_chunk(self, run_id: str, rows: list[dict[str, Any]], counters: dict[str, Any], fit_info: dict[str, Any]) -> None:
         """One chunk as one line: a kill keeps all of it or none of it."""
         append_jsonl(self.predictions_path(run_id, partial=True), [{"rows": rows, "counters": counters, "fit_info": fit_info}],
                      torn_point="chunk.torn")
-
-    def append_partial(self, run_id: str, rows: list[dict[str, Any]]) -> None:
-        self.append_chunk(run_id, rows, {}, {})
 
     def finalize_predictions(self, run_id: str, rows: list[dict[str, Any]]) -> str:
         """Write the run's predictions file atomically; returns its sha256."""

@@ -133,11 +133,7 @@ class _Worker:
         from .errors import CptbenchError
 
         runner = self.runner
-        data_fp = runner._data_fps.get(job.task.name)
-        if data_fp is None:
-            from .fingerprint import data_fingerprint
-
-            data_fp = runner._data_fps[job.task.name] = data_fingerprint(runner.dataset(job.task))
+        data_fp = runner.data_fingerprint(job.task)
         if data_fp.digest != job.data_fp.digest:
             raise CptbenchError(f"worker on {os.uname().nodename}: the data of task {job.task.name!r} differs from the "
                                 f"driver's (fingerprint {data_fp.digest} vs {job.data_fp.digest}); workers need the same files.")

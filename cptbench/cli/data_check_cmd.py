@@ -54,7 +54,7 @@ def check(state, task, data_root, images, proposals, skip_images, shots, seeds, 
             out.print(f"[red]{s.split}: missing images, e.g. {', '.join(s.missing_examples)}[/] (fix: `cptbench data "
                       f"download {spec.name} --to {ds.root}`, or --images DIR)", highlight=False, soft_wrap=True)
     if not skip_images:
-        out.print(f"images: {report.images_dir} (layout: {escape(report.image_layout)}); train images checked: "
+        out.print(f"images: {report.images_dir} ({escape(report.image_layout)}); train images checked: "
                   f"{report.needed_for}", highlight=False, soft_wrap=True)
     prov = report.provenance
     if prov is not None:

@@ -46,7 +46,7 @@ class RunReporter:
         elif kind == "load":
             log(f"[dim]loading task data: {info['task']}[/]", highlight=False)
         elif kind == "data":
-            log(f"[dim]{info['task']}: data {info['root']}, images: {info['image_layout']}[/]", highlight=False)
+            log(f"[dim]{info['task']}: data {info['root']}; images {info['images']} ({info['image_layout']})[/]", highlight=False)
         elif kind == "retry":
             log(f"[yellow]{info['task']} · {info['method']} · k={info['shots']} · seed {info['seed']}: worker lost "
                 f"({info['why']}), retrying (attempt {info['attempt'] + 1})[/]", highlight=False)

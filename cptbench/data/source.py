@@ -45,12 +45,12 @@ def find_image_dir(task: TaskSpec, root: Path, images: str | Path | None = None)
     record). ``--images`` wins; else the card's ``image_dir``, then :data:`IMAGE_LAYOUTS`, the first
     that exists. When none exists the card's folder is returned (the image check names it)."""
     if images is not None:
-        return Path(images), f"--images {images}"
+        return Path(images), "--images"
     tried = [("task card", task.image_dir), *[(n, d) for n, d in IMAGE_LAYOUTS if d != task.image_dir]]
     for name, rel in tried:
         if (root / rel).is_dir():
-            return root / rel, f"{name} ({rel})"
-    return root / task.image_dir, f"task card ({task.image_dir}; not found)"
+            return root / rel, f"{name} layout, {rel}"
+    return root / task.image_dir, f"task card layout, {task.image_dir}; not found"
 
 
 def open_dataset(task: TaskSpec, data_root: str | Path | None = None, images: str | Path | None = None) -> ReferDataset:
