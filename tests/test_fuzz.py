@@ -176,3 +176,13 @@ def test_bad_box_reason_accepts_only_real_boxes(box, size):
     if reason is None:
         x, y, w, h = (float(v) for v in box)
         assert all(math.isfinite(v) for v in (x, y, w, h)) and w > 0 and h > 0
+
+
+@FUZZ
+@given(st.lists(st.tuples(any_float, any_float, any_float, any_float), min_size=1, max_size=8),
+       st.tuples(st.integers(0, 200), st.integers(0, 200)))
+def test_vectorised_box_check_agrees_with_the_worded_one(boxes, size):
+    from cptbench.data.quality import _usable
+
+    arr = np.array(boxes, dtype=np.float64)
+    assert _usable(arr, size).tolist() == [bad_box_reason(b, size) is None for b in boxes]

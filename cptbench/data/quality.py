@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .errors import DataError
 
 #: how far (pixels) a box may reach past the image before it counts as outside
@@ -53,6 +55,18 @@ def bad_box_reason(box: Any, image_size: tuple[int, int] | None = None) -> str |
     return None
 
 
+def _usable(xywh: np.ndarray, image_size: tuple[int, int] | None) -> np.ndarray:
+    """Per box of an ``(n, 4)`` xywh array: the vectorised :func:`bad_box_reason` is ``None``."""
+    x, y, w, h = xywh.T
+    ok = np.isfinite(xywh).all(axis=1) & (w > 0) & (h > 0)
+    if image_size and tuple(image_size) != (0, 0):
+        W, H = image_size
+        t = EDGE_TOLERANCE
+        with np.errstate(invalid="ignore"):
+            ok &= (x >= -t) & (y >= -t) & (x + w <= W + t) & (y + h <= H + t)
+    return ok
+
+
 @dataclass
 class QualityReport:
     """What one split's loading found; :meth:`raise_unless` applies the policy."""
@@ -70,7 +84,8 @@ class QualityReport:
         self.without_candidates.append(what)
 
     def clean_candidates(self, cand, image_size: tuple[int, int], where: str):
-        """``cand`` without its degenerate boxes (each recorded)."""
+        """``cand`` without its degenerate boxes (each recorded). The test is one array operation;
+        :func:`bad_box_reason` words the message for the few boxes that fail it."""
         from .proposals import Candidates
 
         if cand.n == 0:
@@ -78,15 +93,14 @@ class QualityReport:
         from ..boxes import xyxy_to_xywh
 
         xywh = xyxy_to_xywh(cand.boxes)
-        keep = []
-        for i, b in enumerate(xywh):
-            reason = bad_box_reason(b, image_size)
-            if reason:
-                self.bad_candidates.append(f"{where}: candidate #{i} box {[round(float(v), 2) for v in b]} {reason}")
-            else:
-                keep.append(i)
-        if len(keep) == cand.n:
+        bad = ~_usable(xywh, image_size)
+        if not bad.any():
             return cand
+        for i in np.flatnonzero(bad):
+            b = xywh[i]
+            self.bad_candidates.append(f"{where}: candidate #{i} box {[round(float(v), 2) for v in b]} "
+                                       f"{bad_box_reason(b, image_size)}")
+        keep = np.flatnonzero(~bad).tolist()
         return Candidates(cand.boxes[keep].reshape(-1, 4), tuple(cand.categories[i] for i in keep),
                           tuple(cand.masks[i] for i in keep) if len(cand.masks) == cand.n else cand.masks)
 
