@@ -171,8 +171,16 @@ def _isnan(x: Any) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
 
 
-def _fmt(x: float, digits: int = 2) -> str:
-    return "" if _isnan(x) else f"{x:.{digits}f}"
+def json_safe(x: Any) -> Any:
+    """``x`` with every NaN or infinite float (at any depth of dicts, lists and tuples) as None,
+    for ``json.dumps(..., allow_nan=False)``: JSON has neither."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    return x
 
 
 def long_csv(rows: Sequence[dict[str, Any]]) -> str:
@@ -189,7 +197,7 @@ def long_json(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The long rows as JSON-safe dicts (NaN -> null), with the CSV's columns plus ``method_config``."""
     out = []
     for r in rows:
-        d = {k: (None if isinstance(r.get(k), float) and math.isnan(r[k]) else r.get(k)) for k in LONG_COLUMNS}
+        d = {k: json_safe(r.get(k)) for k in LONG_COLUMNS}
         d["method_config"] = r.get("method_config", {})
         out.append(d)
     return out
@@ -309,13 +317,16 @@ def table_title(task: str, proposals: str, limit: Any) -> str:
 
 
 def wide_tables(rows: Sequence[dict[str, Any]]) -> list[WideTable]:
-    labels = method_labels(rows)
+    """The tables of ``rows`` (aggregate rows), each row named by the ``label`` that
+    :func:`aggregate` gave it over every row, so a table of a subset (one task) names its rows as
+    the CSV, the JSON and ``compare`` do; rows without a label are named among themselves."""
+    labels = None if all("label" in r for r in rows) else method_labels(rows)
     tables: dict[tuple, dict[tuple, dict[str, dict[str, Any]]]] = {}
     splits: dict[tuple, list[str]] = {}
     notes: dict[tuple, list[str]] = {}
     for r in rows:
         tkey = (r["task"], r["proposals"], r["limit"])
-        rkey = (r["model"], labels[row_identity(r)], r["shots"])
+        rkey = (r["model"], r["label"] if labels is None else labels[row_identity(r)], r["shots"])
         tables.setdefault(tkey, {}).setdefault(rkey, {})[r["split"]] = r
         bits = [f"{r[k]} {what}" for k, what in (("n_invalid", "invalid predictions"),
                                                  ("n_no_candidates", "expressions without candidates (scored as misses)"),
@@ -387,7 +398,7 @@ def latex(tables: Sequence[WideTable]) -> str:
                 for s in t.splits:
                     c = e.cells.get(s)
                     cells.append("" if c is None else latex_escape(mean_std_text(c)).replace("±", r"$\pm$"))
-                body.append([latex_escape(e.model), latex_escape(e.label), "0 (zero-shot)" if e.shots == 0 else str(e.shots),
+                body.append([latex_escape(e.model), latex_escape(e.label), shots_text(e.shots),
                              e.seeds_text(), *cells])
             caption = (f"{latex_escape(t.title)}. Accuracy (\\%), mean $\\pm$ population standard deviation (ddof 0) "
                        f"over the seeds counted in the Seeds column; one number is one run.")

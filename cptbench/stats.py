@@ -27,14 +27,19 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .aggregate import _isnan, seed_stats
+
 #: sign-flip permutations are enumerated exactly up to this many pairs (2**20 assignments)
 EXACT_PERMUTATION_MAX = 20
 #: absolute tolerance when comparing permuted statistics with the observed one (percent points)
 _TIE_TOL = 1e-9
+#: a std of the differences below this share of the largest accuracy is float rounding, not spread
+#: (accuracies 33.33 points apart at every seed differ by ~5e-15 in their last bits)
+_SD_RTOL = 1e-9
 
 
 def _nan_to_none(x: float | None) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+    return None if _isnan(x) else float(x)
 
 
 @dataclass(frozen=True)
@@ -79,11 +84,13 @@ def sign_flip_p(diffs: Sequence[float], max_exact: int = EXACT_PERMUTATION_MAX, 
         return float("nan"), True
     observed = abs(d.mean())
     if n <= max_exact:
-        # every sign pattern as the bits of 0 .. 2**n - 1
-        codes = np.arange(2 ** n, dtype=np.int64)[:, None]
-        signs = 1.0 - 2.0 * ((codes >> np.arange(n)) & 1)
-        stats = np.abs(signs @ d) / n
-        return float(np.mean(stats >= observed - _TIE_TOL)), True
+        # the sum of every sign pattern, built one difference at a time (2**(n-1) floats at the end,
+        # not 2**n x n sign matrices); the first sign stays +: a pattern and its negation have the
+        # same |sum|, so half the patterns give the same share
+        sums = d[:1].copy()
+        for x in d[1:]:
+            sums = np.concatenate((sums + x, sums - x))
+        return float(np.mean(np.abs(sums) / n >= observed - _TIE_TOL)), True
     rng = np.random.default_rng(seed)
     signs = rng.choice([-1.0, 1.0], size=(n_random, n))
     stats = np.abs(signs @ d) / n
@@ -95,8 +102,9 @@ def paired_seed_test(a: Mapping[int, float], b: Mapping[int, float]) -> SeedTest
     """Paired tests over the seeds present in both ``a`` and ``b`` (seed -> accuracy %).
 
     Degenerate cases answer with ``None`` and say why in ``notes``: one shared seed (no test), all
-    differences equal (the t statistic is undefined or infinite; the permutation p still holds),
-    identical methods (every difference 0: p = 1 for the permutation test)."""
+    differences equal up to float rounding (the t statistic is undefined or infinite; the
+    permutation p still holds), identical methods (every difference 0: p = 1 for the permutation
+    test), an undefined accuracy (NaN: a split without expressions; no test)."""
     seeds = tuple(sorted(set(a) & set(b)))
     if not seeds:
         raise ValueError("the two methods share no seed: nothing to pair")
@@ -110,11 +118,17 @@ def paired_seed_test(a: Mapping[int, float], b: Mapping[int, float]) -> SeedTest
     if n < 2:
         notes.append("one shared seed: no seed-level test (the per-expression test applies)")
         return SeedTest(seeds, ta, tb, diff_mean, None, None, 0, None, None, None, True, None, None, tuple(notes))
-    sd = float(d.std(ddof=1))
     df = n - 1
+    undefined = [s for s, x in zip(seeds, d) if not math.isfinite(x)]
+    if undefined:
+        notes.append(f"an accuracy is undefined at seed(s) {', '.join(map(str, undefined))} (a split without "
+                     "expressions): no seed-level test")
+        return SeedTest(seeds, ta, tb, diff_mean, None, None, df, None, None, None, True, None, None, tuple(notes))
+    sd = float(d.std(ddof=1))
+    tol = _SD_RTOL * max(1.0, float(np.max(np.abs(np.concatenate((va, vb))))))
     t = t_p = dz = None
     ci = None
-    if sd > 0:
+    if sd > tol:
         from scipy.special import stdtr, stdtrit
 
         t = diff_mean / (sd / math.sqrt(n))
@@ -122,10 +136,12 @@ def paired_seed_test(a: Mapping[int, float], b: Mapping[int, float]) -> SeedTest
         half = float(stdtrit(df, 0.975)) * sd / math.sqrt(n)
         ci = (diff_mean - half, diff_mean + half)
         dz = diff_mean / sd
-    elif np.all(d == 0):
+    elif np.all(np.abs(d) <= tol):
+        d, diff_mean, sd = np.zeros_like(d), 0.0, 0.0  # equal up to float rounding
         notes.append("identical per-seed accuracies: every difference is 0")
         ci = (0.0, 0.0)
     else:
+        sd = 0.0  # rounding noise of equal differences
         notes.append(f"every seed differs by the same {diff_mean:+.2f} points: the differences have no variance, "
                      "so the t statistic and d_z are undefined (infinite); the permutation p still holds")
         ci = (diff_mean, diff_mean)
@@ -240,13 +256,8 @@ def paired_expression_test(a: Mapping[str, bool], b: Mapping[str, bool], resampl
 
 def population_rsd(values: Sequence[float]) -> float | None:
     """std (ddof 0) / mean; None for a zero or undefined mean."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.size == 0:
-        return None
-    m = float(v.mean())
-    if m == 0 or math.isnan(m):
-        return None
-    return float(v.std(ddof=0)) / m
+    rsd = seed_stats(values).rsd
+    return None if _isnan(rsd) else rsd
 
 
 @dataclass(frozen=True)

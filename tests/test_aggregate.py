@@ -138,3 +138,14 @@ def test_latex_and_json():
     json.dumps(doc, allow_nan=False)  # NaN became null
     single = next(d for d in doc if d["method"] == "my_method")
     assert single["ci95_low"] is None and single["schema_version"] == CSV_SCHEMA_VERSION
+
+
+def test_table_of_a_subset_keeps_the_labels_of_the_whole():
+    # two configs of cpt-blk on task t, one on task u: u's table must name its row as the CSV does
+    rows = aggregate([rec(0, 10.0, method_config={"score": "auto"}),
+                      rec(0, 20.0, method_config_hash="zzz", method_config={"score": "safe"}),
+                      rec(0, 30.0, task="u", method_config_hash="zzz", method_config={"score": "safe"})])
+    only_u = [r for r in rows if r["task"] == "u"]
+    assert only_u[0]["label"] == "cpt-blk[score=safe]"
+    (t,) = wide_tables(only_u)
+    assert [row[1] for row in t.rows] == ["cpt-blk[score=safe]"] and t.entries[0].label == "cpt-blk[score=safe]"

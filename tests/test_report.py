@@ -406,3 +406,84 @@ def test_report_renders_in_headless_chromium(report_html):
     assert set(page.rows) == EXPECTED_ROWS
     assert len(page.images) >= 6 and all(i.get("data-rendered") == "yes" for i in page.images), \
         [i.get("alt") for i in page.images if i.get("data-rendered") != "yes"]
+
+
+# -- review fixes ---------------------------------------------------------------------------------
+def test_leaderboard_of_one_task_prints_the_labels_the_files_hold(tmp_path):
+    store = ResultsStore(tmp_path / "res")
+    for i, (task, score) in enumerate((("t1", "auto"), ("t1", "safe"), ("t2", "safe"))):
+        store.append_record(make_record(run_id=f"r{i}", task=task, method="cpt-blk", method_config={"score": score},
+                                        method_config_hash=score, model="tiny"))
+    md = invoke("leaderboard", "--results", store.root, "-t", "t2", "--format", "md")
+    assert "| tiny | cpt-blk[score=safe] |" in md
+    assert "cpt-blk[score=safe]" in invoke("leaderboard", "--results", store.root, "-t", "t2")
+    csv_text = (store.root / "leaderboard.csv").read_text()
+    assert "cpt-blk[score=safe]" in csv_text and "| tiny | cpt-blk[score=safe] |" in (store.root / "leaderboard.md").read_text()
+    r = CliRunner().invoke(cli, ["leaderboard", "--results", str(store.root), "-t", "nosuch"])
+    assert r.exit_code == 1 and "no runs of task(s) nosuch" in r.output and "it holds t1, t2" in r.output
+    r = CliRunner().invoke(cli, ["plot", "--results", str(tmp_path / "empty")])
+    assert r.exit_code == 1 and "no finished runs in" in r.output and "start with `cptbench run`" in r.output
+
+
+def test_compare_json_stays_json_for_a_split_without_expressions(tmp_path):
+    store = ResultsStore(tmp_path / "res")
+    for m, base in (("cpt-blk", 40.0), ("ft", 30.0)):
+        for seed in (0, 1, 2):
+            store.append_record(make_record(run_id=f"{m}v{seed}", method=m, method_config_hash=m, model="tiny", shots=1,
+                                            seed=seed, split="val", accuracy=base + seed * (2 if m == "cpt-blk" else 1)))
+            store.append_record(make_record(run_id=f"{m}e{seed}", method=m, method_config_hash=m, model="tiny", shots=1,
+                                            seed=seed, split="testA", accuracy=None, n=0, n_correct=0))
+
+    def refuse(name):
+        raise AssertionError(f"{name} is not JSON")
+
+    doc = json.loads(invoke("compare", "cpt-blk", "ft", "--results", store.root, "--format", "json"), parse_constant=refuse)
+    by = {s["split"]: s for s in doc["splits"]}
+    assert by["val"]["seed_test"]["diff_mean"] == pytest.approx(11.0)
+    empty = by["testA"]
+    assert empty["a_mean"] is None and empty["a_values"] == {"0": None, "1": None, "2": None}
+    assert empty["seed_test"]["perm_p"] is None and empty["seed_test"]["t_p"] is None  # not a p of 0 from NaN
+    assert doc["headlines"][0]["gain"]["testA"] is None
+
+
+def test_gallery_shows_a_choice_whose_score_is_infinite(scratch):
+    from cptbench.report.data import open_task
+    from cptbench.report.document import _gallery_html
+    from cptbench.report.gallery import build_gallery, pick_run
+
+    store, root, _ = scratch
+    records = store.records()
+    rows = aggregate(records)
+    _, rec = pick_run(rows, records)
+    path = store.root / rec.predictions_path
+    preds = read_jsonl(path)
+    for p in preds:  # an +inf score is stored as null (JSON has no infinity)
+        p["scores"][p["pred"]] = None
+    path.write_text("".join(json.dumps(p) + "\n" for p in preds))
+    _, ds = open_task("toyref", root)
+    g = build_gallery(store, records, rows, ds, n_right=2, n_wrong=2)
+    assert g.run_id == rec.run_id and g.items and all(it.score == float("inf") for it in g.items)
+    assert "score inf" in _gallery_html(g)
+
+
+def test_predictions_are_read_once_per_report(results, monkeypatch):
+    from cptbench.report import selection
+
+    store, _, _ = results
+    rec = store.records()[0]
+    reads = []
+    real = selection.read_jsonl
+    monkeypatch.setattr(selection, "read_jsonl", lambda p: reads.append(p) or real(p))
+    with selection.predictions_cache():
+        first = selection.load_predictions(store, rec)
+        assert selection.load_predictions(store, rec) is first and len(reads) == 1
+    selection.load_predictions(store, rec)
+    assert len(reads) == 2  # no cache outside a report
+
+
+def test_runs_checks_every_option_even_when_nothing_is_selected(results):
+    store, _, _ = results
+    r = CliRunner().invoke(cli, ["runs", "--results", str(store.root), "-t", "nosuch", "-k", "x"])
+    assert r.exit_code == 2 and "--shots" in r.output
+    r = CliRunner().invoke(cli, ["runs", "--results", str(store.root), "-m", "nosuch"])
+    assert r.exit_code == 2 and "unknown method in the results: 'nosuch'" in r.output

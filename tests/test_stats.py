@@ -133,3 +133,44 @@ def test_headline_degenerate_splits_are_named():
 def test_population_rsd():
     assert population_rsd([40.0, 50.0, 60.0]) == pytest.approx(math.sqrt(200 / 3) / 50)
     assert population_rsd([0.0, 0.0]) is None and population_rsd([]) is None
+
+
+def test_equal_differences_up_to_rounding_have_no_t():
+    # 3-expression splits: 2/3, 3/3, 1/3 right against 1/3, 2/3, 0/3: every seed 33.33 points apart,
+    # but the float differences are not bit-identical (their sample std is ~5e-15, not 0)
+    a = {0: 100 * 2 / 3, 1: 100.0, 2: 100 * 1 / 3}
+    b = {0: 100 * 1 / 3, 1: 100 * 2 / 3, 2: 0.0}
+    assert np.std(np.subtract(list(a.values()), list(b.values())), ddof=1) > 0  # the premise
+    t = paired_seed_test(a, b)
+    assert t.diff_mean == pytest.approx(100 / 3) and t.diff_sd == 0.0
+    assert t.t is None and t.t_p is None and t.cohen_dz is None  # not t = 1e16, p = 7.6e-33, d_z = 6.6e15
+    assert t.ci95 == pytest.approx((100 / 3, 100 / 3))
+    assert any("every seed differs by the same +33.33 points" in n for n in t.notes)
+    assert t.perm_p == pytest.approx(2 / 8)
+    # a small but real spread still gets its t-test
+    small = paired_seed_test({0: 50.0, 1: 50.001, 2: 50.0}, {0: 40.0, 1: 40.0, 2: 40.002})
+    assert small.t is not None and small.diff_sd > 0 and not small.notes
+
+
+def test_undefined_accuracies_have_no_seed_test():
+    # a split without expressions has accuracy NaN: no test may come out of it (it gave perm p = 0)
+    t = paired_seed_test({0: float("nan"), 1: 40.0, 2: 41.0}, {0: 30.0, 1: 31.0, 2: 33.0})
+    assert t.perm_p is None and t.t is None and t.t_p is None and t.wilcoxon_p is None and t.ci95 is None
+    assert any("undefined" in n and "seed(s) 0" in n for n in t.notes)
+
+
+def test_exact_sign_flip_at_the_limit_stays_small():
+    import tracemalloc
+
+    d = np.arange(1.0, 21.0)  # 20 positive differences: only all + and all - reach the observed |mean|
+    tracemalloc.start()
+    try:
+        p, exact = sign_flip_p(d)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert exact and p == pytest.approx(2 / 2 ** 20)
+    assert peak < 40e6, f"{peak / 1e6:.0f} MB"  # the 2**20 x 20 sign matrices took ~700 MB
+    d = np.array([1.0, -2.0, 3.0, 0.5, -0.25, 2.0, -1.5, 1.0])
+    signs = 1.0 - 2.0 * ((np.arange(2 ** 8)[:, None] >> np.arange(8)) & 1)
+    assert sign_flip_p(d)[0] == pytest.approx(np.mean(np.abs(signs @ d) >= abs(d.sum()) - 1e-9))

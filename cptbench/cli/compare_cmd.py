@@ -38,12 +38,11 @@ def compare(state, a, b, results, task, shots, splits, model, proposals, fmt) ->
     """
     from ..aggregate import aggregate
     from ..report.compare import compare as run_compare
+    from ..report.selection import load_records
     from ..store import ResultsStore
 
     store = ResultsStore(results)
-    records = store.records()
-    if not records:
-        raise click.ClickException(f"no finished runs in {store.runs_path}; start with `cptbench run`.")
+    records = load_records(store)
     rows = aggregate(records)
     cmp = run_compare(store, records, rows, a, b, task=task,
                       shots=parse_int_list(shots, "--shots") if shots else None,
@@ -51,7 +50,10 @@ def compare(state, a, b, results, task, shots, splits, model, proposals, fmt) ->
     if fmt == "json":
         import json
 
-        click.echo(json.dumps(cmp.to_json(), indent=1, sort_keys=True, default=float))
+        from ..aggregate import json_safe
+
+        # NaN (a split without expressions) as null, as `leaderboard --format json`: the output stays JSON
+        click.echo(json.dumps(json_safe(cmp.to_json()), indent=1, sort_keys=True, default=float, allow_nan=False))
         return
     print_comparison(cmp)
 

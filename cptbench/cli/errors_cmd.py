@@ -45,13 +45,11 @@ def errors(state, method, task, split, shots, min_wrong, top, csv_path, model, r
     from ..errors import UsageError
     from ..report.data import open_task
     from ..report.hardest import hardest, to_csv
-    from ..report.selection import records_of, select_rows
+    from ..report.selection import load_records, records_of, select_rows
     from ..store import ResultsStore
 
     store = ResultsStore(results)
-    records = store.records()
-    if not records:
-        raise click.ClickException(f"no finished runs in {store.runs_path}; start with `cptbench run`.")
+    records = load_records(store)
     rows = select_rows(aggregate(records), method, task=task, splits=[split], model=model)
     ks = sorted({r["shots"] for r in rows})
     k = shots if shots is not None else next((x for x in ks if x > 0), ks[0])

@@ -33,13 +33,10 @@ def plot(state, results, out, tasks, methods, kinds, shots, formats) -> None:
     from ..aggregate import aggregate
     from ..errors import UsageError
     from ..report.plots import all_figures, file_stem, save
-    from ..report.selection import group_key, match_rows
+    from ..report.selection import group_key, load_records, select_all
     from ..store import ResultsStore
 
     store = ResultsStore(results)
-    records = store.records()
-    if not records:
-        raise click.ClickException(f"no finished runs in {store.runs_path}; start with `cptbench run`.")
     want = parse_name_list(kinds) or list(KINDS)
     bad = [k for k in want if k not in KINDS]
     if bad:
@@ -47,24 +44,12 @@ def plot(state, results, out, tasks, methods, kinds, shots, formats) -> None:
     fmts = parse_name_list([formats])
     if not fmts or any(f not in ("png", "svg", "pdf") for f in fmts):
         raise UsageError(f"--format {formats!r}: a comma list of png, svg, pdf.")
-    task_list = parse_name_list(tasks)
-    if task_list:
-        records = [r for r in records if r.task in task_list]
-        if not records:
-            raise UsageError(f"no runs of {', '.join(task_list)} in {store.runs_path}.")
+    records = load_records(store, parse_name_list(tasks) or None)
     rows = aggregate(records)
     names = parse_name_list(methods)
     if names:
-        picked = []
-        for n in names:
-            hits = match_rows(rows, n)
-            if not hits:
-                from ..registry import unknown_name_message
-
-                raise UsageError(unknown_name_message("method in the results:", n, sorted({r["label"] for r in rows})))
-            picked += hits
-        keys = {group_key(r) for r in picked}
-        rows = [r for r in rows if group_key(r) in keys]
+        rows = select_all(rows, names)
+        keys = {group_key(r) for r in rows}
         records = [r for r in records if group_key(r) in keys]
     folder = Path(out) if out else store.root / "plots"
     written = []

@@ -13,15 +13,16 @@ DELETED_RUNS = "runs.deleted.jsonl"
 DELETED_PREDICTIONS = "deleted/predictions"
 
 
-def _config_filter(rec, spec: str) -> bool:
-    """``KEY=VALUE`` (an option of the run's method config) or a config-hash prefix."""
+def _config_filter(spec: str):
+    """A test of a record for ``KEY=VALUE`` (an option of the run's method config) or a
+    config-hash prefix."""
     from ..aggregate import option_value
 
     key, eq, value = spec.partition("=")
+    key, value = key.strip(), value.strip()
     if eq:
-        cfg = dict(rec.method_config)
-        return key.strip() in cfg and option_value(cfg[key.strip()]) == value.strip()
-    return rec.method_config_hash.startswith(spec)
+        return lambda rec: key in rec.method_config and option_value(rec.method_config[key]) == value
+    return lambda rec: rec.method_config_hash.startswith(spec)
 
 
 @click.command()
@@ -57,50 +58,48 @@ def runs(state, results, tasks, methods, models, shots, seeds, splits, configs, 
     """
     from ..aggregate import aggregate
     from ..errors import UsageError
-    from ..report.selection import group_key, match_rows
+    from ..report.selection import group_key, load_records, select_all
     from ..store import ResultsStore
 
     store = ResultsStore(results)
-    records = store.records()
-    if not records:
-        raise click.ClickException(f"no finished runs in {store.runs_path}; start with `cptbench run`.")
+    records = load_records(store)
     rows = aggregate(records)
     label_of = {group_key(r): r["label"] for r in rows}
+    # every option is parsed (and a bad one refused) once, before any filtering
+    task_list, model_list, split_list = parse_name_list(tasks), parse_name_list(models), parse_name_list(splits)
+    shot_list = parse_int_list(shots, "--shots") if shots else None
+    seed_list = parse_int_list(seeds, "--seed") if seeds else None
+    prefixes = parse_name_list(run_ids)
+    method_keys = {group_key(r) for r in select_all(rows, parse_name_list(methods))} if methods else None
+    tests = [_config_filter(c) for c in configs]
+    end = until + ("T99" if "T" not in until else "") if until else None  # a bare date includes that whole day
     sel = list(records)
     if tasks:
-        sel = [r for r in sel if r.task in parse_name_list(tasks)]
-    if methods:
-        keys = set()
-        for m in parse_name_list(methods):
-            hits = match_rows(rows, m)
-            if not hits:
-                from ..registry import unknown_name_message
-
-                raise UsageError(unknown_name_message("method in the results:", m, sorted(set(label_of.values()))))
-            keys |= {group_key(r) for r in hits}
-        sel = [r for r in sel if group_key(r) in keys]
+        sel = [r for r in sel if r.task in task_list]
+    if method_keys is not None:
+        sel = [r for r in sel if group_key(r) in method_keys]
     if models:
-        sel = [r for r in sel if r.model in parse_name_list(models)]
-    if shots:
-        sel = [r for r in sel if r.shots in parse_int_list(shots, "--shots")]
-    if seeds:
-        sel = [r for r in sel if r.seed in parse_int_list(seeds, "--seed")]
+        sel = [r for r in sel if r.model in model_list]
+    if shot_list is not None:
+        sel = [r for r in sel if r.shots in shot_list]
+    if seed_list is not None:
+        sel = [r for r in sel if r.seed in seed_list]
     if splits:
-        sel = [r for r in sel if r.split in parse_name_list(splits)]
-    for c in configs:
-        sel = [r for r in sel if _config_filter(r, c)]
+        sel = [r for r in sel if r.split in split_list]
+    for test in tests:
+        sel = [r for r in sel if test(r)]
     if since:
         sel = [r for r in sel if r.created_at and r.created_at >= since]
-    if until:
-        end = until + ("T99" if "T" not in until else "")  # a bare date includes that whole day
+    if end:
         sel = [r for r in sel if r.created_at and r.created_at < end]
     if run_ids:
-        prefixes = parse_name_list(run_ids)
         sel = [r for r in sel if any(r.run_id.startswith(p) for p in prefixes)]
     if fmt == "json" and not delete:
         import json
 
-        click.echo(json.dumps([r.to_json() for r in sel], indent=1, sort_keys=True, default=str))
+        from ..aggregate import json_safe
+
+        click.echo(json.dumps(json_safe([r.to_json() for r in sel]), indent=1, sort_keys=True, default=str, allow_nan=False))
         return
     _print(sel, label_of, len(records))
     if not delete:

@@ -1,4 +1,6 @@
-"""The typed state shared by CLI commands, and the one error boundary of the CLI."""
+"""The typed state shared by CLI commands, the list parser they share, and :func:`describe_error`:
+the message and exit code of an exception. The error boundary that uses it is
+:meth:`cptbench.cli.main.LazyGroup.invoke`."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from ..aggregate import split_order
 from ..errors import UsageError
 from ..stats import ExpressionTest, Headline, SeedTest, headline, paired_expression_test, paired_seed_test
 from .selection import load_predictions, records_of, select_rows
@@ -161,7 +162,7 @@ def compare(store, records: Sequence[Any], rows: Sequence[dict[str, Any]], a: st
         by_key_a.setdefault((r["task"], r["split"], r["shots"]), []).append(r)
     for r in rows_b:
         by_key_b.setdefault((r["task"], r["split"], r["shots"]), []).append(r)
-    keys = sorted(set(by_key_a) & set(by_key_b), key=lambda k: (k[0], k[2], _split_rank(k[1])))
+    keys = sorted(set(by_key_a) & set(by_key_b), key=lambda k: (k[0], k[2], split_order(k[1])))
     if not keys:
         have_a = sorted({(t, k) for t, _, k in by_key_a})
         have_b = sorted({(t, k) for t, _, k in by_key_b})
@@ -202,12 +203,6 @@ def compare(store, records: Sequence[Any], rows: Sequence[dict[str, Any]], a: st
         notes.append("some pairs are not like for like (see 'differs' under each); read those differences as "
                      "differences of setting as much as of method")
     return Comparison(a, b, out, heads, notes)
-
-
-def _split_rank(split: str) -> tuple:
-    from ..aggregate import split_order
-
-    return split_order(split)
 
 
 def _seeds(values: dict[int, float]) -> str:

@@ -15,14 +15,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..aggregate import LEGEND, WideTable, aggregate, cell, shots_text, wide_tables
+from ..aggregate import LEGEND, WideTable, aggregate, cell, shots_text, table_title, wide_tables
 from ..errors import CptbenchError
 from .compare import (EXPRESSION_HEADER, SEED_HEADER, Comparison, compare, expression_rows, headline_lines, note_lines,
                       seed_counts, seed_rows)
 from .gallery import Gallery, build_gallery
-from .plots import all_figures, figure_title, file_stem, png_bytes, save
+from .plots import _trains, all_figures, figure_title, file_stem, png_bytes, save
 from .provenance import Command, build_commands
-from .selection import group_key
+from .selection import group_key, load_records, predictions_cache
+
+#: the columns of the setting table, in order (the keys of each :func:`_settings` entry)
+SETTING_KEYS = ("table", "task", "task version", "proposals", "models", "data content", "metric", "limit", "data policy")
 
 
 @dataclass
@@ -52,7 +55,7 @@ class Report:
     galleries: list[Gallery]
     gallery_notes: list[str]
     commands: list[Command]
-    row_commands: dict[tuple, list[str]]  # (table title, label, shots) -> command ids
+    row_commands: dict[tuple, list[str]]  # (table title, label, shots, model) -> command ids
     notes: list[str] = field(default_factory=list)
 
 
@@ -66,8 +69,6 @@ CAPTIONS = {
 
 
 def _trained_labels(rows) -> list[str]:
-    from .plots import _trains
-
     return sorted({r["label"] for r in rows if _trains(r["method"]) and not r.get("uses_eval_labels")})
 
 
@@ -83,8 +84,6 @@ def default_pairs(rows) -> tuple[list[tuple[str, str]], str]:
 
 
 def _settings(rows, records) -> list[dict[str, str]]:
-    from ..aggregate import table_title
-
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["task"], r["proposals"], r["limit"]), []).append(r)
@@ -103,18 +102,13 @@ def _settings(rows, records) -> list[dict[str, str]]:
     return out
 
 
+@predictions_cache()  # the plots, every comparison and the gallery read each predictions file once
 def build_report(store, *, tasks: Sequence[str] | None = None, pairs: Sequence[tuple[str, str]] | None = None,
                  data_root=None, images=None, proposals_file=None, gallery: bool = True, n_gallery: int = 3,
                  kinds: Sequence[str] = ("shots", "rsd", "candidates"), title: str | None = None) -> Report:
     from .. import __version__
 
-    records = store.records()
-    if not records:
-        raise CptbenchError(f"no finished runs in {store.runs_path}; start with `cptbench run`.")
-    if tasks:
-        records = [r for r in records if r.task in tasks]
-        if not records:
-            raise CptbenchError(f"no runs of {', '.join(tasks)} in {store.runs_path}.")
+    records = load_records(store, tasks)
     rows = aggregate(records)
     tables = wide_tables(rows)
     present = sorted({r["task"] for r in rows})
@@ -275,9 +269,7 @@ def to_html(r: Report) -> str:
              f"<p class='dim'>Generated {_e(r.generated_at)} by cptbench {_e(r.version)} from <code>{_e(r.results)}</code> "
              f"({r.n_runs} runs). Every number below is rebuilt from <code>runs.jsonl</code> and the predictions files.</p>",
              "<h2 id='setting'>Setting</h2>",
-             _plain_table(["table", "task", "task version", "proposals", "models", "data content", "metric", "limit", "data policy"],
-                          [[s[k] for k in ("table", "task", "task version", "proposals", "models", "data content", "metric",
-                                           "limit", "data policy")] for s in r.settings], "settings"),
+             _plain_table(SETTING_KEYS, [[s[k] for k in SETTING_KEYS] for s in r.settings], "settings"),
              "<h2 id='tables'>Results</h2>"]
     parts += [_measured_html(t, r) for t in r.tables]
     parts.append(f"<p class='dim'>{_e(LEGEND)} The command column links to the command behind each row.</p>")
@@ -330,14 +322,13 @@ def to_markdown(r: Report, assets: Path, link_prefix: str) -> str:
     assets.mkdir(parents=True, exist_ok=True)
     md = [f"# {r.title}", "", f"Generated {r.generated_at} by cptbench {r.version} from `{r.results}` ({r.n_runs} runs).", "",
           "## Setting", ""]
-    keys = ("table", "task", "task version", "proposals", "models", "data content", "metric", "limit", "data policy")
-    md += _md_table(keys, [[s[k] for k in keys] for s in r.settings])
+    md += _md_table(SETTING_KEYS, [[s[k] for k in SETTING_KEYS] for s in r.settings])
     md += ["## Results", ""]
     for t in r.tables:
         md += [f"### {t.title}", ""]
-        body = [[e.model, e.label, shots_text(e.shots), e.seeds_text(),
-                 *[cell(e.cells[s]) if s in e.cells else "" for s in t.splits],
-                 " ".join(r.row_commands.get((t.title, e.label, e.shots, e.model), []))] for e in t.entries]
+        # the table's text rows (model, method, k, seeds, splits), plus the command behind each
+        body = [[*row, " ".join(r.row_commands.get((t.title, e.label, e.shots, e.model), []))]
+                for row, e in zip(t.rows, t.entries)]
         md += _md_table(["model", "method", "k", "seeds", *t.splits, "command"], body)
         md += [f"- note: {n}" for n in t.notes] + ([""] if t.notes else [])
     md += [LEGEND, "", "## Published reference numbers (not measured here)", ""]
@@ -353,11 +344,12 @@ def to_markdown(r: Report, assets: Path, link_prefix: str) -> str:
     for c in r.comparisons:
         la, lb = c.splits[0].a["label"], c.splits[0].b["label"]
         md += [f"### A = {la} vs B = {lb} ({c.splits[0].task})", ""]
-        if seed_rows(c):
-            md += [f"Paired over seeds ({seed_counts(c)}):", ""] + _md_table(SEED_HEADER, seed_rows(c))
-        if expression_rows(c):
+        sr, er = seed_rows(c), expression_rows(c)
+        if sr:
+            md += [f"Paired over seeds ({seed_counts(c)}):", ""] + _md_table(SEED_HEADER, sr)
+        if er:
             md += ["Paired over expressions (McNemar exact; bootstrap 95% interval):", ""]
-            md += _md_table(EXPRESSION_HEADER, expression_rows(c))
+            md += _md_table(EXPRESSION_HEADER, er)
         md += [f"- **headline** {line}" if not line.startswith("  ") else f"  - {line.strip()}" for line in headline_lines(c)]
         md += [f"- {n}" for n in note_lines(c)] + [""]
     md += ["## Painted prompts", "", "The painted copy of the chosen candidate's group (re-painted from the data with the "

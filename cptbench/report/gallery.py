@@ -34,7 +34,7 @@ class GalleryItem:
     pred: int
     colour: str  # the colour word of the chosen candidate in its pass
     n_candidates: int
-    score: float
+    score: float  # the run's score of its choice (inf where it was infinite, stored as null)
     iou: float
     png: bytes
 
@@ -124,13 +124,15 @@ def build_gallery(store, records: Sequence[Any], rows: Sequence[dict[str, Any]],
                          f"number of candidates)")
             continue
         pred = int(p["pred"])
+        # a non-finite score is stored as null; the chosen one (the arg-max of scores without NaN) is +inf
+        score = float("inf") if p["scores"][pred] is None else float(p["scores"][pred])
         groups = candidate_groups(ex.n_candidates, len(palette))
         g = next(i for i, grp in enumerate(groups) if pred in grp)
         colour = palette.words[list(groups[g]).index(pred)]
         png = _render(painter.painted(ex, g), labels[ex.example_id].box)
         items.append(GalleryItem(ex.example_id, rec.split, ex.expression,
                                  fill_template(int(cfg["template"]), clean_expression(ex.expression), "[MASK]"),
-                                 bool(p["correct"]), pred, colour, ex.n_candidates, float(p["scores"][pred]),
+                                 bool(p["correct"]), pred, colour, ex.n_candidates, score,
                                  float(p.get("iou", 0.0)), png))
     if sum(i.correct for i in items) < n_right:
         notes.append(f"fewer than {n_right} right answers in this run")

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..aggregate import split_order
+from ..aggregate import split_order, table_title
 from .selection import group_key, load_predictions
 
 #: candidate-count bins when a task has more distinct counts than fit on an axis
@@ -54,8 +54,6 @@ def _panels(rows: Sequence[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]
 
 
 def figure_title(key: tuple) -> str:
-    from ..aggregate import table_title
-
     return table_title(*key)
 
 
@@ -239,8 +237,9 @@ def all_figures(store, records: Sequence[Any], rows: Sequence[dict[str, Any]], k
     """``(kind, table key, figure, series)`` for every results table and kind asked for; a kind
     with nothing to draw for a table (RSD with one seed, one k) is skipped."""
     out = []
-    for key in sorted(_panels(rows), key=lambda k: (k[0], k[1], str(k[2]))):
-        here = _panels(rows)[key]
+    panels = _panels(rows)
+    for key in sorted(panels, key=lambda k: (k[0], k[1], str(k[2]))):
+        here = panels[key]
         if "shots" in kinds:
             fig, s = accuracy_vs_shots(records, here, key)
             out.append(("shots", key, fig, s))

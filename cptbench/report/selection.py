@@ -1,4 +1,4 @@
-"""Records by method label: what ``compare``, ``errors``, ``plot`` and ``report`` select from.
+"""Records by method label: what ``compare``, ``errors``, ``plot``, ``runs`` and ``report`` select from.
 
 A *label* is what the tables print (:func:`cptbench.aggregate.method_labels`): the method name,
 plus the differing options where one method ran with several configs (``cpt-blk[score=auto]``).
@@ -8,7 +8,9 @@ A spec given on the command line may be a label, a method name or alias (``cpt``
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Iterable, Iterator, Sequence
 
 from ..aggregate import GROUP_KEYS
 from ..errors import ResultsError, UsageError
@@ -20,13 +22,32 @@ def group_key(r: Any) -> tuple:
     return tuple(r.get(k) if hasattr(r, "get") else r[k] for k in GROUP_KEYS)
 
 
-def _canonical_method(name: str) -> str | None:
-    """A registered method's canonical name for ``name`` (an alias such as ``cpt``), or None."""
-    try:
-        from ..methods.registry import get_method_class
+def load_records(store: ResultsStore, tasks: Sequence[str] | None = None) -> list[Any]:
+    """The finished runs of ``store`` (of ``tasks`` only, when given); a :class:`ResultsError`
+    when there are none, naming the tasks the folder holds."""
+    records = store.records()
+    if not records:
+        raise ResultsError(f"no finished runs in {store.runs_path}; start with `cptbench run`.")
+    return of_tasks(store, records, tasks) if tasks else records
 
-        return get_method_class(name).name
-    except Exception:  # an unknown name or a plug-in that is not installed: no alias to resolve
+
+def of_tasks(store: ResultsStore, items: Sequence[Any], tasks: Sequence[str]) -> list[Any]:
+    """The records or aggregate rows of ``tasks``; a :class:`ResultsError` when there are none."""
+    picked = [x for x in items if x["task"] in tasks]
+    if not picked:
+        have = sorted({x["task"] for x in items})
+        raise ResultsError(f"no runs of task(s) {', '.join(tasks)} in {store.runs_path}; it holds {', '.join(have)}.")
+    return picked
+
+
+def _canonical_method(name: str) -> str | None:
+    """A registered method's canonical name for ``name`` (an alias such as ``cpt``), or None.
+    Reads the registry only: no method module (nor torch) is imported."""
+    from ..methods.registry import canonical_method
+
+    try:
+        return canonical_method(name)
+    except UsageError:  # not a registered name or alias: nothing to resolve
         return None
 
 
@@ -71,15 +92,40 @@ def select_rows(rows: Sequence[dict[str, Any]], spec: str, *, task: str | None =
     return out
 
 
+def select_all(rows: Sequence[dict[str, Any]], specs: Iterable[str]) -> list[dict[str, Any]]:
+    """The rows that any of ``specs`` names (in ``rows``' order); a usage error for a spec that
+    names none, listing the labels that exist."""
+    keys: set[tuple] = set()
+    for spec in specs:
+        keys |= {group_key(r) for r in select_rows(rows, spec)}
+    return [r for r in rows if group_key(r) in keys]
+
+
 def records_of(records: Sequence[Any], row: dict[str, Any]) -> list[Any]:
     """The records behind an aggregate row, sorted by seed."""
     key = group_key(row)
     return sorted((r for r in records if group_key(r) == key), key=lambda r: r.seed)
 
 
+#: path -> prediction rows, while a :func:`predictions_cache` is open
+_PREDICTIONS: ContextVar[dict[Any, list[dict[str, Any]]] | None] = ContextVar("cptbench_predictions", default=None)
+
+
+@contextmanager
+def predictions_cache() -> Iterator[None]:
+    """Within the block, :func:`load_predictions` reads each predictions file once (a report
+    reads ft's files for the candidates plot and for every comparison). The rows are shared: do
+    not change them."""
+    token = _PREDICTIONS.set({})
+    try:
+        yield
+    finally:
+        _PREDICTIONS.reset(token)
+
+
 def load_predictions(store: ResultsStore, rec: Any) -> list[dict[str, Any]]:
     """The per-example prediction rows of a run (``example_id``, ``pred``, ``iou``, ``correct``,
-    ``status``, ``scores``)."""
+    ``status``, ``scores``); read once per :func:`predictions_cache` block."""
     if not rec.predictions_path:
         raise ResultsError(f"run {rec.run_id} ({rec.method} k={rec.shots} seed {rec.seed} {rec.split}) names no predictions "
                            f"file (a schema-1 record); run it again to get per-example predictions.")
@@ -88,4 +134,9 @@ def load_predictions(store: ResultsStore, rec: Any) -> list[dict[str, Any]]:
         raise ResultsError(f"{path}: predictions file of run {rec.run_id} ({rec.method} k={rec.shots} seed {rec.seed} "
                            f"{rec.split}) is missing; restore it, or delete the run (`cptbench runs --run-id "
                            f"{rec.run_id[:8]} --delete`) and run it again.")
-    return read_jsonl(path)
+    cache = _PREDICTIONS.get()
+    if cache is None:
+        return read_jsonl(path)
+    if path not in cache:
+        cache[path] = read_jsonl(path)
+    return cache[path]
