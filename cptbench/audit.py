@@ -47,12 +47,14 @@ CORRECTIONS = ("none", "bonferroni")
 
 @dataclass(frozen=True)
 class Interval:
-    """Mean excess over random (fraction) and its interval."""
+    """Mean excess over random (fraction) and its interval; ``chance``: random's expected accuracy
+    (fraction), the mean of ``1 / n`` it is measured against."""
 
     excess: float
     low: float
     high: float
     clusters: int
+    chance: float = float("nan")
 
 
 def excess_interval(correct: Sequence[bool], n_candidates: Sequence[int], clusters: Sequence[Any],
@@ -62,7 +64,7 @@ def excess_interval(correct: Sequence[bool], n_candidates: Sequence[int], cluste
     n = np.asarray(n_candidates, dtype=np.float64)
     if c.size == 0:
         nan = float("nan")
-        return Interval(nan, nan, nan, 0)
+        return Interval(nan, nan, nan, 0, nan)
     p = np.divide(1.0, n, out=np.zeros_like(n), where=n > 0)
     d = c - p
     mean = float(d.mean())
@@ -77,7 +79,7 @@ def excess_interval(correct: Sequence[bool], n_candidates: Sequence[int], cluste
         half = float(stdtrit(g - 1, 0.5 + level / 2)) * se
     else:
         half = float("inf")
-    return Interval(mean, mean - half, mean + half, g)
+    return Interval(mean, mean - half, mean + half, g, float(p.mean()))
 
 
 @dataclass(frozen=True)
@@ -128,9 +130,7 @@ class AuditReport:
 def _context(task: TaskSpec):
     from .methods.base import MethodContext
 
-    m = task.metric
-    return MethodContext(task=task.name, extra={"iou_convention": m.iou_convention, "iou_threshold": m.threshold,
-                                                "iou_rule": m.threshold_rule})
+    return MethodContext(task=task.name, extra=task.metric.as_context())
 
 
 def audit_task(task: TaskSpec, *, data_root: str | None = None, images: str | None = None,
@@ -184,7 +184,7 @@ def audit_task(task: TaskSpec, *, data_root: str | None = None, images: str | No
             correct = [r.correct for r in rows]
             iv = excess_interval(correct, [ex.n_candidates for ex in examples], [ex.image_id for ex in examples], level)
             n = len(rows)
-            chance = 100.0 * float(np.mean([1.0 / ex.n_candidates if ex.n_candidates else 0.0 for ex in examples])) if n else float("nan")
+            chance = 100.0 * iv.chance
             info = {k: v for k, v in method.describe().items() if k not in ("heuristic", "rule", "reads_pixels")}
             results.append(HeuristicResult(
                 split=split, heuristic=name, rule=getattr(classes[name], "rule", ""), n=n, n_correct=sum(correct),

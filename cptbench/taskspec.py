@@ -45,6 +45,10 @@ class MetricSpec:
     threshold: float = 0.5
     threshold_rule: Literal["gt", "ge"] = "gt"
 
+    def as_context(self) -> dict[str, Any]:
+        """The keys methods read from ``MethodContext.extra``: iou_convention, iou_threshold, iou_rule."""
+        return {"iou_convention": self.iou_convention, "iou_threshold": self.threshold, "iou_rule": self.threshold_rule}
+
 
 @dataclass(frozen=True)
 class SplitCounts:

@@ -42,6 +42,19 @@ def test_excess_interval_hand_computed():
     flat = excess_interval([True, True, False, False], [2, 2, 2, 2], [1, 1, 2, 2])
     assert flat.excess == pytest.approx(0.0) and flat.high > 0 > flat.low
     assert excess_interval([False], [0], ["x"]).excess == 0.0
+    # chance (random's expected accuracy) comes with the interval: mean of 1/n, 0 without candidates
+    assert iv.chance == pytest.approx((0.5 + 0.5 + 0.25 + 0.25) / 4) and excess_interval([False], [0], ["x"]).chance == 0.0
+    assert math.isnan(excess_interval([], [], []).chance)
+
+
+def test_metric_context_is_what_methods_read():
+    from cptbench.audit import _context
+    from cptbench.taskspec import MetricSpec
+
+    m = MetricSpec("continuous", 0.5, "ge")
+    assert m.as_context() == {"iou_convention": "continuous", "iou_threshold": 0.5, "iou_rule": "ge"}
+    card = get_task("synthref")
+    assert _context(card).extra == card.metric.as_context()
 
 
 # ---------------------------------------------------------------------------------- heuristics
@@ -164,5 +177,8 @@ def test_cli_audit_passes_on_synthref_and_fails_on_the_old_order(tmp_path, synth
     r = CliRunner().invoke(cli, ["data", "audit", "synthref", "--data-root", str(old), "--split", "val",
                                  "--heuristic", "ref-order", "--heuristic", "largest-box"])
     assert r.exit_code == 1 and "ref-order on val" in r.output and "largest-box on" not in r.output, r.output
+    r = CliRunner().invoke(cli, ["data", "audit", "synthref", "--data-root", str(old), "--split", "val",
+                                 "--heuristic", "ref-order,largest-box"])  # a comma list, as every command takes
+    assert r.exit_code == 1 and "ref-order on val" in r.output and "largest-box" in r.output, r.output
     r = CliRunner().invoke(cli, ["data", "audit", "synthref", "--heuristic", "ref-ordr"])
     assert r.exit_code == 2 and "ref-order" in r.output

@@ -404,3 +404,81 @@ def test_host_gate_one_refusal_or_three_connect_timeouts():
     assert gate.why_down("http://slow.example/c.jpg") == "connection timed out"
     gate.failed(dl.FetchError("http://dead.example/a.jpg", "unreachable", "cannot connect (Connection refused)"))
     assert gate.why_down("http://dead.example/b.jpg") and not gate.why_down("http://other.example/b.jpg")
+
+
+# ------------------------------------------------------------------ malformed input, archives
+@pytest.mark.parametrize("url", ["http://127.0.0.1:notaport/toyref.zip", "http://[::1/toyref.zip", "http://a b/toyref.zip"])
+def test_malformed_url_is_a_clean_error_not_retried(tmp_path, url):
+    sleeps = []
+    with pytest.raises(dl.FetchError) as err:
+        dl.fetch_url(url, tmp_path / "out" / "x.zip", policy=dl.HttpPolicy(retries=5, sleep=sleeps.append))
+    assert err.value.kind == "url" and "not a valid URL" in err.value.detail and not sleeps  # no retry of a typo
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_cli_malformed_source_url_is_one_message(tmp_path):
+    from cptbench.cli.main import cli
+
+    for url in ("http://127.0.0.1:notaport/toyref.zip", "http://[::1/toyref.zip"):
+        t = time.perf_counter()
+        r = CliRunner().invoke(cli, ["data", "download", "toyref", "--to", str(tmp_path / "r"), "--source", url, "--no-images"])
+        assert r.exit_code == 1 and time.perf_counter() - t < 5, r.output
+        assert "not a valid URL" in r.output and url in r.output
+        assert "internal error" not in r.output and "Traceback" not in r.output and "gave up after" not in r.output
+
+
+def test_tar_archive_is_checked_and_unpacked(tmp_path):
+    import tarfile
+
+    src = write_refer_fixture(tmp_path / "src")
+    archive = tmp_path / "toyref.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        for name in ("instances.json", "refs(unc).p"):
+            tf.add(src / "toyref" / name, f"refer/toyref/{name}")
+    assert dl.archive_problem(archive, "toyref", "unc") is None
+    assert "refs(google).p" in dl.archive_problem(archive, "toyref", "google")
+    written = dl.unpack_refer_archive(archive, tmp_path / "out", "toyref", "unc")
+    assert written == ["instances.json", "refs(unc).p"]
+    for name in written:
+        assert (tmp_path / "out" / name).read_bytes() == (src / "toyref" / name).read_bytes()
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp file left
+
+
+@pytest.mark.parametrize("record, what", [("{not json", "not a readable JSON provenance record"),
+                                          ('["a", "list"]', "not a JSON object but a list"),
+                                          ('{"files": ["refs(unc).p"]}', "'files' is a list"),
+                                          ('{"files": {"refs(unc).p": "abc"}}', "files.refs(unc).p is 'abc'")])
+def test_malformed_provenance_record_is_a_data_error_naming_the_file(tmp_path, record, what):
+    from cptbench.cli.main import cli
+
+    root = write_refer_fixture(tmp_path / "root")
+    side = root / "toyref" / SOURCE_FILE
+    side.write_text(record)
+    with pytest.raises(DataError) as err:  # not overwritten silently, not an AttributeError
+        dl.download_annotations(toy_task(), root, catalog=catalog(), policy=FAST)
+    assert str(side) in str(err.value) and what in str(err.value) and "--force" in str(err.value)
+    assert side.read_text() == record
+    r = CliRunner().invoke(cli, ["data", "check", "toyref", "--data-root", str(root), "--skip-images"])
+    assert r.exit_code == 1 and what in r.output and "internal error" not in r.output, r.output
+
+
+def test_data_check_recall_report_drops_degenerate_detections(tmp_path, monkeypatch):
+    """`data check --proposals` reports recall; it has no --skip-bad, so bad boxes are left out and counted."""
+    from cptbench.cli.main import cli
+    from cptbench.data.refer import ReferDataset
+
+    monkeypatch.setenv("COLUMNS", "200")
+    root = write_refer_fixture(tmp_path / "root")
+    ds = ReferDataset(root, "toyref", "unc", root)
+    dets = []
+    for split in ("val", "testA", "testB"):
+        for image_id in sorted({int(r["image_id"]) for r in ds.refs_of(split)}):
+            for a in ds.coco.imgToAnns[image_id]:
+                dets.append({"box": a["bbox"], "image_id": image_id, "score": 0.9})
+            dets.append({"box": [1, 1, 0, 5], "image_id": image_id, "score": 0.1})  # zero width: degenerate
+    f = tmp_path / "dets.json"
+    f.write_text(json.dumps(dets))
+    r = CliRunner().invoke(cli, ["data", "check", "toyref", "--data-root", str(root), "--proposals", str(f)])
+    assert r.exit_code == 0, r.output
+    assert "--skip-bad" not in r.output
+    assert "val: proposal recall 100.00%" in r.output and "left out as degenerate: 3 candidates" in r.output

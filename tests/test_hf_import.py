@@ -243,3 +243,17 @@ def test_cli_import_then_check_reports_caveats(src, tmp_path):
     assert r.exit_code == 1 and "0 (expected 12)" in r.output  # no train split in this copy: check says so
     r = CliRunner().invoke(cli, ["data", "import", str(hf), "--as", "toyref", "--to", str(out), "--referred-only"])
     assert r.exit_code == 1 and "--force" in r.output
+
+
+def test_lmms_sentence_ids_are_numbered_in_file_order_and_inputs_hashed(src, tmp_path):
+    import hashlib
+
+    hf = write_lmms(src, tmp_path / "lmms")
+    coco = src / "toyref" / "instances.json"
+    import_hf(task(), [hf], tmp_path / "out", coco_instances=coco, splits=["testA", "testB"])
+    refs, _ = refer_files(tmp_path / "out")
+    ids = [s["sent_id"] for r in refs for s in r["sentences"]]
+    assert ids == list(range(1, len(ids) + 1)) and all(r["sent_ids"] == [s["sent_id"] for s in r["sentences"]] for r in refs)
+    side = json.loads((tmp_path / "out" / "toyref" / SOURCE_FILE).read_text())
+    assert side["source"]["coco_instances"]["sha256"] == hashlib.sha256(coco.read_bytes()).hexdigest()
+    assert all(f["sha256"] == hashlib.sha256(Path(f["path"]).read_bytes()).hexdigest() for f in side["source"]["files"])

@@ -88,3 +88,13 @@ def test_bad_detection_names_record(tmp_path):
     f.write_text(json.dumps([{"box": [1, 2, 3, 4], "image_id": 1}, {"box": [1, 2], "image_id": 1}]))
     with pytest.raises(DataError, match=r"dets\.json: detection 1"):
         load_detections(f)
+
+
+def test_duplicate_ref_id_names_the_first_repeated_id(tmp_path):
+    root = write_refer_fixture(tmp_path / "d")
+    p = root / "toyref" / "refs(unc).p"
+    refs = pickle.loads(p.read_bytes())
+    refs += [dict(refs[7]), dict(refs[2])]  # ref 3 repeats before ref 8 does, in file order
+    p.write_bytes(pickle.dumps(refs))
+    with pytest.raises(DataError, match=rf"ref_id {refs[2]['ref_id']} appears more than once"):
+        ReferDataset(root, "toyref", "unc", root / "images" / "train2014")

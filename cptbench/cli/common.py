@@ -1,4 +1,4 @@
-"""What several commands share: the results-folder default, option parsing, the leaderboard printout.
+"""What several commands share: the results-folder default, option parsing, progress bars, the leaderboard printout.
 
 A neutral module: commands import it, it imports no command.
 """
@@ -40,6 +40,38 @@ def parse_name_list(values: tuple[str, ...] | list[str] | None) -> list[str]:
     return name_list(values)
 
 
+class ProgressBars:
+    """Draws the library's ``progress(label, done, total)`` callbacks with rich on the state's console
+    (bytes for archives, counts for images / rows); ``with ProgressBars(state) as bars: f(progress=bars)``."""
+
+    #: labels counted in items (the others are bytes)
+    COUNTED = ("images", "import")
+
+    def __init__(self, state):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"),
+                                 TimeElapsedColumn(), console=state.console, transient=True, disable=state.verbosity < 0)
+        self._bars: dict[str, int] = {}
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def __call__(self, label: str, done: int, total: int | None) -> None:
+        if label in self.COUNTED:
+            detail = f"{done}/{total}"
+        else:
+            detail = f"{done / 1e6:.1f}/{total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
+        bar = self._bars.get(label)
+        if bar is None:
+            bar = self._bars[label] = self.progress.add_task(label, total=total, detail=detail)
+        self.progress.update(bar, completed=done, total=total, detail=detail)
+
+
 def show_leaderboard(state, store, tasks=None, published: bool = False, all_published: bool = False,
                      layout: str = "auto", fmt: str = "table") -> None:
     """Rebuild the leaderboard files from ``runs.jsonl`` and print the tables (of ``tasks`` only).
@@ -48,16 +80,15 @@ def show_leaderboard(state, store, tasks=None, published: bool = False, all_publ
     every task). ``fmt``: ``table`` (rich, ``layout`` compact/wide/auto), ``md``, ``csv`` (the long
     CSV), ``json`` or ``latex`` (booktabs), printed to stdout."""
     from ..aggregate import aggregate, latex, long_csv, long_json, markdown, wide_tables, write_leaderboard
+    from ..report.selection import load_records, of_tasks
     from .ui import print_tables
 
-    records = store.records()
-    if not records:
-        raise click.ClickException(f"no finished runs in {store.runs_path}; start with `cptbench run`.")
-    out = write_leaderboard(store, aggregate(records))
-    rows = [r for r in out["rows"] if tasks is None or r["task"] in tasks]
-    if tasks and not rows:
-        have = sorted({r["task"] for r in out["rows"]})
-        raise click.ClickException(f"no runs of task(s) {', '.join(tasks)} in {store.runs_path}; it holds {', '.join(have)}.")
+    out = write_leaderboard(store, aggregate(load_records(store)))
+    if tasks:  # rows keep the labels given over all rows: the printed table names them as the files do
+        rows = of_tasks(store, out["rows"], tasks)
+        tables = wide_tables(rows)
+    else:
+        rows, tables = out["rows"], out["tables"]
     pub = None
     if published or all_published:
         from ..references import published_rows, published_tables
@@ -68,7 +99,6 @@ def show_leaderboard(state, store, tasks=None, published: bool = False, all_publ
             others = sorted({r["task"] for r in published_rows()})
             state.log(f"[dim]no published numbers for {', '.join(shown)} (published rows exist for "
                       f"{', '.join(others)}; --all-published shows them)[/]")
-    tables = wide_tables(rows)
     if fmt == "table":
         print_tables(state, tables, pub, layout=layout)
     elif fmt == "md":

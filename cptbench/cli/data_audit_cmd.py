@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .common import parse_name_list
 from .state import pass_state
 
 
@@ -13,8 +14,9 @@ from .state import pass_state
               help="Folder with <dataset>/refs(<splitBy>).p and <dataset>/instances.json (synthref: its cache).")
 @click.option("--images", type=click.Path(file_okay=False), default=None, help="Image folder (default: found under the data root).")
 @click.option("--proposals", default=None, help="Candidates: 'gt' or a detections JSON file (default: the task card's).")
-@click.option("--split", "splits", multiple=True, help="Eval split(s) to audit (repeat; default: the task's eval splits).")
-@click.option("--heuristic", "heuristics", multiple=True, help="Heuristic(s) to run (repeat; default: all).")
+@click.option("--split", "splits", multiple=True,
+              help="Eval split(s) to audit (repeat or comma list; default: the task's eval splits).")
+@click.option("--heuristic", "heuristics", multiple=True, help="Heuristic(s) to run (repeat or comma list; default: all).")
 @click.option("--bonferroni", is_flag=True, help="Family-wise 95% intervals (corrected for the number of comparisons).")
 @click.option("--skip-bad", is_flag=True, help="Drop degenerate boxes / expressions instead of refusing them.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, writable=True), default=None,
@@ -35,8 +37,9 @@ def audit(state, task, data_root, images, proposals, splits, heuristics, bonferr
 
     spec = get_task(task)
     state.log(f"[dim]auditing {spec.name} (version {spec.version})[/]")
-    report = audit_task(spec, data_root=data_root, images=images, proposals=proposals, splits=splits or None,
-                        heuristics=heuristics or None, skip_bad=skip_bad,
+    report = audit_task(spec, data_root=data_root, images=images, proposals=proposals,
+                        splits=parse_name_list(splits) or None, heuristics=parse_name_list(heuristics) or None,
+                        skip_bad=skip_bad,
                         correction="bonferroni" if bonferroni else "none")
     state.log(f"[dim]data {report.data_root}, images: {report.image_layout}; candidates: {report.proposals}; "
               f"category-prior and expression-length fitted on {report.n_train} train expressions[/]")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..data.download import DEFAULT_SEEDS, DEFAULT_SHOTS
 from .state import parse_int_list, pass_state
 
 
@@ -14,9 +15,9 @@ from .state import parse_int_list, pass_state
 @click.option("--images", type=click.Path(file_okay=False), default=None, help="Image folder (default: <data-root>/images/train2014).")
 @click.option("--proposals", default=None, help="A detections JSON file: also report its recall (the oracle ceiling) per eval split.")
 @click.option("--skip-images", is_flag=True, help="Do not look for the image files.")
-@click.option("-k", "--shots", multiple=True, default=("1,2,4,8,16",), show_default=True,
+@click.option("-k", "--shots", multiple=True, default=(",".join(map(str, DEFAULT_SHOTS)),), show_default=True,
               help="k-shot sizes whose training images must be present.")
-@click.option("--seeds", default="0,1,2,3,4", show_default=True, help="Seeds of those k-shot draws.")
+@click.option("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), show_default=True, help="Seeds of those k-shot draws.")
 @click.option("--all-train-images", is_flag=True, help="Require every image of the train split.")
 @pass_state
 def check(state, task, data_root, images, proposals, skip_images, shots, seeds, all_train_images) -> None:
@@ -80,8 +81,11 @@ def check(state, task, data_root, images, proposals, skip_images, shots, seeds, 
 
         dets = load_detections(proposals)
         for split in spec.eval_splits:
-            sd = ds.load_split(split, dets)
-            out.print(f"{split}: proposal recall {proposal_recall(sd.examples, sd.labels, spec.metric):.2f}% ({dets.setting})")
+            # a report, not a score: degenerate data is dropped and counted, never refused (there is no --skip-bad here)
+            sd = ds.load_split(split, dets, skip_bad=True)
+            skipped = ", ".join(f"{n} {what}" for what, n in sd.skipped.items() if n)
+            out.print(f"{split}: proposal recall {proposal_recall(sd.examples, sd.labels, spec.metric):.2f}% ({dets.setting})"
+                      + (f" [yellow](left out as degenerate: {skipped})[/]" if skipped else ""), highlight=False)
     if not report.ok:
         raise SystemExit(1)
     out.print("[green]data check passed[/]")

@@ -5,38 +5,9 @@ from __future__ import annotations
 
 import click
 
+from ..data.download import DEFAULT_SEEDS, DEFAULT_SHOTS
+from .common import ProgressBars
 from .state import parse_int_list, pass_state
-
-
-class ProgressBars:
-    """Draws the library's progress callbacks with rich (bytes for archives, counts for images / rows)."""
-
-    def __init__(self, state):
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"),
-                                 TimeElapsedColumn(), console=state.console, transient=True, disable=state.verbosity < 0)
-        self._bars: dict[str, int] = {}
-
-    def __enter__(self):
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
-
-    #: labels counted in items (the others are bytes)
-    COUNTED = ("images", "import")
-
-    def __call__(self, label: str, done: int, total: int | None) -> None:
-        if label in self.COUNTED:
-            detail = f"{done}/{total}"
-        else:
-            detail = f"{done / 1e6:.1f}/{total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
-        bar = self._bars.get(label)
-        if bar is None:
-            bar = self._bars[label] = self.progress.add_task(label, total=total, detail=detail)
-        self.progress.update(bar, completed=done, total=total, detail=detail)
 
 
 @click.command()
@@ -50,9 +21,9 @@ class ProgressBars:
               help="Image folder (default: the one the loader finds under --to, else <to>/images/train2014).")
 @click.option("--no-images", is_flag=True, help="Annotations only.")
 @click.option("--all-train-images", is_flag=True, help="Every image of the train split, not only the k-shot draws.")
-@click.option("-k", "--shots", multiple=True, default=("1,2,4,8,16",), show_default=True,
+@click.option("-k", "--shots", multiple=True, default=(",".join(map(str, DEFAULT_SHOTS)),), show_default=True,
               help="k-shot sizes whose training images to fetch (as `run` will draw them).")
-@click.option("--seeds", default="0,1,2,3,4", show_default=True, help="Seeds of those k-shot draws.")
+@click.option("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), show_default=True, help="Seeds of those k-shot draws.")
 @click.option("--image-source", "image_sources", multiple=True, metavar="URL_PREFIX",
               help="Try <URL_PREFIX>/<file_name> first for images; repeatable. Also $CPTBENCH_IMAGE_MIRROR.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=8, show_default=True, help="Parallel image fetches.")
@@ -86,8 +57,7 @@ def download(state, tasks, root, sources, images, no_images, all_train_images, s
     from ..data import download as dl
     from ..data.check import check_dataset
     from ..data.errors import DataError
-    from ..data.refer import ReferDataset
-    from ..data.source import find_image_dir
+    from ..data.source import find_image_dir, open_dataset
     from ..errors import UsageError
     from ..tasks import get_task
 
@@ -126,10 +96,9 @@ def download(state, tasks, root, sources, images, no_images, all_train_images, s
                 state.log(f"[yellow]  (tried first: {failure})[/]")
             cells = ["-", "-", "-", "-"]
             if not no_images:
-                images_dir, _ = find_image_dir(spec, root, images)
-                images_dir.mkdir(parents=True, exist_ok=True)
-                images_dir, layout = find_image_dir(spec, root, images)
-                ds = ReferDataset(root, spec.dataset, spec.split_by, images_dir, image_layout=layout)
+                find_image_dir(spec, root, images)[0].mkdir(parents=True, exist_ok=True)  # so the loader finds it
+                ds = open_dataset(spec, root, images)
+                images_dir, layout = ds.images_dir, ds.image_layout
                 for s in check_dataset(spec, ds, check_images=False).splits:
                     if s.mismatches:
                         state.log(f"[yellow]{spec.name}: split {s.split}: {'; '.join(s.mismatches)} (the published "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .common import ProgressBars, parse_name_list
 from .state import pass_state
 
 
@@ -45,7 +46,7 @@ def import_(state, inputs, task, root, splits, coco_instances, referred_only, hf
         raise UsageError(f"--as {task}: a generated task ({spec.source}); import into refcoco, refcoco+ or refcocog.")
     if coco_instances and referred_only:
         raise UsageError("--coco-instances and --referred-only exclude each other.")
-    wanted = [s.strip() for s in splits.split(",") if s.strip()] if splits else None
+    wanted = parse_name_list(splits) if splits else None
     known = [spec.train_split, *spec.eval_splits]
     if wanted:
         bad = [s for s in wanted if s not in known]
@@ -53,8 +54,6 @@ def import_(state, inputs, task, root, splits, coco_instances, referred_only, hf
             from ..registry import unknown_name_message
 
             raise UsageError("--splits: " + unknown_name_message(f"split of {spec.name}:", bad[0], known))
-    from .data_download_cmd import ProgressBars
-
     state.log(f"[dim]reading {', '.join(inputs)} ...[/]")
     with ProgressBars(state) as bars:
         res = import_hf(spec, inputs, root, splits=wanted, coco_instances=coco_instances, referred_only=referred_only,

@@ -60,8 +60,7 @@ def show(state, task, ref_id, sent_id, method, shots, seed, model, sets, data_ro
     example = data.examples[0]
     _, model_path = runner.model(model or spec.default_model)
     context = MethodContext(model=model_path, device=device, task=spec.name,
-                            extra={"iou_convention": spec.metric.iou_convention, "iou_threshold": spec.metric.threshold,
-                                   "iou_rule": spec.metric.threshold_rule, "shots": shots})
+                            extra={**spec.metric.as_context(), "shots": shots})
     m = cls(config, context)
     if shots:
         m.fit(runner.train_examples(spec, runner.manifest(spec, shots, seed), "gt"), seed)

@@ -12,16 +12,17 @@ runs need, and the provenance record of the annotation files.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..fingerprint import SOURCE_FILE, file_sha256
+from ..fingerprint import SOURCE_FILE
 from ..taskspec import TaskSpec
+from .download import DEFAULT_SEEDS, DEFAULT_SHOTS, FileCheck, check_files, kshot_images, load_provenance
+from .errors import DataError
 from .refer import ReferDataset
 
-DEFAULT_SHOTS = (1, 2, 4, 8, 16)
-DEFAULT_SEEDS = (0, 1, 2, 3, 4)
+__all__ = ["DEFAULT_SEEDS", "DEFAULT_SHOTS", "FileCheck", "SplitReport", "ProvenanceReport", "CheckReport",
+           "check_provenance", "check_dataset"]
 
 
 @dataclass
@@ -43,19 +44,6 @@ class SplitReport:
             if want is not None and getattr(self, key) != want:
                 out.append(f"{key} {getattr(self, key)} != expected {want}")
         return out
-
-
-@dataclass
-class FileCheck:
-    name: str
-    size: int
-    sha256: str
-    recorded_sha256: str | None
-    status: str  # "matches the record" | "changed since recorded" | "not in the record" | "no record"
-
-    @property
-    def ok(self) -> bool:
-        return self.status != "changed since recorded"
 
 
 @dataclass
@@ -86,24 +74,15 @@ class ProvenanceReport:
 
 
 def check_provenance(ds: ReferDataset) -> ProvenanceReport:
-    path = ds.dir / SOURCE_FILE
+    """The annotation files against their provenance record; a malformed record is reported in
+    ``error`` (the check fails) with the files shown as having no record."""
     record, error = None, ""
-    if path.is_file():
-        try:
-            record = json.loads(path.read_text())
-            if not isinstance(record, dict):
-                record, error = None, f"{path}: not a JSON object"
-        except ValueError as exc:
-            error = f"{path}: not valid JSON ({exc}); delete it or download again"
-    recorded = (record or {}).get("files") or {}
-    files = []
-    for p in (ds.refs_path, ds.instances_path):
-        digest = file_sha256(p)
-        want = (recorded.get(p.name) or {}).get("sha256")
-        status = ("no record" if record is None else "not in the record" if want is None
-                  else "matches the record" if want == digest else "changed since recorded")
-        files.append(FileCheck(p.name, p.stat().st_size, digest, want, status))
-    return ProvenanceReport(str(path), record, files, error)
+    try:
+        record = load_provenance(ds.dir)
+    except DataError as exc:
+        error = str(exc)
+    files = check_files(ds.dir, [ds.refs_path.name, ds.instances_path.name], record)
+    return ProvenanceReport(str(ds.dir / SOURCE_FILE), record, files, error)
 
 
 @dataclass
@@ -131,8 +110,6 @@ def check_dataset(task: TaskSpec, ds: ReferDataset, check_images: bool = True, *
     image_sets: dict[str, set[int]] = {}
     needed_train = None
     if check_images and not all_train:
-        from .download import kshot_images
-
         needed_train, _ = kshot_images(task, ds, shots, seeds)
     for split in [task.train_split, *task.eval_splits]:
         refs = ds.refs_of(split)

@@ -20,9 +20,10 @@ Standard library only (``urllib``). Library code never prints: progress goes thr
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
-import shutil
 import tarfile
 import threading
 import urllib.parse
@@ -31,17 +32,16 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .. import __version__
 from ..fingerprint import SOURCE_FILE, file_sha256
 from .errors import DataError
 from .fetch import (FetchError, Fetched, HostGate, HttpPolicy, OfflineError, discard, read_json, write_json,
-                    fetch_first, fetch_url, is_local, local_path, now_iso, sha256_of)
-from .source import cache_root
+                    fetch_first, fetch_url, is_local, local_path, now_iso)
 
 __all__ = ["FetchError", "Fetched", "HostGate", "HttpPolicy", "OfflineError", "fetch_first", "fetch_url", "now_iso",
-           "sha256_of", "download_annotations", "select_images", "fetch_images", "load_catalog"]
+           "download_annotations", "select_images", "fetch_images", "load_catalog", "DEFAULT_SHOTS", "DEFAULT_SEEDS"]
 
 SOURCES_ENV = "CPTBENCH_SOURCES"
 MIRROR_ENV = "CPTBENCH_DATA_MIRROR"
@@ -52,8 +52,6 @@ DOWNLOAD_DIR = ".cptbench-downloads"
 CHECKSUMS_FILE = "download-checksums.json"
 #: URLs of the images that could not be fetched, for a manual download (beside the annotations)
 MISSING_IMAGES_FILE = "cptbench-missing-images.txt"
-DEFAULT_SHOTS = (1, 2, 4, 8, 16)
-DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 ProgressFn = Callable[[str, int, "int | None"], None]
 EventFn = Callable[[str, Mapping[str, Any]], None]
@@ -154,7 +152,7 @@ def annotation_sources(catalog: Catalog, dataset: str, sources: Sequence[str] = 
         if not sources:
             raise DataError(f"no known source for dataset {dataset!r} in {catalog.path} (it knows "
                             f"{', '.join(sorted(catalog.annotations)) or 'none'}); pass --source URL_OR_FILE.")
-        name = Path(urllib.parse.urlsplit(sources[0]).path).name or f"{dataset}.zip"
+        name = archive_name(sources[0]) or f"{dataset}.zip"
         entry = ArchiveSource(dataset, name, ())
     out = list(sources)
     mirror = os.environ.get(MIRROR_ENV, "").strip()
@@ -169,6 +167,8 @@ _store_lock = threading.Lock()
 
 
 def _checksum_store() -> Path:
+    from .source import cache_root
+
     return cache_root() / CHECKSUMS_FILE
 
 
@@ -188,7 +188,64 @@ def record_checksum(key: str, entry: dict) -> None:
 
 # --------------------------------------------------------------------------------- provenance
 def read_provenance(ds_dir: Path) -> dict | None:
+    """The provenance record as it is, or None when it is missing or unreadable (for carrying parts
+    of an old record over into a new one); to compare files with it use :func:`load_provenance`."""
     return read_json(Path(ds_dir) / SOURCE_FILE)
+
+
+def load_provenance(ds_dir: Path) -> dict | None:
+    """The provenance record beside the annotations (None when there is none), its shape checked: a
+    JSON object whose ``files`` (when present) maps file names to ``{"sha256": hex, ...}``. A
+    malformed record raises :class:`DataError` naming the file and the fix."""
+    path = Path(ds_dir) / SOURCE_FILE
+    if not path.is_file():
+        return None
+    fix = "delete it (the files are then recorded anew) or download again with `cptbench data download ... --force`"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable JSON provenance record ({exc}); {fix}.") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{path}: not a JSON object but a {type(record).__name__}; {fix}.")
+    files = record.get("files")
+    if files is not None:
+        if not isinstance(files, dict):
+            raise DataError(f"{path}: 'files' is a {type(files).__name__}, not a mapping of file names to "
+                            f"{{size, sha256}}; {fix}.")
+        for name, entry in files.items():
+            if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+                raise DataError(f"{path}: files.{name} is {entry!r}, not {{size, sha256}}; {fix}.")
+    return record
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """An annotation file on disk against its provenance record."""
+
+    name: str
+    size: int
+    sha256: str
+    recorded_sha256: str | None
+    status: str  # "matches the record" | "changed since recorded" | "not in the record" | "no record"
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "changed since recorded"
+
+
+def check_files(ds_dir: Path, names: Iterable[str], record: Mapping[str, Any] | None) -> list[FileCheck]:
+    """Each file's size and sha256 (cached, :func:`cptbench.fingerprint.file_sha256`) against
+    ``record`` (from :func:`load_provenance`; None: no record)."""
+    recorded = (record or {}).get("files") or {}
+    out = []
+    for name in names:
+        p = Path(ds_dir) / name
+        digest = file_sha256(p)
+        want = (recorded.get(name) or {}).get("sha256")
+        status = ("no record" if record is None else "not in the record" if want is None
+                  else "matches the record" if want == digest else "changed since recorded")
+        out.append(FileCheck(name, p.stat().st_size, digest, want, status))
+    return out
 
 
 def write_provenance(ds_dir: Path, record: Mapping[str, Any]) -> Path:
@@ -223,21 +280,26 @@ def update_image_provenance(ds_dir: Path, summary: Mapping[str, Any]) -> None:
 _REFER_NAME = re.compile(r"^(refs\([A-Za-z0-9_-]+\)\.p|instances\.json)$")
 
 
-def _archive_members(archive: Path) -> tuple[str, list[tuple[str, Callable[[], Any]]]]:
+@contextlib.contextmanager
+def _open_archive(archive: Path) -> Iterator[tuple[zipfile.ZipFile | None, list[tuple[str, Callable[[], Any]]]]]:
+    """The archive opened once, closed on leaving: (the zip file, or None for a tar; its file members
+    as (name, open the member))."""
     if zipfile.is_zipfile(archive):
-        zf = zipfile.ZipFile(archive)
-        return "zip", [(i.filename, (lambda i=i: zf.open(i))) for i in zf.infolist() if not i.is_dir()]
+        with zipfile.ZipFile(archive) as zf:
+            yield zf, [(i.filename, (lambda i=i: zf.open(i))) for i in zf.infolist() if not i.is_dir()]
+        return
     try:
         tf = tarfile.open(archive, "r:*")
     except (tarfile.TarError, OSError):
         raise DataError(f"{archive}: neither a zip nor a tar archive; the download is not the refer annotations "
                         f"archive. Delete it and try another --source.") from None
-    return "tar", [(m.name, (lambda m=m: tf.extractfile(m))) for m in tf.getmembers() if m.isfile()]
+    with tf:
+        yield None, [(m.name, (lambda m=m: tf.extractfile(m))) for m in tf.getmembers() if m.isfile()]
 
 
-def _refer_folder(archive: Path, dataset: str, split_by: str) -> tuple[str, dict[str, Callable[[], Any]]]:
+def _refer_folder(archive: Path, members: Sequence[tuple[str, Callable[[], Any]]], dataset: str,
+                  split_by: str) -> tuple[str, dict[str, Callable[[], Any]]]:
     """The archive's folder holding the refer files: ``<dataset>/``, else its only folder with them."""
-    _, members = _archive_members(archive)
     folders: dict[str, dict[str, Callable[[], Any]]] = {}
     for name, opener in members:
         folder, _, base = name.replace("\\", "/").rstrip("/").rpartition("/")
@@ -261,12 +323,11 @@ def archive_problem(archive: Path, dataset: str, split_by: str) -> str | None:
     """Why ``archive`` is not a complete refer annotations archive of ``dataset`` (None if it is):
     it must open, hold the refer files, and (zip) pass its CRC check."""
     try:
-        _refer_folder(archive, dataset, split_by)
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                bad = zf.testzip()
-            if bad:
-                return f"not a readable zip archive: member {bad} fails its CRC check (damaged download)"
+        with _open_archive(archive) as (zf, members):
+            _refer_folder(archive, members, dataset, split_by)
+            bad = zf.testzip() if zf is not None else None
+        if bad:
+            return f"not a readable zip archive: member {bad} fails its CRC check (damaged download)"
     except DataError as exc:
         return str(exc).split(": ", 1)[-1]
     except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as exc:
@@ -276,17 +337,18 @@ def archive_problem(archive: Path, dataset: str, split_by: str) -> str | None:
 
 def unpack_refer_archive(archive: Path, ds_dir: Path, dataset: str, split_by: str) -> list[str]:
     """Extract ``instances.json`` and every ``refs(*).p`` of the archive's ``<dataset>/`` folder (or
-    of its only folder holding them) into ``ds_dir``; returns the file names written."""
-    _, files = _refer_folder(archive, dataset, split_by)
-    ds_dir.mkdir(parents=True, exist_ok=True)
+    of its only folder holding them) into ``ds_dir`` (each file written atomically); returns the
+    file names written."""
+    from ..store import write_atomic
+
     written = []
-    for base, opener in sorted(files.items()):
-        target = ds_dir / base
-        tmp = target.with_name(f".{base}.{os.getpid()}.tmp")
-        with opener() as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        os.replace(tmp, target)
-        written.append(base)
+    with _open_archive(archive) as (_, members):
+        _, files = _refer_folder(archive, members, dataset, split_by)
+        ds_dir.mkdir(parents=True, exist_ok=True)
+        for base, opener in sorted(files.items()):
+            with opener() as src:
+                write_atomic(ds_dir / base, src.read())
+            written.append(base)
     return written
 
 
@@ -319,10 +381,11 @@ def _present(task, root: Path, event: EventFn) -> AnnotationResult | None:
     names = [task.refs_file, "instances.json"]
     if not all((ds_dir / n).is_file() for n in names):
         return None
-    record = read_provenance(ds_dir)
-    current = file_entries(ds_dir, names)
-    if record and all(n in (record.get("files") or {}) for n in names):
-        changed = [n for n in names if record["files"][n].get("sha256") != current[n]["sha256"]]
+    record = load_provenance(ds_dir)
+    checks = check_files(ds_dir, names, record)
+    current = {c.name: {"size": c.size, "sha256": c.sha256} for c in checks}
+    if record is not None and all(c.recorded_sha256 is not None for c in checks):
+        changed = [c.name for c in checks if not c.ok]
         if changed:
             raise DataError(f"{ds_dir / changed[0]}: changed since it was recorded in {ds_dir / SOURCE_FILE} "
                             f"({record.get('method')} of {record.get('created_at')}); rerun with --force to download "
@@ -417,7 +480,7 @@ def _use_local(source: str, expected_size: int | None, expected_sha: str | None,
     size = path.stat().st_size
     if expected_size is not None and size != expected_size:
         raise FetchError(source, "checksum", f"{path} has {size:,} bytes, expected {expected_size:,} (not the known file)")
-    digest = sha256_of(path)
+    digest = file_sha256(path)  # a file that stays put: hashed once, then cached
     if expected_sha and not digest.startswith(expected_sha):
         raise FetchError(source, "checksum", f"{path}: sha256 {digest} does not match the expected {expected_sha}")
     problem = check(path)
@@ -427,8 +490,14 @@ def _use_local(source: str, expected_size: int | None, expected_sha: str | None,
 
 
 def archive_name(source: str) -> str:
-    """The file name a source URL or path ends with (``refcoco.zip`` also for the archive.org copies)."""
-    return local_path(source).name if is_local(source) else Path(urllib.parse.unquote(urllib.parse.urlsplit(source).path)).name
+    """The file name a source URL or path ends with (``refcoco.zip`` also for the archive.org copies;
+    "" for a URL too malformed to split, which its fetch then reports)."""
+    if is_local(source):
+        return local_path(source).name
+    try:
+        return Path(urllib.parse.unquote(urllib.parse.urlsplit(source).path)).name
+    except ValueError:
+        return ""
 
 
 def _raise_all_failed(task, root: Path, entry: ArchiveSource, urls, failures: list[FetchError]) -> None:
@@ -475,6 +544,12 @@ def image_urls(file_name: str, coco_url: str | None, catalog: Catalog, image_sou
         out.append(coco_url)
     out += [p.format(file_name=urllib.parse.quote(file_name)) for p in catalog.image_patterns]
     return tuple(dict.fromkeys(out))
+
+
+#: the k-shot grid whose training images ``data download`` fetches and ``data check`` requires
+#: (the CLI defaults of -k / --seeds are derived from these)
+DEFAULT_SHOTS = (1, 2, 4, 8, 16)
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 
 def kshot_images(task, ds, shots: Sequence[int], seeds: Sequence[int]) -> tuple[set[int], list[str]]:
@@ -526,19 +601,17 @@ def select_images(task, ds, *, shots: Sequence[int] = DEFAULT_SHOTS, seeds: Sequ
 
 
 def verify_image(path: Path, size: tuple[int, int] | None) -> str | None:
-    """``None`` if ``path`` is a complete image of ``size`` that decodes in full, else what is wrong."""
-    from PIL import Image, UnidentifiedImageError
-
-    from ..images import check_image_file
+    """``None`` if ``path`` is a complete image of ``size`` that decodes in full (as runs decode it,
+    :func:`cptbench.images.decode_rgb`), else what is wrong (one line naming the file)."""
+    from ..images import ImageFileError, check_image_file, decode_rgb
 
     problem = check_image_file(path, size if size and tuple(size) != (0, 0) else None)
     if problem:
         return problem
     try:
-        with Image.open(path) as im:
-            im.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        return f"{path}: the image does not decode ({type(exc).__name__}: {exc})"
+        decode_rgb(path)
+    except ImageFileError as exc:
+        return str(exc)
     return None
 
 
@@ -557,7 +630,6 @@ class ImageFetchReport:
     needed: int
     fetched: int = 0
     skipped: int = 0  # already present and valid
-    resumed: int = 0  # fetched ones that continued a partial file
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file name, why)
     unreachable_hosts: dict[str, str] = field(default_factory=dict)
     missing_list: Path | None = None
@@ -594,37 +666,34 @@ def fetch_images(needs: Sequence[ImageNeed], image_dir: str | Path, *, policy: H
     image_dir.mkdir(parents=True, exist_ok=True)
     report = ImageFetchReport(image_dir, len(needs))
     gate = HostGate()
-    lock = threading.Lock()
 
-    def one(need: ImageNeed) -> tuple[str, str, int]:
+    def one(need: ImageNeed) -> tuple[str, str]:
         dest = image_dir / need.file_name
         if dest.exists() and verify_image(dest, need.size) is None:
-            return "skipped", "", 0
+            return "skipped", ""
         try:  # an invalid file already there is replaced only by a verified one
             got, _ = fetch_first(need.urls, dest, gate=gate, policy=policy,
                                  check=lambda p: _not_an_image(p, need.size))
         except FetchError as exc:
             tried = getattr(exc, "failures", [exc])
-            return "failed", "; ".join(f"{f.url}: {f.detail}" for f in tried), 0
-        return "fetched", got.url, got.resumed_from
+            return "failed", "; ".join(f"{f.url}: {f.detail}" for f in tried)
+        return "fetched", got.url
 
     done = 0
     progress("images", 0, len(needs))
     pool = ThreadPoolExecutor(max_workers=max(1, int(jobs)))
     try:
         futures = {pool.submit(one, need): need for need in needs}
-        for fut in as_completed(futures):
+        for fut in as_completed(futures):  # the report is counted here, in the calling thread only
             need = futures[fut]
-            status, detail, resumed = fut.result()
-            with lock:
-                if status == "skipped":
-                    report.skipped += 1
-                elif status == "fetched":
-                    report.fetched += 1
-                    report.resumed += bool(resumed)
-                else:
-                    report.failed.append((need.file_name, detail))
-                    event("image_failed", {"file_name": need.file_name, "detail": detail})
+            status, detail = fut.result()
+            if status == "skipped":
+                report.skipped += 1
+            elif status == "fetched":
+                report.fetched += 1
+            else:
+                report.failed.append((need.file_name, detail))
+                event("image_failed", {"file_name": need.file_name, "detail": detail})
             done += 1
             progress("images", done, len(needs))
     finally:  # on Ctrl-C: the queued fetches are dropped, the running ones end (partial files resume later)

@@ -6,7 +6,8 @@ verified), resuming a partial ``<file>.part`` left by an earlier attempt with an
 from the start again). A dropped connection, a timeout while reading, HTTP 429 or 5xx are retried
 with exponential back-off; a DNS failure, a refused or unreachable connection or a connect timeout
 are not (that is how a machine without network fails in seconds: :class:`HostGate` then skips the
-host for the rest of the command); HTTP 4xx and TLS errors end the try of that URL.
+host for the rest of the command); HTTP 4xx and TLS errors end the try of that URL, and so does a
+malformed URL (kind ``url``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def now_iso() -> str:
 # ----------------------------------------------------------------------------------- errors
 class FetchError(DataError):
     """One URL could not be fetched. ``kind``: unreachable (DNS failure, refused, no route) | timeout
-    (while connecting) | http | tls | transient | checksum | invalid."""
+    (while connecting) | http | tls | transient | checksum | invalid (the file fails its check) | url
+    (not a valid http(s) URL)."""
 
     def __init__(self, url: str, kind: str, detail: str):
         self.url, self.kind, self.detail = url, kind, detail
@@ -96,6 +98,8 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return "http", str(reason)
     if isinstance(exc, ssl.SSLError):
         return "tls", f"TLS error ({exc})"
+    if isinstance(exc, (http.client.InvalidURL, ValueError)):  # a malformed URL (bad port, spaces, IPv6 brackets)
+        return "url", f"not a valid URL ({exc}); check the URL (a --source, $CPTBENCH_DATA_MIRROR or the sources file)"
     if isinstance(exc, http.client.IncompleteRead):
         return "transient", f"connection dropped after a partial transfer ({exc.partial and len(exc.partial) or 0} bytes in the last read)"
     if isinstance(exc, (TimeoutError, ConnectionError, http.client.HTTPException, OSError)):
@@ -121,13 +125,23 @@ def read_json(path: Path) -> dict | None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """``data`` as JSON, atomically (:func:`cptbench.store.write_atomic`: fsynced, stale temps swept)."""
+    from ..store import write_atomic
+
+    write_atomic(Path(path), (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
+
+
+def _write_meta(path: Path, meta: dict) -> None:
+    """The resume record of a ``.part`` file, written in place: it sits beside the images, where
+    :func:`~cptbench.store.write_atomic`'s sweep for stale temps would list the whole (possibly
+    82k-file) folder on every write. A torn write only costs a restart: :func:`read_json` then finds
+    no record and the partial file is fetched again."""
+    path.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
 
 
 def sha256_of(path: Path) -> str:
+    """Uncached sha256 of a file still being written (a ``.part`` download); files that stay put
+    go through :func:`cptbench.fingerprint.file_sha256` (cached by path, size, mtime)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -182,7 +196,7 @@ def _transfer(url: str, part: Path, meta_path: Path, meta: dict, expected_size: 
         etag = resp.headers.get("ETag") or ""
         validator = etag if etag and not etag.startswith("W/") else resp.headers.get("Last-Modified")
         meta.update(url=url, total=total, validator=validator)
-        write_json(meta_path, meta)
+        _write_meta(meta_path, meta)
         done = start
         with open(part, mode) as f:
             while True:
@@ -196,7 +210,7 @@ def _transfer(url: str, part: Path, meta_path: Path, meta: dict, expected_size: 
             raise http.client.IncompleteRead(b"", total - done)
         if total is None:
             meta["total"] = done
-            write_json(meta_path, meta)
+            _write_meta(meta_path, meta)
 
 
 def fetch_url(url: str, dest: Path, *, expected_size: int | None = None, expected_sha256: str | None = None,
@@ -263,7 +277,10 @@ class HostGate:
 
     @staticmethod
     def host(url: str) -> str:
-        return urllib.parse.urlsplit(url).netloc
+        try:
+            return urllib.parse.urlsplit(url).netloc
+        except ValueError:  # a malformed URL: fetch_url says so (kind "url")
+            return url
 
     def why_down(self, url: str) -> str | None:
         with self._lock:

@@ -35,6 +35,7 @@ Any count that does not fit is refused with the counts, the split and the fix; n
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import os
 import pickle
@@ -43,7 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .download import file_entries, now_iso, provenance_record, read_provenance, sha256_of, verify_image, write_provenance
+from ..fingerprint import file_sha256
+from .download import file_entries, now_iso, provenance_record, read_provenance, verify_image, write_provenance
 from .errors import DataError
 
 LAYOUT_COLUMNS = {
@@ -319,6 +321,7 @@ class Converted:
     anns: dict[int, dict] = field(default_factory=dict)
     images_written: int = 0
     images_kept: int = 0
+    sentences: int = 0  # in refs so far (lmms-lab rows number theirs from it)
 
 
 def _convert_jxu124(row: dict, target: str, where: str, out: Converted) -> None:
@@ -340,6 +343,7 @@ def _convert_jxu124(row: dict, target: str, where: str, out: Converted) -> None:
                      "category_id": int(row.get("category_id") or ann.get("category_id") or 0),
                      "sent_ids": [s["sent_id"] for s in sents], "sentences": sents,
                      "file_name": str(row.get("file_name") or "")})
+    out.sentences += len(sents)
     out.anns[ann_id] = {k: ann[k] for k in ("id", "image_id", "category_id", "bbox", "segmentation", "area", "iscrowd") if k in ann}
     out.images.setdefault(image_id, {k: info[k] for k in ("id", "file_name", "width", "height", "coco_url", "flickr_url",
                                                           "license", "date_captured") if k in info})
@@ -357,7 +361,7 @@ def _convert_lmms(row: dict, target: str, where: str, out: Converted, image_dir:
     ref_id = len(out.refs) + 1
     box = [round(float(v), 2) for v in row.get("bbox") or ()]
     seg = [round(float(v), 2) for v in row.get("segmentation") or ()]
-    first = sum(len(r["sentences"]) for r in out.refs) + 1
+    first = out.sentences + 1
     texts = [str(a) for a in row.get("answer") or () if str(a).strip()]
     sents = []
     for i, t in enumerate(texts):
@@ -366,6 +370,7 @@ def _convert_lmms(row: dict, target: str, where: str, out: Converted, image_dir:
     out.refs.append({"ref_id": ref_id, "ann_id": ref_id, "image_id": image_id, "split": target, "category_id": 0,
                      "sent_ids": [s["sent_id"] for s in sents], "sentences": sents, "file_name": file_name,
                      "question_id": str(row.get("question_id"))})
+    out.sentences += len(sents)
     out.anns[ref_id] = {"id": ref_id, "image_id": image_id, "category_id": 0, "bbox": box, "segmentation": [seg] if seg else [],
                         "area": box[2] * box[3] if len(box) == 4 else 0.0, "iscrowd": int(row.get("iscrowd") or 0)}
 
@@ -398,9 +403,12 @@ def _complete_from_coco(coco_path: Path, layout: str, out: Converted) -> dict[st
     """Every COCO annotation of the imported images (and their records and categories) from a COCO
     instances file; lmms-lab rows get their real annotation id and category by matching the box."""
     try:
-        coco = json.loads(Path(coco_path).read_text())
+        raw = Path(coco_path).read_bytes()  # read once: parsed and hashed from the same bytes
+        coco = json.loads(raw)
     except (OSError, ValueError) as exc:
         raise DataError(f"{coco_path}: cannot read COCO instances ({exc}).") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    del raw
     if not isinstance(coco, dict) or not {"images", "annotations"} <= set(coco):
         raise DataError(f"{coco_path}: not a COCO instances file (no 'images' / 'annotations').")
     by_image: dict[int, list[dict]] = {}
@@ -430,7 +438,7 @@ def _complete_from_coco(coco_path: Path, layout: str, out: Converted) -> dict[st
     out.anns = {int(a["id"]): a for i in out.images for a in by_image.get(i, [])}
     for i in out.images:
         out.images[i] = {**images[i], **{k: v for k, v in out.images[i].items() if k in ("width", "height") and v}}
-    return {"categories": coco.get("categories") or [], "path": str(coco_path), "sha256": sha256_of(Path(coco_path))}
+    return {"categories": coco.get("categories") or [], "path": str(coco_path), "sha256": digest}
 
 
 # ---------------------------------------------------------------------------------- import
@@ -515,16 +523,18 @@ def import_hf(task, inputs: Sequence[str | Path], root: str | Path, *, splits: S
                        f"{len(out.images):,} images), not every COCO annotation (--referred-only)")
     categories = coco["categories"] if coco else (
         [{"id": 0, "name": "object", "supercategory": "object"}] if layout == "lmms-lab" else _coco_categories())
+    from ..store import write_atomic
+
     ds_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(refs_path, pickle.dumps(out.refs, protocol=2))
-    _atomic_write(inst_path, json.dumps({"images": [out.images[i] for i in sorted(out.images)],
-                                         "annotations": [out.anns[a] for a in sorted(out.anns)],
-                                         "categories": categories}).encode())
+    write_atomic(refs_path, pickle.dumps(out.refs, protocol=2))
+    write_atomic(inst_path, json.dumps({"images": [out.images[i] for i in sorted(out.images)],
+                                        "annotations": [out.anns[a] for a in sorted(out.anns)],
+                                        "categories": categories}).encode())
     detected_id, detected_rev = hub_identity(inputs)
     source = {"kind": "huggingface", "dataset": hf_dataset or detected_id, "revision": revision or detected_rev,
               "layout": layout,
               "files": [{"path": str(f.path), "split": f.hf_split, "rows": f.rows, "size": f.path.stat().st_size,
-                         "sha256": sha256_of(f.path)} for f in files],
+                         "sha256": file_sha256(f.path)} for f in files],
               "splits": {d.hf_split: {"rows": d.rows, "as": d.target, "status": d.status, "reason": d.reason} for d in decisions},
               "coco_instances": {k: coco[k] for k in ("path", "sha256")} if coco else None}
     record = provenance_record(task, "import", source, file_entries(ds_dir, [task.refs_file, "instances.json"]), caveats)
@@ -539,12 +549,6 @@ def import_hf(task, inputs: Sequence[str | Path], root: str | Path, *, splits: S
     return ImportResult(task.name, layout, decisions, count(lambda r: 1), count(lambda r: len(r["sentences"])),
                         len(out.images), out.images_written, out.images_kept, caveats,
                         {"refs": refs_path, "instances": inst_path, "images": image_dir})
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _coco_categories() -> list[dict]:

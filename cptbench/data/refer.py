@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -92,9 +93,9 @@ class ReferDataset:
                 except (TypeError, ValueError):
                     raise DataError(f"{self.refs_path}: ref {ref['ref_id']} sentence #{j} has sent_id {sent['sent_id']!r}, "
                                     f"not an integer. Repair or re-download this record.") from None
-        ids = [int(r["ref_id"]) for r in refs]
-        if len(set(ids)) != len(ids):
-            dup = next(i for i in ids if ids.count(i) > 1)
+        counts = Counter(int(r["ref_id"]) for r in refs)
+        if len(counts) != len(refs):
+            dup = next(i for i, n in counts.items() if n > 1)
             raise DataError(f"{self.refs_path}: ref_id {dup} appears more than once; every ref needs its own id. Re-download the file.")
         return refs
 
@@ -141,10 +142,10 @@ class ReferDataset:
         masks = tuple(a.get("segmentation") for a in anns)
         return Candidates(boxes, cats, masks)
 
-    def _sentences(self, split: str, quality: QualityReport):
-        """(ref, sentence id, text) of ``split`` whose expression and ground-truth box are usable;
-        the others are recorded in ``quality``."""
-        for ref in self.refs_of(split):
+    def _sentences(self, refs: Iterable[dict], quality: QualityReport):
+        """(ref, sentence id, text) of ``refs`` (one split's) whose expression and ground-truth box
+        are usable; the others are recorded in ``quality``."""
+        for ref in refs:
             image_id = int(ref["image_id"])
             ann = self.coco.anns[ref["ann_id"]]
             gt_reason = bad_box_reason(ann.get("bbox"), self.image_size(image_id))
@@ -162,7 +163,7 @@ class ReferDataset:
     def pairs(self, split: str, *, skip_bad: bool = False) -> list[tuple[int, int]]:
         """The usable (ref_id, sent_id) pairs of ``split`` (what the k-shot sampler draws from)."""
         quality = QualityReport(split)
-        out = [(int(ref["ref_id"]), sent_id) for ref, sent_id, _ in self._sentences(split, quality)]
+        out = [(int(ref["ref_id"]), sent_id) for ref, sent_id, _ in self._sentences(self.refs_of(split), quality)]
         quality.raise_unless(skip_bad, what=f"split {split!r} of {self.dir}")
         return out
 
@@ -173,7 +174,8 @@ class ReferDataset:
         ``ref_filter``: only these (ref_id, sent_id) pairs (the k-shot manifest). Degenerate data
         (:mod:`cptbench.data.quality`) raises a :class:`DataError` with a count and examples,
         unless ``skip_bad`` (then it is dropped and counted in ``skipped``)."""
-        if not self.refs_of(split):
+        refs = self.refs_of(split)
+        if not refs:
             raise DataError(f"{self.refs_path}: split {split!r} has no refs; the file has splits {self.splits()}.")
         wanted = set(map(tuple, ref_filter)) if ref_filter is not None else None
         setting = proposals.setting if proposals is not None else "gt"
@@ -182,7 +184,7 @@ class ReferDataset:
         examples: list[Example] = []
         labels: dict[str, Label] = {}
         cache: dict[int, Candidates] = {}
-        for ref, sent_id, text in self._sentences(split, quality):
+        for ref, sent_id, text in self._sentences(refs, quality):
             if wanted is not None and (int(ref["ref_id"]), sent_id) not in wanted:
                 continue
             image_id = int(ref["image_id"])
@@ -215,5 +217,5 @@ class ReferDataset:
             quality.hint = (f"{proposals.path} matches none of the images of split {split!r}: it lists "
                             f"{len(known)} image ids (e.g. {known[:3]}); is it the detections file of this dataset?")
         quality.raise_unless(skip_bad, what=f"split {split!r} of {self.dir}")
-        return SplitData(split, examples, labels, setting, len(self.refs_of(split)),
-                         {int(r["image_id"]) for r in self.refs_of(split)}, quality.skipped())
+        return SplitData(split, examples, labels, setting, len(refs), {int(r["image_id"]) for r in refs},
+                         quality.skipped())
