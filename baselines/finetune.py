@@ -49,7 +49,9 @@ examples again).
 
 Caches and counters
 -------------------
-Prepared (unpainted) images are kept per image path in a bounded LRU (``image_cache_size``).
+Prepared (unpainted) images are kept per image path in a bounded LRU (``image_cache_size``), and
+the model text of each expression (normalised, cut to the limit, with whether it was cut) in
+another (``text_cache_size``): training steps and the truncation counts never tokenise it again.
 ``describe()["train_pooling_fallbacks"]`` counts candidates of the usable training expressions of
 the last ``fit`` that took the nearest-patch fallback (each once, however many steps see it);
 ``take_counters()`` reports, per predicted expression, ``pooling_fallbacks`` and
@@ -147,6 +149,22 @@ def _feature_key(ex: Example) -> tuple:
     return ex.image_key, " ".join(str(ex.expression).split()), boxes.shape, boxes.tobytes()
 
 
+def _fit_text(adapter, expression: str) -> tuple[str, bool]:
+    """The whitespace-normalised expression cut token-wise to the model's text room, and whether
+    it was cut."""
+    text = " ".join(str(expression).split())
+    room = int(adapter.max_text_length) - int(adapter.num_special_tokens)
+    if adapter.count_tokens(text) <= room:
+        return text, False
+    tokens = adapter.tokenizer.tokenize(text)
+    keep = max(room, 0)
+    while True:
+        cut = adapter.tokenizer.convert_tokens_to_string(tokens[:keep]).strip()
+        if keep == 0 or adapter.count_tokens(cut) <= room:
+            return cut, True
+        keep -= 1
+
+
 # ------------------------------------------------------------------------------------------ method
 class _CandidateScorer(Method):
     """Common code of ``ft`` and ``ft-head``; ``train_backbone`` is the one difference."""
@@ -160,6 +178,8 @@ class _CandidateScorer(Method):
     image_cache_size: ClassVar[int] = 32
     #: ft-head only: candidate representations kept per (image, expression, candidate boxes)
     feature_cache_size: ClassVar[int] = 512
+    #: model texts (normalised, cut to the limit) and whether they were cut, per expression
+    text_cache_size: ClassVar[int] = 4096
 
     def __init__(self, config: FineTuneConfig, context: MethodContext):
         super().__init__(config, context)
@@ -172,6 +192,7 @@ class _CandidateScorer(Method):
         self._dirty = False
         self._images = LRUCache(self.image_cache_size)
         self._features = LRUCache(0 if self.train_backbone else self.feature_cache_size)
+        self._texts = LRUCache(self.text_cache_size)
         self._head = None
         self._fallbacks = {"train": 0, "predict": 0}
         self._predicted_cut = 0
@@ -219,23 +240,16 @@ class _CandidateScorer(Method):
 
         return self._images.get_or_create(example.image_key, make)
 
-    @staticmethod
-    def _is_cut(adapter, expression: str) -> bool:
-        text = " ".join(str(expression).split())
-        return adapter.count_tokens(text) > int(adapter.max_text_length) - int(adapter.num_special_tokens)
+    def _model_text(self, adapter, expression: str) -> tuple[str, bool]:
+        """(the text the model sees, whether it was cut), worked out once per expression (cached:
+        training steps and the truncation counts read it again)."""
+        return self._texts.get_or_create(str(expression), lambda: _fit_text(adapter, expression))
 
     def _text(self, adapter, expression: str) -> str:
-        text = " ".join(str(expression).split())
-        room = int(adapter.max_text_length) - int(adapter.num_special_tokens)
-        if adapter.count_tokens(text) <= room:
-            return text
-        tokens = adapter.tokenizer.tokenize(text)
-        keep = max(room, 0)
-        while True:
-            cut = adapter.tokenizer.convert_tokens_to_string(tokens[:keep]).strip()
-            if keep == 0 or adapter.count_tokens(cut) <= room:
-                return cut
-            keep -= 1
+        return self._model_text(adapter, expression)[0]
+
+    def _is_cut(self, adapter, expression: str) -> bool:
+        return self._model_text(adapter, expression)[1]
 
     def _represent(self, adapter, examples: Sequence[Example]):
         """Candidate representations (B, N, 2H+7), their validity (B, N) and which candidates took

@@ -145,9 +145,6 @@ class ImageSource:
             raise KeyError(f"no image registered under {key!r}")
         return ImageHandle(key, (int(size[0]), int(size[1])), self)
 
-    def _path(self, key: str) -> Path:
-        return self._paths[key]
-
     # -- decoding ---------------------------------------------------------------------------------
     def array(self, key: str) -> np.ndarray:
         with self._lock:
@@ -204,14 +201,15 @@ class ImageSource:
                     self._pinned.pop(k, None)
             self._evict()
 
-    def prefetch(self, keys: Sequence[str], workers: int = 2) -> None:
-        """Decode ``keys`` into the cache in the background, in order (at most ``capacity``)."""
+    def prefetch(self, keys: Sequence[str]) -> None:
+        """Decode ``keys`` into the cache in the background (the process's :data:`DECODE_THREADS`
+        threads), in order (at most ``capacity``)."""
         with self._lock:  # images already decoded or being decoded are not queued again
             todo = [k for k in dict.fromkeys(keys) if k in self._paths and k not in self._cache
                     and k not in self._inflight][: max(1, self.capacity)]
             if not todo:
                 return
-        pool = _decode_pool(workers)
+        pool = _decode_pool()
 
         def one(k):
             try:
@@ -276,29 +274,31 @@ class ImageHandle:
         return f"ImageHandle({self.key!r}, size={self.size})"
 
 
+#: decode threads of the process: one small pool shared by every source
+DECODE_THREADS = 2
 _POOL: Any = None
 _POOL_LOCK = threading.Lock()
 
 
-def _decode_pool(workers: int):
-    """The process's decode threads (one small pool shared by every source, created on first use)."""
+def _decode_pool():
+    """The process's decode threads (:data:`DECODE_THREADS`, created on first use)."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            _POOL = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cptbench-decode")
+            _POOL = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="cptbench-decode")
         return _POOL
 
 
-def prefetch_handles(handles: Iterable[ImageHandle], workers: int = 2) -> None:
+def prefetch_handles(handles: Iterable[ImageHandle]) -> None:
     """Start decoding the images of ``handles`` (first-seen order) in their sources' threads."""
     by_source: dict[int, tuple[ImageSource, list[str]]] = {}
     for h in handles:
         src = h._source
         by_source.setdefault(id(src), (src, []))[1].append(h.key)
     for src, keys in by_source.values():
-        src.prefetch(keys, workers=workers)
+        src.prefetch(keys)
 
 
 def file_image(path: str | Path, size: tuple[int, int] = (0, 0)) -> ImageHandle:

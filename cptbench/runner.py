@@ -317,23 +317,9 @@ class Runner:
 
     # -- preflight -----------------------------------------------------------------------------
     def _check_device(self) -> None:
-        device = str(self.device)
-        if device == "cpu":
-            return
-        import torch
+        from .devices import check_device
 
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, ValueError) as exc:
-            raise UsageError(f"--device {device}: not a torch device ({exc}); use cpu, cuda or cuda:N.") from None
-        if dev.type == "cuda":
-            if not torch.cuda.is_available():
-                raise UsageError(f"--device {device}: CUDA is not available on this machine (torch {torch.__version__}, "
-                                 f"built {'with' if torch.version.cuda else 'without'} CUDA); use --device cpu.")
-            if dev.index is not None and dev.index >= torch.cuda.device_count():
-                raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s).")
-        elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise UsageError(f"--device {device}: MPS is not available on this machine; use --device cpu.")
+        check_device(self.device)
 
     def _check_images(self, task: TaskSpec, examples: Sequence[Example]) -> None:
         ds = self.dataset(task)
@@ -441,8 +427,7 @@ class Runner:
             eval_batch_size=32 if self.request.eval_batch_size == "auto" else self.request.eval_batch_size,
             progress=self.progress if self.dist.is_main else _no_progress,
             artifacts_dir=self.store.root / "artifacts" / pending[0].run_id,
-            extra={"iou_convention": task.metric.iou_convention, "iou_threshold": task.metric.threshold,
-                   "iou_rule": task.metric.threshold_rule, "shots": job.shots, "model_name": job.model,
+            extra={**task.metric.as_context(), "shots": job.shots, "model_name": job.model,
                    "batch_size_auto": self.request.eval_batch_size == "auto"},
         )
 

@@ -94,6 +94,14 @@ def test_text_errors(adapters, kind):
         a.mask_logits(batch, [f"{a.mask_token} and {a.mask_token}", _texts(a)[1]])
     with pytest.raises(ValueError, match="texts for a batch"):
         a.mask_logits(batch, _texts(a)[:1])
+    m = a.mask_token
+    for text, error in ((long_text, TextTooLongError), ("no mask here", ValueError), (f"{m} and {m}", ValueError)):
+        with pytest.raises(error) as batched:
+            a.mask_logits(batch, [text, _texts(a)[1]])
+        with pytest.raises(error) as single:
+            a.encode_text(text)
+        assert str(single.value) == str(batched.value)  # one check, one message, batched or one text
+    assert a.encode_text("no mask here", need_mask=False).mask_col is None
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -318,6 +326,49 @@ def test_each_load_is_a_fresh_model(tiny_model_dir):
     with torch.no_grad():
         a.model.mlm_score.decoder.bias.add_(1.0)
     assert not torch.equal(a.model.mlm_score.decoder.bias, b.model.mlm_score.decoder.bias)
+
+
+@pytest.fixture
+def pristine():
+    """The process's model cache, on and empty for the test; its previous state afterwards."""
+    from cptbench.models import loading
+
+    was = loading.PRISTINE.enabled
+    loading.reuse_loaded_models(True)
+    loading.PRISTINE.clear()
+    yield loading.PRISTINE
+    loading.PRISTINE.clear()
+    loading.PRISTINE.enabled = was
+
+
+def test_kept_models_stay_on_the_cpu_bounded_and_copies_are_independent(tiny_model_dir, pristine, monkeypatch):
+    path = str(tiny_model_dir("vilt"))
+    loads = pristine.loads
+    a = load_adapter(path, device="meta")  # any device but the CPU: the copy moves, the kept model does not
+    b = load_adapter(path)
+    assert a.device.type == "meta" and b.device.type == "cpu" and pristine.loads == loads + 1
+    assert [m.device.type for m in pristine._models.values()] == ["cpu"]
+    with torch.no_grad():
+        b.model.mlm_score.decoder.bias.add_(1.0)
+    c = load_adapter(path)
+    kept = next(iter(pristine._models.values()))
+    assert c.model is not kept.model and c.model is not b.model
+    assert torch.equal(c.model.mlm_score.decoder.bias, kept.model.mlm_score.decoder.bias)
+    assert not torch.equal(c.model.mlm_score.decoder.bias, b.model.mlm_score.decoder.bias)
+    for seed in (1, 2, 3):  # three more keys: only the two most recent stay
+        load_adapter(path, patch_sample_seed=seed)
+    assert len(pristine._models) == pristine.capacity == 2 and pristine.loads == loads + 4
+    assert [dict(k[-1]) for k in pristine._models] == [{"patch_sample_seed": 2}, {"patch_sample_seed": 3}]
+
+    from cptbench.models import loading
+
+    walked = []
+    monkeypatch.setattr(loading, "_stamp", lambda name: walked.append(name) or ())
+    load_adapter(path)
+    assert walked == [path]
+    loading.reuse_loaded_models(False)
+    load_adapter(path)
+    assert walked == [path] and not pristine._models  # off: no folder walk, nothing kept
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -136,3 +136,73 @@ def test_config_validation_and_registry():
         create_method("cpt", {"save_weights": "true"})
     with pytest.raises(ConfigError, match="needs a model"):
         create_method("cpt").setup()
+
+
+def _oom_above(oracle, limit):
+    """Make ``oracle.mask_logits`` run out of memory on batches larger than ``limit``."""
+    import torch
+
+    oom = getattr(torch.cuda, "OutOfMemoryError", RuntimeError)
+    real = oracle.mask_logits
+
+    def forward(images, texts):
+        if len(texts) > limit:
+            oracle.calls.append(-len(texts))  # a failed attempt
+            raise oom("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(images, texts)
+
+    oracle.mask_logits = forward
+
+
+def test_out_of_memory_halving_holds_for_later_calls_and_counts_each_pass_once(tmp_path):
+    words = ["thing", "there"] + [str(i) for i in range(10)]
+    # a short text limit: the category segment of every pass is cut, so the count is non-zero
+    counts = {}
+    for name, bs, limit in (("oom", 8, 2), ("plain", 2, 99)):
+        oracle = OracleAdapter(parse_palette("red"), words=words, max_text_length=14, strict=False)
+        examples, _ = make_task(tmp_path, oracle, n_images=2, n_candidates=3, per_image=2)
+        _oom_above(oracle, limit)
+        m = CptBlockMethod.with_adapter(oracle, CptConfig(category_segment=True), MethodContext(eval_batch_size=bs))
+        m.predict(examples)
+        counts[name] = m.take_counters()
+        if name == "oom":
+            assert oracle.calls[:3] == [-8, -4, 2] and m.perf_info()["eval_batch_size"] == 2
+            oracle.calls.clear()
+            m.predict(examples)  # the next call starts at the halved size: no failed attempt
+            assert oracle.calls and all(0 < n <= 2 for n in oracle.calls)
+            assert m.take_counters() == counts["oom"]
+    assert counts["oom"]["truncated_category_segments"] > 0
+    assert counts["oom"] == counts["plain"]  # the failed batches' passes are not counted twice
+
+
+def test_auto_batch_size_is_worked_out_once_per_method(tmp_path, monkeypatch):
+    import cptbench.cpt.pipeline as pipeline
+
+    oracle = OracleAdapter(parse_palette("red"), words=["thing", "there"] + [str(i) for i in range(10)])
+    examples, _ = make_task(tmp_path, oracle, n_images=2, n_candidates=3, per_image=2)
+    ctx = MethodContext(eval_batch_size=7, extra={"batch_size_auto": True})
+    m = CptBlockMethod.with_adapter(oracle, CptConfig(), ctx)
+    for _ in range(2):
+        m.predict(examples)
+    assert oracle.calls == [len(examples) * 3] * 2  # 12 passes a call, under the default of 32
+    assert m.perf_info()["eval_batch_size"] == pipeline.AUTO_CPU_BATCH  # no device pipeline: the default
+
+    # with a device pipeline the size is probed (or read from the cache file) once, not per call
+    found, remembered = [], []
+    monkeypatch.setattr(pipeline, "auto_batch_size", lambda pipe, probe, hw: found.append(hw) or (4, "key"))
+    monkeypatch.setattr(pipeline, "remember_batch_size", lambda key, size: remembered.append((key, size)))
+
+    class FakePipe:
+        cuda = True
+
+        def _entry(self, example):
+            return type("Entry", (), {"out_hw": (8, 8)})()
+
+    m = CptBlockMethod.with_adapter(oracle, CptConfig(), ctx)
+    m.setup()
+    m._pipeline = FakePipe()
+    assert m._eval_batch_size(examples, []) == pipeline.AUTO_CPU_BATCH and not found  # no passes: no probe yet
+    items = [(0, 0)]
+    assert [m._eval_batch_size(examples, items) for _ in range(3)] == [4, 4, 4] and found == [(8, 8)]
+    m._on_oom(2)
+    assert m._eval_batch_size(examples, items) == 2 and remembered == [("key", 2)] and found == [(8, 8)]

@@ -422,6 +422,21 @@ def test_edge_cases_skip_truncate_and_empty_candidates(tmp_path):
     assert m.take_counters()["truncated_texts"] == 1
 
 
+def test_each_expression_is_tokenised_for_its_text_once(tmp_path, monkeypatch):
+    (ex0, lab0), (ex1, lab1) = make_examples(tmp_path, 2)
+    long = Example(**{**vars(ex0), "expression": "the  left one " + " very" * 20})
+    worked_out = []
+    real = ftmod._fit_text
+    monkeypatch.setattr(ftmod, "_fit_text", lambda adapter, expression: worked_out.append(expression) or real(adapter, expression))
+    m = method(FineTuneMethod, FakeAdapter(max_text_length=8), steps=3)  # ft: every step builds the batch's texts
+    m.fit([TrainExample(long, lab0), TrainExample(ex1, lab1)], seed=0)
+    assert m.describe()["train_truncated_texts"] == 1
+    for _ in range(2):
+        m.predict([long, ex1])
+        assert m.take_counters()["truncated_texts"] == 1
+    assert sorted(worked_out) == sorted([long.expression, ex1.expression])  # once each: cut text and flag kept
+
+
 def test_batch_size_rule(tmp_path):
     m = method(FineTuneMethod, FakeAdapter())
     assert [m._batch_size(k, k) for k in (1, 2, 4, 8, 16, 32)] == [1, 2, 4, 8, 16, 16]

@@ -271,6 +271,80 @@ def test_out_of_memory_halves_the_batch_and_loses_nothing():
                     device="cpu", precision="fp32")
 
 
+def test_out_of_memory_on_the_device_path_counts_each_pass_once_and_the_halving_holds(tmp_path, tiny_model_dir):
+    oom = getattr(torch.cuda, "OutOfMemoryError", RuntimeError)
+    examples = make_examples(tmp_path, [(40, 60), (50, 30)], n_boxes=3, exprs=2)
+    m = CptBlockMethod(CptConfig(), MethodContext(model=str(tiny_model_dir("vilt")), eval_batch_size=8))
+    m.setup()
+    pipe, rows = m._pipeline, []
+    real = pipe.forward
+
+    def forward(images, text, columns=None):
+        n = int(images["pass_index"].shape[0])
+        rows.append(n)
+        if n > 3:
+            raise oom("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(images, text, columns)
+
+    pipe.forward = forward
+    m.predict(examples)
+    assert rows[:3] == [8, 4, 2] and m.perf_info()["eval_batch_size"] == 2
+    done = [n for n in rows if n <= 3]
+    assert pipe.stats["passes"] == 3 * len(examples) == sum(done) and pipe.stats["batches"] == len(done)
+    rows.clear()
+    m.predict(examples)  # the next call starts at the halved size
+    assert rows and max(rows) <= 2 and pipe.stats["passes"] == 6 * len(examples)
+
+
+def test_release_training_restores_the_image_cache_and_fit_releases_on_error(tmp_path, tiny_model_dir):
+    adapter = load_adapter(str(tiny_model_dir("vilt")))
+    painter = Painter(parse_palette("red"), DEFAULT_ALPHA, "block", adapter.prepare_image)
+    pipe = DevicePipeline(adapter, painter, "cpu", "fp32", image_cache=1)
+    examples = make_examples(tmp_path, [(40, 60), (50, 30), (30, 30)], n_boxes=2)
+    pipe.keep_for_training(examples)
+    for ex in examples:
+        pipe.build_copy(ex, 0)
+    assert pipe._image_cap == 3 and len(pipe._images) == 3
+    pipe.release_training()
+    assert pipe._image_cap == 1 and len(pipe._images) == 1 and pipe._kept is None  # no k-shot images left behind
+
+    m = CptBlockMethod(CptConfig(steps=2), MethodContext(model=str(tiny_model_dir("vilt")), eval_batch_size=2))
+    m.setup()
+    m._pipeline.forward = lambda *a, **k: (_ for _ in ()).throw(ValueError("boom"))
+    with pytest.raises(ValueError, match="boom"):
+        m.fit([TrainExample(ex, Label(ex.example_id, ex.boxes[1])) for ex in examples], seed=0)
+    assert m._pipeline._kept is None and m._pipeline._image_cap == m._pipeline._base_image_cap
+
+
+def test_axis_resamplers_are_bounded(adapters, monkeypatch):
+    import cptbench.cpt.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "AXIS_CACHE", 2)
+    a = adapters["vilt"]
+    pipe = DevicePipeline(a, Painter(parse_palette("red"), DEFAULT_ALPHA, "block", a.prepare_image), "cpu", "fp32")
+    first = pipe._axis(40, 32)
+    pipe._axis(50, 32)
+    assert pipe._axis(40, 32) is first  # a hit, now the most recent
+    pipe._axis(60, 32)
+    assert list(pipe._axes) == [(40, 32), (60, 32)]
+
+
+@pytest.mark.parametrize("device,hint", [("cdua", "not a torch device"), ("cuda:5", "CUDA"), ("mps", "MPS")])
+def test_bench_refuses_an_unusable_device_before_building_anything(device, hint):
+    from click.testing import CliRunner
+
+    from cptbench.cli.main import cli
+    from cptbench.devices import check_device
+    from cptbench.errors import UsageError
+
+    if device == "mps" and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    with pytest.raises(UsageError, match=hint):
+        check_device(device)
+    res = CliRunner().invoke(cli, ["bench", "--model", "tiny", "--device", device])
+    assert res.exit_code == 2 and f"--device {device}" in res.output and "Traceback" not in res.output
+
+
 def test_auto_batch_size(tmp_path, monkeypatch, tiny_model_dir):
     monkeypatch.setenv("CPTBENCH_CACHE", str(tmp_path))
     remember_batch_size("model|gpu|384x512", 256)
@@ -342,7 +416,8 @@ def test_benchmark_reports_every_figure(tmp_path):
     null, fwd = data["null"], data["forward"]
     assert null["forward"] == "null" and null["passes"] > 0 and null["decodes_per_image"] == 1.0
     assert 0 < fwd["forward_share"] < 1 and fwd["passes_per_s"] > 0 and null["painted_copies_per_image"] >= 8
-    assert null["bytes_to_device_per_pass"] > 0 and null["peak_host_mib"] > 0
+    assert null["bytes_to_device_per_pass"] > 0 and data["peak_host_mib_process"] > 0
+    assert "peak_host_mib" not in null and "peak_host_mib" not in fwd  # a process peak is not a per-run figure
     assert "passes/s" in res.output and data["machine"]["torch"] == torch.__version__
 
 

@@ -52,10 +52,9 @@ def bench(state, model, device, pipeline, precision, batch_size, images, forward
     import torch
 
     from ..bench import run_benchmark, summary_lines
-    from ..errors import UsageError
+    from ..devices import check_device
 
-    if device != "cpu" and device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: CUDA is not available on this machine; use --device cpu.")
+    check_device(device)
     if threads:
         torch.set_num_threads(threads)
     result = run_benchmark(model=model, device=device, pipeline=pipeline, precision=precision, batch_size=batch_size,

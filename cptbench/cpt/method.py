@@ -117,7 +117,8 @@ class CptMethod(Method):
         self._counters = _new_counters()
         self._train_truncated: set[str] = set()
         self._pipeline = None
-        self._batch_size_used: int | None = None
+        self._batch_size: int | None = None  # worked out on the first predict, lowered by out-of-memory
+        self._auto_key: str | None = None
 
     @classmethod
     def with_adapter(cls, adapter: Any, config: CptConfig | None = None, context: MethodContext | None = None) -> "CptMethod":
@@ -198,6 +199,8 @@ class CptMethod(Method):
     @property
     def pipeline_name(self) -> str:
         """The path painted copies take: ``device`` or ``reference`` (records name it)."""
+        if self._ready:
+            return "device" if self._pipeline is not None else "reference"
         if self.config.pipeline == "reference":
             return "reference"
         adapter = self._adapter if self._adapter is not None else (self.context.extra or {}).get("adapter")
@@ -210,20 +213,25 @@ class CptMethod(Method):
         return resolve_precision(self.config.precision, self._device())
 
     def _eval_batch_size(self, examples: Sequence[Example], items) -> int:
-        """``context.eval_batch_size``, or with ``--batch-size auto`` the largest batch the device
-        holds (found once per model, device and image size; a documented default off CUDA)."""
-        extra = self.context.extra or {}
-        if not (extra.get("batch_size_auto") or self.context.eval_batch_size == "auto"):
-            return max(1, int(self.context.eval_batch_size))
+        """The batch size of prediction, worked out once per method (an out-of-memory halving then
+        holds for the rest of the run, :meth:`_on_oom`): ``context.eval_batch_size``, or with
+        ``--batch-size auto`` the largest batch the device holds (probed with the first image's
+        processed size, or read from the cache file; a documented default off CUDA)."""
+        if self._batch_size is not None:
+            return self._batch_size
+        if not (self.context.extra or {}).get("batch_size_auto"):
+            self._batch_size = max(1, int(self.context.eval_batch_size))
+            return self._batch_size
         from .pipeline import AUTO_CPU_BATCH, auto_batch_size
 
         pipe = self._pipeline
-        if pipe is None or not pipe.cuda or not items:
-            return AUTO_CPU_BATCH
-        first = examples[items[0][0]]
-        hw = pipe._entry(first).out_hw
-        size, self._auto_key = auto_batch_size(pipe, lambda n: self._probe(pipe, first, hw, n), hw)
-        return size
+        if pipe is None:
+            self._batch_size = AUTO_CPU_BATCH
+        elif items:  # a call without passes leaves the probe to the next one
+            first = examples[items[0][0]]
+            hw = pipe._entry(first).out_hw
+            self._batch_size, self._auto_key = auto_batch_size(pipe, lambda n: self._probe(pipe, first, hw, n), hw)
+        return self._batch_size or AUTO_CPU_BATCH
 
     def _probe(self, pipe, example: Example, hw: tuple[int, int], n: int) -> None:
         """One forward of ``n`` worst-case passes (distinct images, longest text) for auto batch."""
@@ -268,11 +276,12 @@ class CptMethod(Method):
             return adapter.mask_logits(images, list(texts))
 
     def _reserve_training(self, examples: Sequence[Example]) -> None:
-        """Caches sized to the k-shot set, so each training copy is painted once per fit."""
-        copies = {(ex.image_key, ex.candidate_key, g) for ex in examples
-                  for g in range(n_groups(ex.n_candidates, len(self.palette)))}
+        """Caches sized to the k-shot set, so each training copy is painted once per fit: the device
+        pipeline keeps its copies; the reference path's prepared-copy cache grows to hold them."""
         if self._pipeline is not None:
             self._pipeline.keep_for_training(examples)
+            return
+        copies = {self.painter._key(ex, g) for ex in examples for g in range(len(self.painter.groups(ex)))}
         cache = self.painter.prepared_cache
         self._cache_capacity = cache.capacity
         cache.capacity = max(cache.capacity, len(copies))
@@ -280,6 +289,7 @@ class CptMethod(Method):
     def _release_training(self) -> None:
         if self._pipeline is not None:
             self._pipeline.release_training()
+            return
         self.painter.prepared_cache.capacity = getattr(self, "_cache_capacity", self.painter.prepared_cache.capacity)
 
     # -- Method API ------------------------------------------------------------------------------
@@ -291,7 +301,6 @@ class CptMethod(Method):
                                "(the weights must start from the pre-trained model)")
         self.setup()
         examples = [te.example for te in train]
-        self._reserve_training(examples)
         texts = {}
 
         def forward(units):
@@ -307,10 +316,14 @@ class CptMethod(Method):
             micro_batch=max(1, int(self.context.eval_batch_size)), positives=self.config.positives,
             no_positive=self.config.no_positive, seed_policy=self.config.seed_policy, **self._iou_settings())
         model = self.adapter.model
-        self.train_result = train_prompt(model, train, self.palette, forward, self._word_ids.__getitem__, settings,
-                                         seed=seed, model_seed=self.config.model_seed, progress=self.context.progress)
-        model.eval()
-        self._release_training()
+        self._reserve_training(examples)
+        try:
+            self.train_result = train_prompt(model, train, self.palette, forward, self._word_ids.__getitem__, settings,
+                                             seed=seed, model_seed=self.config.model_seed,
+                                             progress=self.context.progress)
+        finally:
+            model.eval()
+            self._release_training()
         self._trained = self.train_result.steps > 0
         self._train_truncated = {te.example.example_id for te in train if self._main(te.example.expression).expression_truncated}
         if self.config.save_weights:
@@ -347,18 +360,21 @@ class CptMethod(Method):
         _prefetch(examples[i] for i, _ in items)
         pipe = self._pipeline
         counters = self._counters
+        # category segments cut, per pass: counted when its row is finished (an out-of-memory retry
+        # builds a batch again); only a prompt with a segment can have one cut
+        segment_cut: dict[tuple[int, int], bool] | None = {} if self.config.category_segment else None
 
-        def prompts_of(pairs):
-            prompts = [self._prompt(ex, g) for ex, g in pairs]
-            counters["truncated_category_segments"] += sum(p.segment_truncated for p in prompts)
+        def prompts_of(chunk):
+            prompts = [self._prompt(examples[i], g) for i, g in chunk]
+            if segment_cut is not None:
+                segment_cut.update(zip(chunk, (p.segment_truncated for p in prompts)))
             return [p.text for p in prompts]
 
         if pipe is not None:
             columns = pipe.columns(self._columns)
 
             def build(chunk):
-                pairs = [(examples[i], g) for i, g in chunk]
-                return pipe.images(pairs), pipe.text(prompts_of(pairs))
+                return pipe.images([(examples[i], g) for i, g in chunk]), pipe.text(prompts_of(chunk))
 
             def forward(inputs):
                 return pipe.forward(inputs[0], inputs[1], columns)
@@ -366,14 +382,16 @@ class CptMethod(Method):
             adapter = self.adapter
 
             def build(chunk):
-                pairs = [(examples[i], g) for i, g in chunk]
-                return adapter.collate([self.painter.prepared(ex, g) for ex, g in pairs]), prompts_of(pairs)
+                return adapter.collate([self.painter.prepared(examples[i], g) for i, g in chunk]), prompts_of(chunk)
 
             def forward(inputs):
-                logits = adapter.mask_logits(inputs[0], inputs[1])
-                return torch.as_tensor(np.asarray(logits) if not hasattr(logits, "detach") else logits)[:, self._columns]
+                return torch.as_tensor(adapter.mask_logits(inputs[0], inputs[1]))[:, self._columns]
 
         def finish(chunk, logits):
+            if pipe is not None:
+                pipe.count_batch(len(chunk))
+            if segment_cut is not None:
+                counters["truncated_category_segments"] += sum(segment_cut.pop(item) for item in chunk)
             for row, (i, g) in enumerate(chunk):
                 n = examples[i].n_candidates
                 lo, hi = g * n_colours, min((g + 1) * n_colours, n)
@@ -381,9 +399,8 @@ class CptMethod(Method):
 
         batch_size = self._eval_batch_size(examples, items)
         with torch.no_grad():
-            self._batch_size_used = run_batches(
-                items, batch_size, build, forward, finish, device=self._device(), precision=self.precision_name,
-                on_batch_size=self._on_oom, progress=lambda done: self.context.progress("predict", done, total))
+            run_batches(items, batch_size, build, forward, finish, device=self._device(), precision=self.precision_name,
+                        on_batch_size=self._on_oom, progress=lambda done: self.context.progress("predict", done, total))
         c = self._counters
         c["expressions"] += len(examples)
         c["passes"] += total
@@ -393,11 +410,12 @@ class CptMethod(Method):
         return scores
 
     def _on_oom(self, size: int) -> None:
-        """Out of memory at a batch: the smaller size is used from now on (and remembered with auto)."""
+        """Out of memory at a batch: the smaller size is used from now on, by this call and every
+        later one (and remembered in the cache file with auto)."""
         from .pipeline import remember_batch_size
 
-        self._batch_size_used = size
-        if getattr(self, "_auto_key", None):
+        self._batch_size = size
+        if self._auto_key:
             remember_batch_size(self._auto_key, size)
 
     def take_counters(self) -> dict[str, Any]:
@@ -415,8 +433,8 @@ class CptMethod(Method):
         if not self._ready:
             return {}
         out: dict[str, Any] = {"pipeline": self.pipeline_name, "precision": self.precision_name}
-        if self._batch_size_used is not None:
-            out["eval_batch_size"] = self._batch_size_used
+        if self._batch_size is not None:
+            out["eval_batch_size"] = self._batch_size
         if self._pipeline is not None:
             return {**out, **self._pipeline.stats}
         cache = self.painter.prepared_cache

@@ -49,6 +49,9 @@ PRECISIONS = ("auto", "fp32", "bf16")
 AUTO_CPU_BATCH = 32
 #: painted copies kept for few-shot training are capped at this many bytes
 TRAIN_CACHE_BYTES = 2 << 30
+#: axis resamplers (dense weights on the device) kept per (input, output) length: COCO's image
+#: sizes vary, so without a bound every distinct width and height would keep a matrix for the run
+AXIS_CACHE = 64
 
 
 def resolve_precision(precision: str, device: Any) -> str:
@@ -151,10 +154,10 @@ class DevicePipeline:
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.precision = resolve_precision(precision, self.device)
-        self._image_cap = max(1, int(image_cache))
+        self._image_cap = self._base_image_cap = max(1, int(image_cache))
         self._images: OrderedDict[str, ImageEntry] = OrderedDict()
         self._regions: OrderedDict[tuple, list[Region]] = OrderedDict()
-        self._axes: dict[tuple[int, int], AxisResampler] = {}
+        self._axes: OrderedDict[tuple[int, int], AxisResampler] = OrderedDict()
         self._texts: dict[str, Any] = {}
         self._text_bufs: dict[str, np.ndarray] = {}
         self._kept: OrderedDict[tuple, Any] | None = None  # training: painted copies kept for the whole fit
@@ -195,10 +198,16 @@ class DevicePipeline:
 
     # -- images ------------------------------------------------------------------------------------
     def _axis(self, n_in: int, n_out: int) -> AxisResampler:
+        """The resampler ``n_in`` -> ``n_out`` pixels (the :data:`AXIS_CACHE` most recent kept)."""
         key = (int(n_in), int(n_out))
-        if key not in self._axes:
-            self._axes[key] = AxisResampler.build(n_in, n_out, self.spec.resample, self.device)
-        return self._axes[key]
+        axis = self._axes.get(key)
+        if axis is not None:
+            self._axes.move_to_end(key)
+            return axis
+        axis = self._axes[key] = AxisResampler.build(n_in, n_out, self.spec.resample, self.device)
+        while len(self._axes) > AXIS_CACHE:
+            self._axes.popitem(last=False)
+        return axis
 
     def _normalise(self, x):
         """In place: rescale then (x - mean) / std, as the processor does."""
@@ -236,9 +245,15 @@ class DevicePipeline:
             base[:, oy0:oy1, ox0:ox1] = self._normalise(r0[:, oy0 + top:oy1 + top, ox0 + left:ox1 + left].clone())
         entry = ImageEntry(orig, t0, base, h_axis, v_axis, order, (top, left), (oh, ow))
         self._images[key] = entry
+        self._trim()
+        return entry
+
+    def _trim(self) -> None:
+        """The image and region caches back within their bounds (least recently used out)."""
         while len(self._images) > self._image_cap:
             self._images.popitem(last=False)
-        return entry
+        while len(self._regions) > max(32, self._image_cap):
+            self._regions.popitem(last=False)
 
     def _region_set(self, example: Example, entry: ImageEntry) -> list[Region]:
         from .painting import boxes_digest
@@ -257,8 +272,7 @@ class DevicePipeline:
             regions = self._mask_regions(self.painter.region_masks(example, range(n), height, width)
                                          if n else np.zeros((0, 1, 1), bool))
         self._regions[key] = regions
-        while len(self._regions) > max(32, self._image_cap):
-            self._regions.popitem(last=False)
+        self._trim()
         return regions
 
     def _mask_regions(self, masks: np.ndarray) -> list[Region]:
@@ -356,11 +370,15 @@ class DevicePipeline:
         per_copy = 3 * 4 * max((int(np.prod(self.spec.output_size(*hw(ex)))) for ex in examples), default=1)
         self._kept = OrderedDict()
         self._kept_cap = max(1, min(len(keys), TRAIN_CACHE_BYTES // per_copy))
-        self._image_cap = max(self._image_cap, len(images))
+        self._image_cap = max(self._base_image_cap, len(images))
 
     def release_training(self) -> None:
+        """End of the fit: the kept copies go, and the image cache is back to its own size (the
+        training images' tensors do not stay on the device for the run)."""
         self._kept = None
         self._kept_cap = 0
+        self._image_cap = self._base_image_cap
+        self._trim()
 
     #: batch buffers per pixel size, used in turn: the copies of the last RING - 1 batches stay
     #: readable, so a copy whose passes straddle batches or predict calls is painted once; buffers
@@ -395,8 +413,6 @@ class DevicePipeline:
         """The batch's image inputs: ``pixel_values`` (U, 3, H, W) holding each distinct copy once,
         ``pass_index`` (B,) on the device, ``image_hw`` (U, 2) valid sizes on the host."""
         keys = [self.painter._key(ex, g) for ex, g in pairs]
-        self.stats["batches"] += 1
-        self.stats["passes"] += len(keys)
         slot_of: dict[tuple, int] = {}
         first: list[tuple[Example, int]] = []
         for k, pair in zip(keys, pairs):
@@ -450,6 +466,12 @@ class DevicePipeline:
         arrays = self.adapter.text_arrays(encoded, out=self._text_bufs)
         return {name: self.upload(a, copy=True) for name, a in arrays.items()}
 
+    def count_batch(self, passes: int) -> None:
+        """A batch of ``passes`` finished (counted once, however often an out-of-memory retry
+        rebuilt its inputs)."""
+        self.stats["batches"] += 1
+        self.stats["passes"] += int(passes)
+
     def forward(self, images: dict[str, Any], text: dict[str, Any], columns=None):
         """The adapter's masked-LM logits (all columns, or ``columns``); replaceable (benchmarks)."""
         return self.adapter.mask_logits_encoded(images, text, columns)
@@ -459,7 +481,9 @@ class DevicePipeline:
         with host_threads(self.device):
             images, text = self.images(pairs), self.text(texts)
         with precision_context(self.device, self.precision):
-            return self.forward(images, text, columns)
+            out = self.forward(images, text, columns)
+        self.count_batch(len(pairs))
+        return out
 
 
 # ------------------------------------------------------------------------------------ batch loop

@@ -75,33 +75,60 @@ def check_image_sizes(images: dict[str, Any], image_sizes: Sequence[tuple[int, i
     return sizes
 
 
-def grid_boxes(grid_h: int, grid_w: int, patch: int, *, left: float, top: float, scale_x: float, scale_y: float,
-               valid_w: float, valid_h: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boxes (N, 4) xyxy of a row-major ``grid_h x grid_w`` patch grid in original-image pixels.
+def size_get(size: Any, key: str):
+    """``size[key]`` of an image processor's size setting (a dict or an object), or None."""
+    if size is None:
+        return None
+    if isinstance(size, dict):
+        return size.get(key)
+    return getattr(size, key, None)
 
-    Patch (r, c) covers ``[c*patch, (c+1)*patch) x [r*patch, (r+1)*patch)`` of the model's input;
+
+def cell_boxes(rows: np.ndarray, cols: np.ndarray, patch: int, *, left=0.0, top=0.0, scale_x=1.0, scale_y=1.0,
+               valid_w, valid_h) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes (..., 4) xyxy (float64) in original-image pixels of the patch cells (``rows``, ``cols``)
+    and their validity (...); the other arguments broadcast against the cells (per image: shape
+    (n, 1) beside (n, N) cells).
+
+    Cell (r, c) covers ``[c*patch, (c+1)*patch) x [r*patch, (r+1)*patch)`` of the model's input;
     ``left``/``top`` shift that into the resized image (a centre crop's offset), whose valid part is
     ``valid_w x valid_h`` pixels; ``scale_x``/``scale_y`` map resized pixels to original ones.
-    Parts outside the valid area are clipped; a patch with nothing left is invalid (zero box).
+    Parts outside the valid area are clipped; a cell with nothing left is invalid (zero box).
     """
-    cols = torch.arange(grid_w, dtype=torch.float64)
-    rows = torch.arange(grid_h, dtype=torch.float64)
-    x0 = (cols * patch + left).clamp(0, valid_w)
-    x1 = ((cols + 1) * patch + left).clamp(0, valid_w)
-    y0 = (rows * patch + top).clamp(0, valid_h)
-    y1 = ((rows + 1) * patch + top).clamp(0, valid_h)
-    boxes = torch.stack(
-        [
-            x0[None, :].expand(grid_h, -1) * scale_x,
-            y0[:, None].expand(-1, grid_w) * scale_y,
-            x1[None, :].expand(grid_h, -1) * scale_x,
-            y1[:, None].expand(-1, grid_w) * scale_y,
-        ],
-        dim=-1,
-    ).reshape(-1, 4)
-    valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    rows, cols = np.asarray(rows, dtype=np.float64), np.asarray(cols, dtype=np.float64)
+    x0 = np.clip(cols * patch + left, 0, valid_w) * scale_x
+    x1 = np.clip((cols + 1) * patch + left, 0, valid_w) * scale_x
+    y0 = np.clip(rows * patch + top, 0, valid_h) * scale_y
+    y1 = np.clip((rows + 1) * patch + top, 0, valid_h) * scale_y
+    boxes = np.stack(np.broadcast_arrays(x0, y0, x1, y1), axis=-1)
+    valid = (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])
     boxes[~valid] = 0
-    return boxes.float(), valid
+    return boxes, valid
+
+
+def grid_boxes(grid_h: int, grid_w: int, patch: int, *, left: float, top: float, scale_x: float, scale_y: float,
+               valid_w: float, valid_h: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boxes (N, 4) xyxy (float32) and validity (N,) of a row-major ``grid_h x grid_w`` patch grid
+    in original-image pixels (the arguments as in :func:`cell_boxes`)."""
+    rows, cols = np.divmod(np.arange(grid_h * grid_w), grid_w)
+    boxes, valid = cell_boxes(rows, cols, patch, left=left, top=top, scale_x=scale_x, scale_y=scale_y,
+                              valid_w=valid_w, valid_h=valid_h)
+    return torch.from_numpy(boxes.astype(np.float32)), torch.from_numpy(valid)
+
+
+def fixed_grid_boxes(processor, sizes: Sequence[tuple[int, int]], grid_h: int, grid_w: int, patch: int,
+                     geometry: Callable) -> tuple[torch.Tensor, torch.Tensor]:
+    """Patch boxes (B, N, 4) and validity (B, N) of a fixed patch grid for images of the given
+    original (W, H) sizes, computed once per distinct size (host tensors). ``geometry(processor,
+    height, width)`` gives ((resized_h, resized_w), (top, left)) by the processor's own rule."""
+    cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+    for size in dict.fromkeys((int(w), int(h)) for w, h in sizes):
+        w0, h0 = size
+        (rh, rw), (top, left) = geometry(processor, h0, w0)
+        cache[size] = grid_boxes(grid_h, grid_w, patch, left=left, top=top, scale_x=w0 / rw, scale_y=h0 / rh,
+                                 valid_w=rw, valid_h=rh)
+    picked = [cache[(int(w), int(h))] for w, h in sizes]
+    return torch.stack([b for b, _ in picked]), torch.stack([v for _, v in picked])
 
 
 def center_crop_offset(size: int, crop: int) -> int:
@@ -232,25 +259,11 @@ class HFAdapter(VLAdapter):
             raise ValueError(f"got {len(texts)} texts for a batch of {batch} images")
         enc = self.tokenizer(texts, padding=True, truncation=False, return_tensors="pt")
         ids = enc["input_ids"]
-        lengths = enc["attention_mask"].sum(dim=1)
-        too_long = [(i, int(n)) for i, n in enumerate(lengths.tolist()) if n > self.max_text_length]
-        if too_long:
-            i, n = too_long[0]
-            raise TextTooLongError(
-                f"{len(too_long)} text(s) exceed the {self.max_text_length}-token limit of model "
-                f"{self.model_name!r} (special tokens included); text {i} has {n} tokens: {texts[i]!r}. "
-                f"Shorten the free part of the text (the expression) before calling the model."
-            )
+        is_mask = ids == self.mask_token_id if need_mask else None
+        self._check_texts(texts, enc["attention_mask"].sum(dim=1).tolist(),
+                          None if is_mask is None else is_mask.sum(dim=1).tolist())
         if not need_mask:
             return {k: v.to(self.device) for k, v in enc.items()}, None
-        is_mask = ids == self.mask_token_id
-        counts = is_mask.sum(dim=1)
-        bad = (counts != 1).nonzero().flatten().tolist()
-        if bad:
-            i = bad[0]
-            raise ValueError(
-                f"each text needs exactly one {self.mask_token} token; text {i} has {int(counts[i])}: {texts[i]!r}"
-            )
         mask_col = is_mask.to(torch.int64).argmax(dim=1)
         device = self.device
         enc = {k: v.to(device) for k, v in enc.items()}
@@ -264,21 +277,30 @@ class HFAdapter(VLAdapter):
             raise TypeError(f"text must be a string, got {type(text).__name__}")
         enc = self.tokenizer(text, truncation=False)
         ids = tuple(int(i) for i in enc["input_ids"])
-        if len(ids) > self.max_text_length:
+        mask_id = self.mask_token_id
+        cols = [i for i, t in enumerate(ids) if t == mask_id] if need_mask else None
+        self._check_texts([text], [len(ids)], None if cols is None else [len(cols)])
+        type_ids = tuple(int(i) for i in enc["token_type_ids"]) if "token_type_ids" in enc else None
+        return EncodedText(ids, type_ids, cols[0] if need_mask else None)
+
+    def _check_texts(self, texts: Sequence[str], lengths: Sequence[int], mask_counts: Sequence[int] | None) -> None:
+        """The checks of :meth:`_encode_texts` and :meth:`encode_text`: every text within
+        ``max_text_length`` tokens (``lengths``, special tokens included) and, unless
+        ``mask_counts`` is None, exactly one mask token in each."""
+        too_long = [(i, int(n)) for i, n in enumerate(lengths) if n > self.max_text_length]
+        if too_long:
+            i, n = too_long[0]
             raise TextTooLongError(
-                f"1 text(s) exceed the {self.max_text_length}-token limit of model {self.model_name!r} "
-                f"(special tokens included); text 0 has {len(ids)} tokens: {text!r}. "
+                f"{len(too_long)} text(s) exceed the {self.max_text_length}-token limit of model "
+                f"{self.model_name!r} (special tokens included); text {i} has {n} tokens: {texts[i]!r}. "
                 f"Shorten the free part of the text (the expression) before calling the model."
             )
-        type_ids = tuple(int(i) for i in enc["token_type_ids"]) if "token_type_ids" in enc else None
-        mask_col = None
-        if need_mask:
-            mask_id = self.mask_token_id
-            cols = [i for i, t in enumerate(ids) if t == mask_id]
-            if len(cols) != 1:
-                raise ValueError(f"each text needs exactly one {self.mask_token} token; text 0 has {len(cols)}: {text!r}")
-            mask_col = cols[0]
-        return EncodedText(ids, type_ids, mask_col)
+        bad = [] if mask_counts is None else [i for i, c in enumerate(mask_counts) if c != 1]
+        if bad:
+            i = bad[0]
+            raise ValueError(
+                f"each text needs exactly one {self.mask_token} token; text {i} has {int(mask_counts[i])}: {texts[i]!r}"
+            )
 
     def text_arrays(self, encoded: Sequence[EncodedText], out: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """int64 arrays ``input_ids``, ``attention_mask`` (and ``token_type_ids``) of shape (B, T),

@@ -24,11 +24,10 @@ import torch
 
 from ._common import (
     HFAdapter, ImageSpec, UnsupportedImageSpec, batch_size, center_crop_offset, check_image_sizes, expand_images,
-    head_logits, image_processor_class as _ipc, load_hf_parts, processor_normalisation, processor_resample,
-    shortest_edge_size,
+    fixed_grid_boxes, head_logits, image_processor_class as _ipc, load_hf_parts, processor_normalisation,
+    processor_resample, shortest_edge_size, size_get as _size_get,
 )
 from .base import RegionFeatures
-from .flava import _size_get, fixed_grid_boxes
 
 
 def image_processor_class():
@@ -95,14 +94,12 @@ class BridgeTowerAdapter(HFAdapter):
             processed_geometry(proc, 64, 48)
         except NotImplementedError as exc:
             raise UnsupportedImageSpec(f"BridgeTower image processor: {exc}") from None
-        crop = None
-        if getattr(proc, "do_center_crop", False):
-            side = _size_get(proc.crop_size, "shortest_edge")
-            crop = (int(side), int(side)) if side else (int(_size_get(proc.crop_size, "height")),
-                                                         int(_size_get(proc.crop_size, "width")))
-        else:
+        if not getattr(proc, "do_center_crop", False):
             raise UnsupportedImageSpec("BridgeTower image processor without a centre crop gives images of "
                                        "different sizes; use --set pipeline=reference")
+        side = _size_get(proc.crop_size, "shortest_edge")
+        crop = (int(side), int(side)) if side else (int(_size_get(proc.crop_size, "height")),
+                                                     int(_size_get(proc.crop_size, "width")))
         return ImageSpec(lambda h, w: processed_geometry(proc, h, w), crop, resample, scale, mean, std, False,
                          f"bridgetower:{proc.size}/{crop}/{resample}/{scale}/{mean}/{std}")
 
@@ -137,7 +134,7 @@ class BridgeTowerAdapter(HFAdapter):
         grid_h, grid_w = int(in_h) // ps, int(in_w) // ps
         if grid_h * grid_w != patches.shape[1]:
             raise RuntimeError(f"BridgeTower returned {patches.shape[1]} patch tokens for a {grid_h}x{grid_w} grid")
-        boxes, valid = fixed_grid_boxes(self.image_processor, sizes, grid_h, grid_w, ps, geometry=processed_geometry)
+        boxes, valid = fixed_grid_boxes(self.image_processor, sizes, grid_h, grid_w, ps, processed_geometry)
         valid_t = valid.to(image.device)
         pooled = out.pooler_output[:, : self.hidden_size]  # text-side half of [text CLS; image CLS]
         return RegionFeatures(

@@ -26,21 +26,14 @@ import torch
 
 from ._common import (
     HFAdapter, ImageSpec, UnsupportedImageSpec, batch_size, center_crop_offset, check_image_sizes, expand_images,
-    grid_boxes, head_logits, image_processor_class as _ipc, load_hf_parts, processor_normalisation, processor_resample,
+    fixed_grid_boxes, head_logits, image_processor_class as _ipc, load_hf_parts, processor_normalisation,
+    processor_resample, size_get as _size_get,
 )
 from .base import RegionFeatures
 
 
 def image_processor_class():
     return _ipc("Flava")
-
-
-def _size_get(size: Any, key: str):
-    if size is None:
-        return None
-    if isinstance(size, dict):
-        return size.get(key)
-    return getattr(size, key, None)
 
 
 def processed_geometry(processor, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -67,21 +60,6 @@ def processed_geometry(processor, height: int, width: int) -> tuple[tuple[int, i
             raise NotImplementedError(f"patch boxes: unsupported crop_size setting {crop!r}")
         top, left = center_crop_offset(rh, int(ch)), center_crop_offset(rw, int(cw))
     return (rh, rw), (top, left)
-
-
-def fixed_grid_boxes(processor, sizes: Sequence[tuple[int, int]], grid_h: int, grid_w: int, patch: int,
-                     geometry=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Patch boxes (B, N, 4) and validity (B, N) of a fixed patch grid for images of the given
-    original (W, H) sizes, computed once per distinct size (host tensors)."""
-    geometry = geometry or processed_geometry
-    cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
-    for size in dict.fromkeys((int(w), int(h)) for w, h in sizes):
-        w0, h0 = size
-        (rh, rw), (top, left) = geometry(processor, h0, w0)
-        cache[size] = grid_boxes(grid_h, grid_w, patch, left=left, top=top, scale_x=w0 / rw, scale_y=h0 / rh,
-                                 valid_w=rw, valid_h=rh)
-    picked = [cache[(int(w), int(h))] for w, h in sizes]
-    return torch.stack([b for b, _ in picked]), torch.stack([v for _, v in picked])
 
 
 class FlavaAdapter(HFAdapter):
@@ -167,7 +145,7 @@ class FlavaAdapter(HFAdapter):
         grid_h, grid_w = int(in_h) // ps, int(in_w) // ps
         if grid_h * grid_w != patches.shape[1]:
             raise RuntimeError(f"FLAVA returned {patches.shape[1]} patch tokens for a {grid_h}x{grid_w} grid")
-        boxes, valid = fixed_grid_boxes(self.image_processor, sizes, grid_h, grid_w, ps)
+        boxes, valid = fixed_grid_boxes(self.image_processor, sizes, grid_h, grid_w, ps, processed_geometry)
         valid_t = valid.to(mm.device)
         boxes = boxes.to(mm.device)
         pooled = out.multimodal_output.pooler_output

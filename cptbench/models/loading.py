@@ -1,7 +1,9 @@
 """``load_adapter``: a hub id, a local folder or ``bundled:<name>`` -> a :class:`VLAdapter`.
 
-The adapter is chosen by the config's ``model_type``. Every call loads a fresh model: methods
-train the weights in place, so adapters are never shared through a cache.
+The adapter is chosen by the config's ``model_type``. Every call returns an independent model:
+methods train the weights in place, so adapters are never shared. A process that runs many jobs
+(:func:`reuse_loaded_models`) reads a model from disk once, keeps it untouched on the CPU, and hands
+each call a deep copy moved to the asked device.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 import importlib
 import json
 import re
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ModelError
 from .base import VLAdapter
@@ -90,26 +93,39 @@ def adapter_class(model_type: str) -> type:
 
 class _PristineModels:
     """Loaded models kept unchanged, so a process that runs many jobs (a sweep worker, a long
-    ``run``) reads each model from disk once: every :func:`load_adapter` call then gets a deep copy,
-    as independent as a fresh load (methods train their copy in place). Off unless enabled."""
+    ``run``) reads each model from disk once: every :func:`load_adapter` call then gets a deep copy
+    moved to its device, as independent as a fresh load (methods train their copy in place).
 
-    def __init__(self):
+    The kept copies live on the CPU (a GPU holds only the jobs' own copies) and at most
+    ``capacity`` of them are kept, least recently used first out. Off unless enabled."""
+
+    def __init__(self, capacity: int = 2):
         self.enabled = False
-        self._models: dict[tuple, VLAdapter] = {}
+        self.capacity = int(capacity)
+        self._models: OrderedDict[tuple, VLAdapter] = OrderedDict()
         self.loads = 0
         self.copies = 0
 
-    def get(self, key: tuple, load):
+    def get(self, key: Callable[[], tuple], load: Callable[[str], VLAdapter], device: str) -> VLAdapter:
+        """A model for ``device``: ``load(device)`` when off; else a copy of the kept CPU model
+        under ``key()`` (loaded with ``load("cpu")`` the first time)."""
         import copy
 
         if not self.enabled:
             self.loads += 1
-            return load()
-        if key not in self._models:
+            return load(device)
+        k = key()
+        kept = self._models.get(k)
+        if kept is None:
             self.loads += 1
-            self._models[key] = load()
+            kept = load("cpu")
+            self._models[k] = kept
+            while len(self._models) > max(1, self.capacity):
+                self._models.popitem(last=False)
+        else:
+            self._models.move_to_end(k)
         self.copies += 1
-        return copy.deepcopy(self._models[key])
+        return copy.deepcopy(kept).to(device)
 
     def clear(self) -> None:
         self._models.clear()
@@ -148,12 +164,13 @@ def load_adapter(name_or_path: str, device: str = "cpu", *, trust_remote_code: b
     ``name_or_path``: a hub id, a local folder (as written by ``save_pretrained`` or
     ``build_tiny_model``) or ``bundled:<name>`` (a folder shipped in ``cptbench/assets``).
     Remote code runs only with ``trust_remote_code=True``. The model is put in eval mode on
-    ``device``; each call returns a new, independent model (a copy of one loaded once per process
-    when :func:`reuse_loaded_models` is on).
+    ``device``; each call returns a new, independent model (when :func:`reuse_loaded_models` is
+    on, a copy of one loaded once per process and kept on the CPU).
     """
-    key = (str(name_or_path), _stamp(name_or_path), str(device), bool(trust_remote_code),
-           tuple(sorted(adapter_kwargs.items())))
-    return PRISTINE.get(key, lambda: _load(name_or_path, device, trust_remote_code, **adapter_kwargs))
+    def key() -> tuple:  # the folder is walked only when the cache is on
+        return (str(name_or_path), _stamp(name_or_path), bool(trust_remote_code), tuple(sorted(adapter_kwargs.items())))
+
+    return PRISTINE.get(key, lambda dev: _load(name_or_path, dev, trust_remote_code, **adapter_kwargs), str(device))
 
 
 def _load(name_or_path: str, device: str, trust_remote_code: bool, **adapter_kwargs: Any) -> VLAdapter:

@@ -42,11 +42,11 @@ import torch
 from torch import nn
 
 from ._common import (
-    HFAdapter, ImageSpec, batch_size, check_image_sizes, head_logits, image_processor_class as _ipc, load_hf_parts,
-    processor_normalisation, processor_resample, shortest_edge_size, UnsupportedImageSpec,
+    HFAdapter, ImageSpec, batch_size, cell_boxes, check_image_sizes, head_logits, image_processor_class as _ipc,
+    load_hf_parts, processor_normalisation, processor_resample, shortest_edge_size, size_get as _size_get,
+    UnsupportedImageSpec,
 )
 from .base import RegionFeatures
-from .flava import _size_get
 
 
 def image_processor_class():
@@ -260,15 +260,10 @@ class ViltAdapter(HFAdapter):
         valid = token_mask[:, 1:].bool()
         patches = patches * valid[..., None].to(patches.dtype)
         # boxes of the token cells in original pixels, on the host (all images at once)
-        ps = self.patch_size
         valid_h, valid_w = image_hw[:, 0:1].astype(np.float64), image_hw[:, 1:2].astype(np.float64)
-        rows, cols = cells[..., 0].astype(np.float64), cells[..., 1].astype(np.float64)
-        x0 = np.clip(cols * ps, 0, valid_w) * (sizes[:, 0:1] / valid_w)
-        x1 = np.clip((cols + 1) * ps, 0, valid_w) * (sizes[:, 0:1] / valid_w)
-        y0 = np.clip(rows * ps, 0, valid_h) * (sizes[:, 1:2] / valid_h)
-        y1 = np.clip((rows + 1) * ps, 0, valid_h) * (sizes[:, 1:2] / valid_h)
-        boxes = np.stack([x0, y0, x1, y1], axis=-1)
-        boxes[(cells[..., 0] < 0) | ~((x1 > x0) & (y1 > y0))] = 0
+        boxes, _ = cell_boxes(cells[..., 0], cells[..., 1], self.patch_size, scale_x=sizes[:, 0:1] / valid_w,
+                              scale_y=sizes[:, 1:2] / valid_h, valid_w=valid_w, valid_h=valid_h)
+        boxes[cells[..., 0] < 0] = 0  # padding slots
         return RegionFeatures(
             patches=patches,
             patch_boxes=torch.from_numpy(boxes.astype(np.float32)).to(patches.device),
