@@ -14,7 +14,7 @@ covering no patch falls back to the nearest patch(es); see :mod:`cptbench_baseli
 and the geometry is x1/W, y1/H, x2/W, y2/H, w/W, h/H, area/(W*H). An MLP head
 ``Linear(2H+7, H) - GELU - LayerNorm(H) - Linear(H, 1)`` gives one logit per candidate. The loss is
 the softmax cross-entropy over the candidates of an expression toward the candidate with the
-highest IoU with the ground truth (``cptbench.boxes.iou_matrix`` under the task's IoU convention;
+highest IoU with the ground truth (``cptbench.core.boxes.iou_matrix`` under the task's IoU convention;
 first candidate on ties). Training expressions without candidates, or where no candidate overlaps
 the ground truth (IoU 0 for all: no signal), are skipped and counted.
 
@@ -25,7 +25,7 @@ release's fine-tuning script, which trains for 10 x ``num_train_epochs`` steps, 
 section 7), batch size = k capped at 16 (``batch_size = 0``; never
 more than the usable training expressions), AdamW lr 6e-5 (``head_lr``, 0 = same as ``lr``), betas
 (0.9, 0.98), eps 1e-8, weight decay 0.01 except biases and LayerNorm, 10 % linear warm-up then
-linear decay (:mod:`cptbench.optim`, shared with CPT), no gradient clipping, no dev-set selection:
+linear decay (:mod:`cptbench.methods.optim`, shared with CPT), no gradient clipping, no dev-set selection:
 the last model is evaluated.
 
 Seeds
@@ -33,7 +33,7 @@ Seeds
 The head is initialised from a local generator seeded with ``model_seed`` (88, fixed like the
 release's model seed): weights N(0, 0.02), biases 0, LayerNorm 1 / 0. Training randomness (batch
 order; dropout inside the backbone, run on a forked and restored torch RNG) follows the one policy
-of every trained method (:func:`cptbench.optim.training_randomness`): ``seed_policy="release"``
+of every trained method (:func:`cptbench.methods.optim.training_randomness`): ``seed_policy="release"``
 (default) seeds it from ``model_seed`` alone, so runs differ by their training subset (the
 harness's k-shot manifest) only; ``"per-run"`` from (``model_seed``, run seed). The same inputs
 always give the same model (on CPU). Zero-shot ``fit([])`` leaves the head untrained at that fixed
@@ -71,11 +71,11 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from cptbench.boxes import iou_matrix
-from cptbench.examples import Example, TrainExample
-from cptbench.images import LRUCache
+from cptbench.core.boxes import iou_matrix
+from cptbench.data.examples import Example, TrainExample
+from cptbench.data.images import LRUCache
 from cptbench.methods import Method, MethodContext
-from cptbench.optim import (DEFAULT_SEED_POLICY, MAX_BATCH, adamw_with_schedule, batch_order, check_seed_policy,
+from cptbench.methods.optim import (DEFAULT_SEED_POLICY, MAX_BATCH, adamw_with_schedule, batch_order, check_seed_policy,
                             effective_batch_size, parameter_groups, seeded_torch_rng, training_randomness,
                             warmup_steps)
 

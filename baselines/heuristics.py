@@ -2,8 +2,8 @@
 
 Each is a method like any other (registered through the ``cptbench.methods`` entry-point group, run
 by ``cptbench run -m NAME`` and scored by the harness); ``cptbench data audit`` runs them all and
-compares each with random (:mod:`cptbench.audit`). None reads the image pixels or an evaluation
-label. They read what every method is given: an :class:`~cptbench.examples.Example`'s candidate
+compares each with random (:mod:`cptbench.data.audit`). None reads the image pixels or an evaluation
+label. They read what every method is given: an :class:`~cptbench.data.examples.Example`'s candidate
 boxes, category names, image size, expression and ids (``ref_id``, ``sent_id``, ``image_id``), the
 other examples handed to the same ``predict`` call, and, in ``fit``, the labelled training
 examples.
@@ -49,10 +49,10 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from cptbench.boxes import iou_matrix, is_hit
-from cptbench.examples import Example, TrainExample
+from cptbench.core.boxes import iou_matrix, is_hit
+from cptbench.data.examples import Example, TrainExample
 from cptbench.methods import Method
-from cptbench.sampling import rng_for
+from cptbench.data.sampling import rng_for
 
 #: the tie-break is this small against any heuristic score (which are O(1) or box areas)
 _TIE = 1e-9

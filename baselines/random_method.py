@@ -10,9 +10,9 @@ from typing import Sequence
 
 import numpy as np
 
-from cptbench.examples import Example, TrainExample
+from cptbench.data.examples import Example, TrainExample
 from cptbench.methods import Method
-from cptbench.sampling import rng_for
+from cptbench.data.sampling import rng_for
 
 
 class RandomMethod(Method):

@@ -1,6 +1,6 @@
 """``python -m cptbench ...`` (also ``torchrun -m cptbench ...``): the same CLI as ``cptbench``."""
 
-from .cli.main import cli
+from cptbench.cli.main import cli
 
 if __name__ == "__main__":
     cli.main(prog_name="cptbench")

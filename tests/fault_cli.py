@@ -9,7 +9,7 @@ import sys
 
 from cptbench.methods import Method
 from cptbench.methods.registry import method_registry
-from cptbench.sampling import rng_for
+from cptbench.data.sampling import rng_for
 
 
 class FakeTrainer(Method):

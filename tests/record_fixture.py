@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cptbench.records import RunRecord
+from cptbench.results.records import RunRecord
 
 BASE = dict(
     run_id="r0", task="toyref", task_version=1, split="val", method="random", method_config={},

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cptbench.boxes import iou_matrix
-from cptbench.store import ResultsStore
+from cptbench.core.boxes import iou_matrix
+from cptbench.results.store import ResultsStore
 from record_fixture import make_record
 
 CPT_CONFIG = {"template": 3, "palette": "red", "alpha": 127 / 255, "score": "auto", "steps": 3, "lr": 3e-5,
@@ -24,7 +24,7 @@ def config_hash(cfg: dict) -> str:
 
 def load_splits(task: str, data_root: Path):
     from cptbench.data.source import open_dataset
-    from cptbench.tasks import get_task
+    from cptbench.tasks.cards import get_task
 
     spec = get_task(task)
     ds = open_dataset(spec, data_root)

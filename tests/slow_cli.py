@@ -6,7 +6,7 @@ import time
 
 from cptbench.methods import Method
 from cptbench.methods.registry import method_registry
-from cptbench.sampling import rng_for
+from cptbench.data.sampling import rng_for
 
 
 class SlowRandom(Method):

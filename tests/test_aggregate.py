@@ -4,7 +4,7 @@ import math
 import pytest
 from rich.console import Console
 
-from cptbench.aggregate import (CSV_SCHEMA_VERSION, aggregate, cell, cell_lines, config_labels, latex, long_csv, long_json,
+from cptbench.report.aggregate import (CSV_SCHEMA_VERSION, aggregate, cell, cell_lines, config_labels, latex, long_csv, long_json,
                                 markdown, seed_stats, wide_tables)
 from cptbench.cli.state import AppState
 from cptbench.cli.ui import print_tables

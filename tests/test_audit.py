@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cptbench.audit import AUDIT_HEURISTICS, audit_task, excess_interval
+from cptbench.data.audit import AUDIT_HEURISTICS, audit_task, excess_interval
 from cptbench.cli.main import cli
 from cptbench.data import synthref as sr
-from cptbench.examples import Example, Label, TrainExample
-from cptbench.images import file_image
+from cptbench.data.examples import Example, Label, TrainExample
+from cptbench.data.images import file_image
 from cptbench.methods.base import MethodContext
 from cptbench.methods.registry import create_method, method_registry
-from cptbench.tasks import get_task, list_tasks
-from cptbench.taskspec import SynthRefSpec
+from cptbench.tasks.cards import get_task, list_tasks
+from cptbench.tasks.spec import SynthRefSpec
 
 
 @pytest.fixture(autouse=True)
@@ -48,8 +48,8 @@ def test_excess_interval_hand_computed():
 
 
 def test_metric_context_is_what_methods_read():
-    from cptbench.audit import _context
-    from cptbench.taskspec import MetricSpec
+    from cptbench.data.audit import _context
+    from cptbench.tasks.spec import MetricSpec
 
     m = MetricSpec("continuous", 0.5, "ge")
     assert m.as_context() == {"iou_convention": "continuous", "iou_threshold": 0.5, "iou_rule": "ge"}

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cptbench.boxes import iou, iou_matrix, is_hit, xywh_to_xyxy, xyxy_to_xywh
+from cptbench.core.boxes import iou, iou_matrix, is_hit, xywh_to_xyxy, xyxy_to_xywh
 
 
 def box(x, y, w, h):

@@ -129,7 +129,7 @@ def test_bundled_model_loads_unchanged():
 
 
 def test_a_tensor_left_on_meta_is_refused():
-    from cptbench.errors import ModelError
+    from cptbench.core.errors import ModelError
 
     with torch.device("meta"):
         model = torch.nn.Linear(2, 2)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cptbench.store import ResultsStore, read_jsonl
+from cptbench.results.store import ResultsStore, read_jsonl
 from refer_fixture import write_refer_fixture, write_task_card
 
 HERE = Path(__file__).parent
@@ -59,8 +59,8 @@ def test_a_locked_run_is_skipped_with_a_message(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from cptbench.cli.main import cli
-    from cptbench.runner import RunRequest, Runner, plan
-    from cptbench.taskspec import load_task_card
+    from cptbench.run.engine import RunRequest, Runner, plan
+    from cptbench.tasks.spec import load_task_card
 
     root = write_refer_fixture(tmp_path / "data")
     write_task_card(tmp_path / "cards")

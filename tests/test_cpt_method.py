@@ -8,9 +8,9 @@ from PIL import Image
 
 from cptbench.cpt.method import CptBlockMethod, CptConfig, CptSegMethod
 from cptbench.cpt.painting import box_masks, decode_segmentation, parse_palette
-from cptbench.cpt.testing import OracleAdapter
-from cptbench.images import file_image
-from cptbench.examples import Example
+from cpt_fakes import OracleAdapter
+from cptbench.data.images import file_image
+from cptbench.data.examples import Example
 from cptbench.methods.base import ConfigError, MethodContext
 from cptbench.methods.registry import create_method, get_method_class
 from cptbench.models.base import ModelVocabularyError

@@ -14,8 +14,8 @@ from cptbench.cpt.painting import (
     NAMED_PALETTES, Painter, blend_color, box_masks, candidate_groups, decode_segmentation, n_groups, paint,
     parse_palette,
 )
-from cptbench.images import file_image
-from cptbench.examples import Example
+from cptbench.data.images import file_image
+from cptbench.data.examples import Example
 
 A = 127 / 255
 
@@ -212,7 +212,7 @@ def test_painter_groups_fallbacks_and_cache(tmp_path):
 def test_painter_block_mode_ignores_masks_and_lru_bound(tmp_path, monkeypatch):
     img = noise_image(seed=5)
     ex = _example(tmp_path, img, [[0, 0, 4, 4], [5, 5, 9, 9]], masks=([[0.0, 0.0, 2.0, 0.0, 2.0, 2.0]], None))
-    import cptbench.images as images_mod
+    import cptbench.data.images as images_mod
 
     loads = []
     real = images_mod.decode_rgb

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cptbench.cpt.prompts import PromptBuilder, clean_expression, template_text
-from cptbench.cpt.testing import WordTokenizer
+from cpt_fakes import WordTokenizer
 from cptbench.models.base import VLAdapter
 
 

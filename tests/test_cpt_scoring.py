@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cptbench.cpt.scoring import resolve_rule, score_batch, score_candidates
+from cptbench.cpt.score_rules import resolve_rule, score_batch, score_candidates
 
 # vocabulary: 0 "red", 1 "blue", 2 "none", 3 other
 ROW = np.array([2.0, -1.0, 4.0, 0.5])

@@ -10,12 +10,12 @@ from PIL import Image
 from cptbench.cpt import painting
 from cptbench.cpt.method import CptBlockMethod, CptConfig
 from cptbench.cpt.painting import parse_palette
-from cptbench.cpt.testing import TinyTorchAdapter
+from cpt_fakes import TinyTorchAdapter
 from cptbench.cpt.training import (
     PassUnit, TrainSettings, expression_passes, select_passes,
 )
-from cptbench.images import file_image
-from cptbench.examples import Example, Label, TrainExample
+from cptbench.data.images import file_image
+from cptbench.data.examples import Example, Label, TrainExample
 from cptbench.methods.base import MethodContext
 
 H, W = 24, 64
@@ -114,7 +114,7 @@ def test_fit_trains_reproducibly_and_sees_only_train_images(tmp_path, monkeypatc
     train = make_split(tmp_path, "train", 3, seed=1)
     evals = make_split(tmp_path, "val", 2, seed=2)
     loaded = []
-    import cptbench.images as images_mod
+    import cptbench.data.images as images_mod
 
     real = images_mod.decode_rgb
     monkeypatch.setattr(images_mod, "decode_rgb", lambda p: loaded.append(str(p)) or real(p))

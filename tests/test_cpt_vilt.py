@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from cptbench.cpt.method import CptBlockMethod, CptConfig, CptSegMethod
-from cptbench.images import file_image
-from cptbench.examples import Example, Label, TrainExample
+from cptbench.data.images import file_image
+from cptbench.data.examples import Example, Label, TrainExample
 from cptbench.methods.base import MethodContext
 
 tiny = pytest.importorskip("cptbench.models.tiny")

@@ -18,8 +18,8 @@ from PIL import Image
 
 from cptbench.data import download as dl
 from cptbench.data import fetch
-from cptbench.data.errors import DataError
-from cptbench.fingerprint import SOURCE_FILE
+from cptbench.core.errors import DataError
+from cptbench.run.fingerprint import SOURCE_FILE
 from http_fixture import FileServer, closed_port_url
 from refer_fixture import write_refer_fixture, write_task_card
 
@@ -66,7 +66,7 @@ def catalog(path: str = "test", **entries) -> dl.Catalog:
 
 
 def toy_task():
-    from cptbench.tasks import get_task
+    from cptbench.tasks.cards import get_task
 
     return get_task("toyref")
 
@@ -273,8 +273,8 @@ def png_bytes(size=(48, 32), seed=0) -> bytes:
 
 def test_image_selection_is_what_runs_draw(tmp_path):
     from cptbench.data.source import open_dataset
-    from cptbench.runner import Runner, RunRequest
-    from cptbench.store import ResultsStore
+    from cptbench.run.engine import Runner, RunRequest
+    from cptbench.results.store import ResultsStore
 
     splits = {"train": 10, "val": 3, "testA": 2, "testB": 2}
     root = write_refer_fixture(tmp_path / "d", splits=splits)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from cptbench import faults
-from cptbench.store import ResultsStore, read_jsonl
+from cptbench.core import faults
+from cptbench.results.store import ResultsStore, read_jsonl
 from refer_fixture import write_refer_fixture, write_task_card
 
 HERE = Path(__file__).parent
@@ -24,7 +24,7 @@ HERE = Path(__file__).parent
 #: harness behaviour, the same under every dependency version: `.ci/run-min -m 'not slow'` skips it
 pytestmark = pytest.mark.slow
 
-#: (kill point, which pass of it kills): every point of cptbench.faults, several at more than one moment
+#: (kill point, which pass of it kills): every point of cptbench.core.faults, several at more than one moment
 KILLS = [
     ("prepare.done", 1), ("lock.taken", 1), ("lock.taken", 5), ("job.start", 1), ("job.start", 3),
     ("fit.start", 2), ("fit.done", 2), ("fit.done", 3), ("predict.round", 2), ("predict.chunk", 1), ("predict.chunk", 7),

@@ -16,8 +16,8 @@ from PIL import Image
 from torch import nn
 
 from cptbench.cli.main import cli
-from cptbench.images import file_image
-from cptbench.examples import Example, Label, TrainExample
+from cptbench.data.images import file_image
+from cptbench.data.examples import Example, Label, TrainExample
 from cptbench.methods import MethodContext
 from cptbench.methods.base import ConfigError, parse_config
 from cptbench.models.base import RegionFeatures, VLAdapter
@@ -270,7 +270,7 @@ def test_training_loss_falls_and_backbone_frozen_only_for_probe(tmp_path, cls):
 
 def test_fit_sees_only_training_images_and_keeps_no_labels(tmp_path, monkeypatch):
     loaded = []
-    import cptbench.images as images_mod
+    import cptbench.data.images as images_mod
 
     real = images_mod.decode_rgb
     monkeypatch.setattr(images_mod, "decode_rgb", lambda p: loaded.append(str(p)) or real(p))
@@ -315,7 +315,7 @@ def test_same_seed_same_scores_and_seeds_differ(tmp_path):
     so it passed or failed by machine): the same (train set, seed, seed policy) gives identical
     scores; another seed draws another k-shot set, and changes the batch order only under
     ``seed_policy="per-run"`` (``"release"``: training randomness ignores the run seed)."""
-    from cptbench.sampling import sample_k_shot
+    from cptbench.data.sampling import sample_k_shot
 
     pool = train_set(tmp_path, 8)
     by_id = {(t.example.ref_id, t.example.sent_id): t for t in pool}

@@ -15,17 +15,17 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from cptbench.aggregate import aggregate, seed_stats
-from cptbench.boxes import iou_matrix, is_hit, xywh_to_xyxy
-from cptbench.data.errors import DataError
+from cptbench.report.aggregate import aggregate, seed_stats
+from cptbench.core.boxes import iou_matrix, is_hit, xywh_to_xyxy
+from cptbench.core.errors import DataError
 from cptbench.data.proposals import load_detections
 from cptbench.data.quality import bad_box_reason
 from cptbench.data.safe_pickle import load_plain_pickle
-from cptbench.errors import CptbenchError
-from cptbench.examples import Example, Label
-from cptbench.images import file_image
-from cptbench.scoring import score_example, summarize
-from cptbench.taskspec import MetricSpec
+from cptbench.core.errors import CptbenchError
+from cptbench.data.examples import Example, Label
+from cptbench.data.images import file_image
+from cptbench.run.scoring import score_example, summarize
+from cptbench.tasks.spec import MetricSpec
 from record_fixture import make_record
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

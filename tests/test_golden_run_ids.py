@@ -14,10 +14,10 @@ import json
 import os
 from pathlib import Path
 
-from cptbench.runner import RunRequest, RunSpec, plan
+from cptbench.run.engine import RunRequest, RunSpec, plan
 from cptbench.methods.base import config_dict
 from cptbench.methods.registry import list_methods
-from cptbench.tasks import get_task
+from cptbench.tasks.cards import get_task
 
 GOLDEN = Path(__file__).parent / "golden" / "run_ids.json"
 

@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from cptbench.data.errors import DataError
+from cptbench.core.errors import DataError
 from cptbench.data.hf_import import import_hf, scan_inputs
 from cptbench.data.refer import ReferDataset
-from cptbench.fingerprint import SOURCE_FILE
+from cptbench.run.fingerprint import SOURCE_FILE
 from refer_fixture import write_refer_fixture
 
 CARD = """\
@@ -53,7 +53,7 @@ def src(tmp_path):
 
 
 def task():
-    from cptbench.tasks import get_task
+    from cptbench.tasks.cards import get_task
 
     return get_task("toyref")
 

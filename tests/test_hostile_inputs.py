@@ -120,7 +120,7 @@ def _manifest(w, text: str | None = None, fn=None) -> None:
 
 def _other_draw(data) -> None:
     """A valid manifest that a fresh draw does not give (the data changed since it was written)."""
-    from cptbench.sampling import manifest_digest
+    from cptbench.data.sampling import manifest_digest
 
     data["examples"] = [{"ref_id": 999, "sent_id": 9}]
     data["sha256"] = manifest_digest(data["task"], data["shots"], data["seed"], [(999, 9)])

@@ -8,10 +8,10 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from cptbench.aggregate import aggregate, wide_tables
+from cptbench.report.aggregate import aggregate, wide_tables
 from cptbench.cli.main import cli
-from cptbench.fingerprint import file_sha256, model_fingerprint
-from cptbench.store import ResultsStore
+from cptbench.run.fingerprint import file_sha256, model_fingerprint
+from cptbench.results.store import ResultsStore
 from record_fixture import make_record
 from refer_fixture import write_refer_fixture, write_task_card
 
@@ -103,7 +103,7 @@ def test_file_hash_cache_follows_content_not_time(tmp_path, monkeypatch):
 
 
 def test_hub_snapshot_fingerprint_uses_commit_and_blob_names(tmp_path, monkeypatch):
-    from cptbench.fingerprint import snapshot_fingerprint
+    from cptbench.run.fingerprint import snapshot_fingerprint
 
     snap = tmp_path / "models--org--m" / "snapshots" / "abc123"
     blobs = tmp_path / "models--org--m" / "blobs"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cptbench.optim import (adamw_with_schedule, batch_order, effective_batch_size, linear_schedule,
+from cptbench.methods.optim import (adamw_with_schedule, batch_order, effective_batch_size, linear_schedule,
                             parameter_groups, seeded_torch_rng, warmup_steps)
 
 

@@ -19,8 +19,8 @@ from cptbench.cpt.pipeline import (  # noqa: E402
     AUTO_CPU_BATCH, DevicePipeline, _read_autobatch, remember_batch_size, resolve_precision, run_batches,
 )
 from cptbench.cpt.resample import AxisResampler, pil_pass_order, resize_full  # noqa: E402
-from cptbench.examples import Example, Label, TrainExample  # noqa: E402
-from cptbench.images import ImageSource  # noqa: E402
+from cptbench.data.examples import Example, Label, TrainExample  # noqa: E402
+from cptbench.data.images import ImageSource  # noqa: E402
 from cptbench.methods.base import ConfigError, MethodContext  # noqa: E402
 from cptbench.models.loading import load_adapter  # noqa: E402
 
@@ -212,9 +212,9 @@ def test_vilt_layout_from_host_sizes_equals_the_pixel_mask_one(adapters, tmp_pat
 # ------------------------------------------------------------------------------------ method level
 def test_predictions_agree_with_the_reference_on_synthref(synthref_cache, monkeypatch):
     monkeypatch.setenv("CPTBENCH_CACHE", str(synthref_cache))
-    from cptbench.runner import RunRequest, Runner
-    from cptbench.store import ResultsStore
-    from cptbench.tasks import get_task
+    from cptbench.run.engine import RunRequest, Runner
+    from cptbench.results.store import ResultsStore
+    from cptbench.tasks.cards import get_task
 
     task = get_task("synthref")
     runner = Runner(RunRequest(tasks=[task], methods=["cpt"], shots=[0]), ResultsStore(synthref_cache / "results"))
@@ -238,7 +238,7 @@ def test_options_enter_config_and_records(tiny_model_dir):
     assert resolve_precision("auto", "cuda:0") == "bf16" and resolve_precision("auto", "cpu") == "fp32"
     m = CptBlockMethod(CptConfig(), MethodContext(model=str(tiny_model_dir("vilt"))))
     assert (m.describe()["pipeline"], m.describe()["precision"]) == ("device", "fp32")  # known before loading
-    from cptbench.cpt.testing import OracleAdapter
+    from cpt_fakes import OracleAdapter
 
     oracle = CptBlockMethod.with_adapter(OracleAdapter(parse_palette("red")))
     assert oracle.describe()["pipeline"] == "reference"  # a stand-in adapter has no device path
@@ -334,8 +334,8 @@ def test_bench_refuses_an_unusable_device_before_building_anything(device, hint)
     from click.testing import CliRunner
 
     from cptbench.cli.main import cli
-    from cptbench.devices import check_device
-    from cptbench.errors import UsageError
+    from cptbench.run.device import check_device
+    from cptbench.core.errors import UsageError
 
     if device == "mps" and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         pytest.skip("this machine has MPS")
@@ -387,7 +387,7 @@ def test_cpt_seg_method_end_to_end_on_the_device_path(tmp_path, tiny_model_dir):
 def test_prefetch_decodes_each_image_once(tmp_path):
     import time
 
-    from cptbench.images import prefetch_handles
+    from cptbench.data.images import prefetch_handles
 
     examples = make_examples(tmp_path, [(20, 30), (30, 20), (25, 25)], n_boxes=2, exprs=3, seed=7)
     source = examples[0].image_handle._source
@@ -433,9 +433,9 @@ def test_cuda_pipeline_matches_cpu_and_bf16_agrees(adapters, tmp_path, synthref_
         for g in range(len(painter.groups(ex))):
             assert grey_levels(adapter, gpu.build_copy(ex, g).cpu(), cpu.build_copy(ex, g)).max() <= 1
     monkeypatch.setenv("CPTBENCH_CACHE", str(synthref_cache))
-    from cptbench.runner import RunRequest, Runner
-    from cptbench.store import ResultsStore
-    from cptbench.tasks import get_task
+    from cptbench.run.engine import RunRequest, Runner
+    from cptbench.results.store import ResultsStore
+    from cptbench.tasks.cards import get_task
 
     task = get_task("synthref")
     runner = Runner(RunRequest(tasks=[task], methods=["cpt"], shots=[0]), ResultsStore(synthref_cache / "results-cuda"))

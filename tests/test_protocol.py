@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cptbench import optim
+from cptbench.methods import optim
 from cptbench.cli.main import cli
 from cptbench.cpt import training as cpt_training
 from cptbench.cpt.method import CptBlockMethod, CptConfig
-from cptbench.cpt.testing import TinyTorchAdapter
+from cpt_fakes import TinyTorchAdapter
 from cptbench.methods.base import MethodContext
 from cptbench_baselines import finetune as ftmod
 from cptbench_baselines.finetune import FineTuneConfig, FineTuneMethod, LinearProbeMethod

@@ -3,7 +3,7 @@
 from click.testing import CliRunner
 
 from cptbench.cli.main import cli
-from cptbench.references import published_rows, published_tables
+from cptbench.report.references import published_rows, published_tables
 
 
 def find(rows, **kw):

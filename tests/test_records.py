@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from cptbench.records import SCHEMA_VERSION, RecordError, RunRecord
-from cptbench.runner import RunRequest, Runner, plan
-from cptbench.store import ResultsStore
-from cptbench.taskspec import load_task_card
+from cptbench.results.records import SCHEMA_VERSION, RecordError, RunRecord
+from cptbench.run.engine import RunRequest, Runner, plan
+from cptbench.results.store import ResultsStore
+from cptbench.tasks.spec import load_task_card
 from record_fixture import make_record
 from refer_fixture import write_refer_fixture, write_task_card
 

@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
-from cptbench.data.errors import DataError
+from cptbench.core.errors import DataError
 from cptbench.data.proposals import load_detections
 from cptbench.data.refer import ReferDataset
 from refer_fixture import write_refer_fixture

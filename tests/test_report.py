@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner
 from scipy import stats as sps
 
-from cptbench.aggregate import aggregate
+from cptbench.report.aggregate import aggregate
 from cptbench.cli.main import cli
-from cptbench.records import RunRecord
-from cptbench.store import ResultsStore, read_jsonl
+from cptbench.results.records import RunRecord
+from cptbench.results.store import ResultsStore, read_jsonl
 from record_fixture import make_record
 from refer_fixture import write_refer_fixture, write_task_card
 from results_fixture import CPT_CONFIG, load_splits, study, write_runs
@@ -467,7 +467,7 @@ def test_gallery_shows_a_choice_whose_score_is_infinite(scratch):
 
 
 def test_predictions_are_read_once_per_report(results, monkeypatch):
-    from cptbench.report import selection
+    from cptbench.results import selection
 
     store, _, _ = results
     rec = store.records()[0]

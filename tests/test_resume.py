@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cptbench.store import ResultsStore, append_jsonl, read_jsonl
+from cptbench.results.store import ResultsStore, append_jsonl, read_jsonl
 from refer_fixture import write_refer_fixture, write_task_card
 
 HERE = Path(__file__).parent
@@ -88,8 +88,8 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(env):
 
 def test_ctrl_c_mid_run_resumes_from_partial_predictions(env):
     tmp, root, e = env
-    from cptbench.runner import RunRequest, Runner, plan
-    from cptbench.taskspec import load_task_card
+    from cptbench.run.engine import RunRequest, Runner, plan
+    from cptbench.tasks.spec import load_task_card
     import slow_cli  # noqa: F401  (registers slow-random)
 
     task = load_task_card(tmp / "cards" / "toyref.yaml")

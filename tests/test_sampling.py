@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from cptbench.sampling import Manifest, sample_k_shot
+from cptbench.data.sampling import Manifest, sample_k_shot
 
 PAIRS = [(r, s) for r in range(1, 200) for s in (2 * r, 2 * r + 1)]
 
@@ -34,7 +34,7 @@ def test_manifest_json_round_trip_and_tamper_detection():
 
 
 def test_identical_across_processes_with_different_hash_seeds():
-    code = ("from cptbench.sampling import sample_k_shot;"
+    code = ("from cptbench.data.sampling import sample_k_shot;"
             "pairs=[(r, s) for r in range(1, 200) for s in (2*r, 2*r+1)];"
             "print({str(k): sample_k_shot('refcoco', 1, set(pairs), k, 1).sha256 for k in (1, 4, 16)})")
     outs = set()
@@ -45,9 +45,9 @@ def test_identical_across_processes_with_different_hash_seeds():
 
 
 def test_manifests_draw_only_from_train_split(tmp_path):
-    from cptbench.runner import RunRequest, Runner
-    from cptbench.store import ResultsStore
-    from cptbench.taskspec import load_task_card
+    from cptbench.run.engine import RunRequest, Runner
+    from cptbench.results.store import ResultsStore
+    from cptbench.tasks.spec import load_task_card
     from refer_fixture import write_refer_fixture, write_task_card
 
     root = write_refer_fixture(tmp_path / "data")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from cptbench.stats import (headline, mcnemar_exact_p, paired_bootstrap_ci, paired_expression_test, paired_seed_test,
+from cptbench.report.stats import (headline, mcnemar_exact_p, paired_bootstrap_ci, paired_expression_test, paired_seed_test,
                             population_rsd, sign_flip_p)
 
 A = {0: 31.0, 1: 29.0, 2: 33.0, 3: 30.5, 4: 32.0}

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from cptbench.cli.main import cli
-from cptbench.store import ResultsStore, read_jsonl
+from cptbench.results.store import ResultsStore, read_jsonl
 from refer_fixture import write_refer_fixture, write_task_card
 
 HERE = Path(__file__).parent

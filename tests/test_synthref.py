@@ -33,7 +33,7 @@ from cptbench.data.scenes import (
     scene_rng,
     valid_expressions,
 )
-from cptbench.taskspec import SynthRefSpec, TaskSpec
+from cptbench.tasks.spec import SynthRefSpec, TaskSpec
 
 SMALL = SynthRefSpec(seed=3, image_size=64, min_objects=3, max_objects=8, images={"train": 10, "val": 6, "testA": 8, "testB": 8})
 
@@ -323,7 +323,7 @@ def test_ensure_synthref_interrupted_and_race(tmp_path, monkeypatch):
 
 
 def test_card_counts_match_generator(tmp_path):
-    from cptbench.tasks import get_task
+    from cptbench.tasks.cards import get_task
 
     spec = get_task("synthref")
     assert spec.source == "synthref" and spec.image_dir == "images" and spec.synthref is not None

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from .run_cmd import BATCH_SIZE
-from .state import pass_state
+from cptbench.cli.run_cmd import BATCH_SIZE
+from cptbench.cli.state import pass_state
 
 
 @click.command()
@@ -51,8 +51,8 @@ def bench(state, model, device, pipeline, precision, batch_size, images, forward
     """
     import torch
 
-    from ..bench import run_benchmark, summary_lines
-    from ..devices import check_device
+    from cptbench.cpt.bench import run_benchmark, summary_lines
+    from cptbench.run.device import check_device
 
     check_device(device)
     if threads:

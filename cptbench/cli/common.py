@@ -35,7 +35,7 @@ def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 
 def parse_name_list(values: tuple[str, ...] | list[str] | None) -> list[str]:
     """Repeated options and comma lists: ``-m cpt -m ft,random`` -> ["cpt", "ft", "random"] (order kept)."""
-    from ..values import name_list
+    from cptbench.core.values import name_list
 
     return name_list(values)
 
@@ -79,9 +79,9 @@ def show_leaderboard(state, store, tasks=None, published: bool = False, all_publ
     ``published``: also the published reference rows of the tasks shown (``all_published``: of
     every task). ``fmt``: ``table`` (rich, ``layout`` compact/wide/auto), ``md``, ``csv`` (the long
     CSV), ``json`` or ``latex`` (booktabs), printed to stdout."""
-    from ..aggregate import aggregate, latex, long_csv, long_json, markdown, wide_tables, write_leaderboard
-    from ..report.selection import load_records, of_tasks
-    from .ui import print_tables
+    from cptbench.report.aggregate import aggregate, latex, long_csv, long_json, markdown, wide_tables, write_leaderboard
+    from cptbench.results.selection import load_records, of_tasks
+    from cptbench.cli.ui import print_tables
 
     out = write_leaderboard(store, aggregate(load_records(store)))
     if tasks:  # rows keep the labels given over all rows: the printed table names them as the files do
@@ -91,7 +91,7 @@ def show_leaderboard(state, store, tasks=None, published: bool = False, all_publ
         rows, tables = out["rows"], out["tables"]
     pub = None
     if published or all_published:
-        from ..references import published_rows, published_tables
+        from cptbench.report.references import published_rows, published_tables
 
         shown = sorted({r["task"] for r in rows})
         pub = published_tables(None if all_published else shown)
@@ -110,11 +110,11 @@ def show_leaderboard(state, store, tasks=None, published: bool = False, all_publ
     elif fmt == "json":
         import json
 
-        from ..aggregate import CSV_SCHEMA_VERSION
+        from cptbench.report.aggregate import CSV_SCHEMA_VERSION
 
         doc = {"schema_version": CSV_SCHEMA_VERSION, "rows": long_json(rows)}
         if pub is not None:
-            from ..references import published_rows
+            from cptbench.report.references import published_rows
 
             names = {r["task"] for r in rows}
             doc["published"] = [r for r in published_rows() if all_published or r["task"] in names]

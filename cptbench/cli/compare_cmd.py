@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .common import DEFAULT_RESULTS, parse_name_list
-from .state import parse_int_list, pass_state
+from cptbench.cli.common import DEFAULT_RESULTS, parse_name_list
+from cptbench.cli.state import parse_int_list, pass_state
 
 
 @click.command()
@@ -36,10 +36,10 @@ def compare(state, a, b, results, task, shots, splits, model, proposals, fmt) ->
       cptbench compare cpt-blk ft -k 1
       cptbench compare 'cpt-blk[score=auto]' 'cpt-blk[score=auto-safe]' --task synthref
     """
-    from ..aggregate import aggregate
-    from ..report.compare import compare as run_compare
-    from ..report.selection import load_records
-    from ..store import ResultsStore
+    from cptbench.report.aggregate import aggregate
+    from cptbench.report.compare import compare as run_compare
+    from cptbench.results.selection import load_records
+    from cptbench.results.store import ResultsStore
 
     store = ResultsStore(results)
     records = load_records(store)
@@ -50,7 +50,7 @@ def compare(state, a, b, results, task, shots, splits, model, proposals, fmt) ->
     if fmt == "json":
         import json
 
-        from ..aggregate import json_safe
+        from cptbench.report.aggregate import json_safe
 
         # NaN (a split without expressions) as null, as `leaderboard --format json`: the output stays JSON
         click.echo(json.dumps(json_safe(cmp.to_json()), indent=1, sort_keys=True, default=float, allow_nan=False))
@@ -64,7 +64,7 @@ def print_comparison(cmp, console=None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from ..report.compare import (EXPRESSION_HEADER, SEED_HEADER, expression_rows, headline_lines, note_lines, seed_counts,
+    from cptbench.report.compare import (EXPRESSION_HEADER, SEED_HEADER, expression_rows, headline_lines, note_lines, seed_counts,
                                   seed_rows)
 
     out = console or Console()

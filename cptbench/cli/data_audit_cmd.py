@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .common import parse_name_list
-from .state import pass_state
+from cptbench.cli.common import parse_name_list
+from cptbench.cli.state import pass_state
 
 
 @click.command()
@@ -32,8 +32,8 @@ def audit(state, task, data_root, images, proposals, splits, heuristics, bonferr
     from rich.console import Console
     from rich.table import Table
 
-    from ..audit import audit_task
-    from ..tasks import get_task
+    from cptbench.data.audit import audit_task
+    from cptbench.tasks.cards import get_task
 
     spec = get_task(task)
     state.log(f"[dim]auditing {spec.name} (version {spec.version})[/]")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..data.download import DEFAULT_SEEDS, DEFAULT_SHOTS
-from .state import parse_int_list, pass_state
+from cptbench.data.download import DEFAULT_SEEDS, DEFAULT_SHOTS
+from cptbench.cli.state import parse_int_list, pass_state
 
 
 @click.command()
@@ -28,9 +28,9 @@ def check(state, task, data_root, images, proposals, skip_images, shots, seeds, 
     from rich.markup import escape
     from rich.table import Table
 
-    from ..data.check import check_dataset
-    from ..data.source import open_dataset
-    from ..tasks import get_task
+    from cptbench.data.check import check_dataset
+    from cptbench.data.source import open_dataset
+    from cptbench.tasks.cards import get_task
 
     spec = get_task(task)
     ds = open_dataset(spec, data_root, images)
@@ -76,8 +76,8 @@ def check(state, task, data_root, images, proposals, skip_images, shots, seeds, 
                       f"{imgs.get('skipped')} already there, {imgs.get('failed')} failed ({imgs.get('updated_at')})",
                       highlight=False, soft_wrap=True)
     if proposals:
-        from ..data.proposals import load_detections
-        from ..scoring import proposal_recall
+        from cptbench.data.proposals import load_detections
+        from cptbench.run.scoring import proposal_recall
 
         dets = load_detections(proposals)
         for split in spec.eval_splits:

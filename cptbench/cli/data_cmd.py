@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .lazy import LazyCommands
+from cptbench.cli.lazy import LazyCommands
 
 #: subcommand -> (module, attribute); a module that is not installed is simply not listed
 DATA_COMMANDS = {

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import click
 
-from ..data.download import DEFAULT_SEEDS, DEFAULT_SHOTS
-from .common import ProgressBars
-from .state import parse_int_list, pass_state
+from cptbench.data.download import DEFAULT_SEEDS, DEFAULT_SHOTS
+from cptbench.cli.common import ProgressBars
+from cptbench.cli.state import parse_int_list, pass_state
 
 
 @click.command()
@@ -54,12 +54,12 @@ def download(state, tasks, root, sources, images, no_images, all_train_images, s
     from rich.markup import escape
     from rich.table import Table
 
-    from ..data import download as dl
-    from ..data.check import check_dataset
-    from ..data.errors import DataError
-    from ..data.source import find_image_dir, open_dataset
-    from ..errors import UsageError
-    from ..tasks import get_task
+    from cptbench.data import download as dl
+    from cptbench.data.check import check_dataset
+    from cptbench.core.errors import DataError
+    from cptbench.data.source import find_image_dir, open_dataset
+    from cptbench.core.errors import UsageError
+    from cptbench.tasks.cards import get_task
 
     specs = [get_task(t) for t in dict.fromkeys(tasks)]
     for spec in specs:

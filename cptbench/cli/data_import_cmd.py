@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .common import ProgressBars, parse_name_list
-from .state import pass_state
+from cptbench.cli.common import ProgressBars, parse_name_list
+from cptbench.cli.state import pass_state
 
 
 @click.command("import")
@@ -37,9 +37,9 @@ def import_(state, inputs, task, root, splits, coco_instances, referred_only, hf
     from rich.console import Console
     from rich.table import Table
 
-    from ..data.hf_import import import_hf
-    from ..errors import UsageError
-    from ..tasks import get_task
+    from cptbench.data.hf_import import import_hf
+    from cptbench.core.errors import UsageError
+    from cptbench.tasks.cards import get_task
 
     spec = get_task(task)
     if spec.source != "refer":
@@ -51,7 +51,7 @@ def import_(state, inputs, task, root, splits, coco_instances, referred_only, hf
     if wanted:
         bad = [s for s in wanted if s not in known]
         if bad:
-            from ..registry import unknown_name_message
+            from cptbench.core.registry import unknown_name_message
 
             raise UsageError("--splits: " + unknown_name_message(f"split of {spec.name}:", bad[0], known))
     state.log(f"[dim]reading {', '.join(inputs)} ...[/]")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from .common import DEFAULT_RESULTS
-from .state import pass_state
+from cptbench.cli.common import DEFAULT_RESULTS
+from cptbench.cli.state import pass_state
 
 
 @click.command()
@@ -41,12 +41,12 @@ def errors(state, method, task, split, shots, min_wrong, top, csv_path, model, r
     from rich.markup import escape
     from rich.table import Table
 
-    from ..aggregate import aggregate
-    from ..errors import UsageError
-    from ..report.data import open_task
-    from ..report.hardest import hardest, to_csv
-    from ..report.selection import load_records, records_of, select_rows
-    from ..store import ResultsStore
+    from cptbench.report.aggregate import aggregate
+    from cptbench.core.errors import UsageError
+    from cptbench.report.data import open_task
+    from cptbench.report.hardest import hardest, to_csv
+    from cptbench.results.selection import load_records, records_of, select_rows
+    from cptbench.results.store import ResultsStore
 
     store = ResultsStore(results)
     records = load_records(store)

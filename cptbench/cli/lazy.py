@@ -36,7 +36,7 @@ class LazyCommands(click.Group):
     def resolve_command(self, ctx, args):
         name = args[0] if args else None
         if name is not None and not name.startswith("-") and self.get_command(ctx, name) is None:
-            from ..registry import unknown_name_message
+            from cptbench.core.registry import unknown_name_message
 
             raise click.UsageError(unknown_name_message("command", name, self.list_commands(ctx)), ctx)
         return super().resolve_command(ctx, args)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .common import DEFAULT_RESULTS, parse_name_list, show_leaderboard
-from .state import pass_state
+from cptbench.cli.common import DEFAULT_RESULTS, parse_name_list, show_leaderboard
+from cptbench.cli.state import pass_state
 
 
 @click.command()
@@ -28,7 +28,7 @@ def leaderboard(state, results, tasks, published, all_published, fmt, layout) ->
       cptbench leaderboard --format latex > table.tex
       cptbench leaderboard -t synthref --format csv
     """
-    from ..store import ResultsStore
+    from cptbench.results.store import ResultsStore
 
     show_leaderboard(state, ResultsStore(results), tasks=parse_name_list(tasks) or None, published=published,
                      all_published=all_published, layout=layout, fmt=fmt)

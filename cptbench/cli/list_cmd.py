@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .state import pass_state
+from cptbench.cli.state import pass_state
 
 
 @click.command("list")
@@ -19,7 +19,7 @@ def list_(state, what) -> None:
 
     out = Console()
     if what == "tasks":
-        from ..tasks import get_task, list_tasks
+        from cptbench.tasks.cards import get_task, list_tasks
 
         specs = [get_task(name) for name in list_tasks()]
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
@@ -37,7 +37,7 @@ def list_(state, what) -> None:
             about.add_row(t.name, escape(" ".join(t.description.split())))
         out.print(about)
     else:
-        from ..methods.registry import method_registry
+        from cptbench.methods.registry import method_registry
 
         reg = method_registry()
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)

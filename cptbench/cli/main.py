@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import click
 
-from .lazy import LazyCommands
-from .state import AppState, describe_error
+from cptbench.cli.lazy import LazyCommands
+from cptbench.cli.state import AppState, describe_error
 
 #: command -> (module, attribute); a module that is not installed is simply not listed
 _COMMANDS = {
@@ -67,7 +67,7 @@ def _option_names(command: click.Command) -> dict[str, str]:
 
 
 def _check_section(command: click.Command, data, where: str, file: str, ctx, param) -> dict:
-    from ..registry import unknown_name_message
+    from cptbench.core.registry import unknown_name_message
 
     if not isinstance(data, dict):
         raise click.BadParameter(f"{file}: section '{where}' must be a mapping of option names to values", ctx, param)
@@ -95,8 +95,8 @@ def _load_config(ctx: click.Context, param, value):
         return None
     import yaml
 
-    from ..registry import unknown_name_message
-    from ..yamlio import DuplicateKeyError, load_yaml
+    from cptbench.core.registry import unknown_name_message
+    from cptbench.core.yamlio import DuplicateKeyError, load_yaml
 
     try:
         with open(value, encoding="utf-8") as f:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from .common import DEFAULT_RESULTS, parse_name_list
-from .state import pass_state
+from cptbench.cli.common import DEFAULT_RESULTS, parse_name_list
+from cptbench.cli.state import pass_state
 
 KINDS = ("shots", "rsd", "candidates")
 
@@ -30,11 +30,11 @@ def plot(state, results, out, tasks, methods, kinds, shots, formats) -> None:
     Example:
       cptbench plot -m cpt-blk,ft --kind shots,rsd
     """
-    from ..aggregate import aggregate
-    from ..errors import UsageError
-    from ..report.plots import all_figures, file_stem, save
-    from ..report.selection import group_key, load_records, select_all
-    from ..store import ResultsStore
+    from cptbench.report.aggregate import aggregate
+    from cptbench.core.errors import UsageError
+    from cptbench.report.plots import all_figures, file_stem, save
+    from cptbench.results.selection import group_key, load_records, select_all
+    from cptbench.results.store import ResultsStore
 
     store = ResultsStore(results)
     want = parse_name_list(kinds) or list(KINDS)

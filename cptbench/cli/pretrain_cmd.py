@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .state import pass_state
+from cptbench.cli.state import pass_state
 
 
 @click.command("pretrain-mini")
@@ -25,8 +25,8 @@ def pretrain_mini(state, out, steps, seed, corpus_size, threads, validate) -> No
     """Generate the captioned pretraining corpus (its own scene stream, disjoint from synthref) and
     train a small ViltForMaskedLM on it with masked-language modelling; writes a from_pretrained-ready
     folder with the vocabulary, image processor, pretrain_log.jsonl and pretrain_summary.json."""
-    from ..mini.pretrain import PretrainSettings, pretrain
-    from .ui import RunReporter
+    from cptbench.mini.pretrain import PretrainSettings, pretrain
+    from cptbench.cli.ui import RunReporter
 
     overrides = {"seed": seed}
     if steps:
@@ -38,7 +38,7 @@ def pretrain_mini(state, out, steps, seed, corpus_size, threads, validate) -> No
     settings = PretrainSettings().with_overrides(**overrides)
     validation = None
     if validate:
-        from ..mini.validate import evaluate, validation_set
+        from cptbench.mini.validate import evaluate, validation_set
 
         examples = validation_set(settings.val_examples)
 
@@ -53,6 +53,6 @@ def pretrain_mini(state, out, steps, seed, corpus_size, threads, validate) -> No
               f"{summary['seconds']:.0f} s; final loss (EMA) {summary['final_loss_ema']:.3f} -> {out}")
     v = summary.get("validation")
     if v:
-        from ..mini.validate import summary_line
+        from cptbench.mini.validate import summary_line
 
         state.log(f"validation ({v['examples']} scenes of the model's own stream): {summary_line(v)}")

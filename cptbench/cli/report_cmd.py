@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from .common import DEFAULT_RESULTS, parse_name_list
-from .state import pass_state
+from cptbench.cli.common import DEFAULT_RESULTS, parse_name_list
+from cptbench.cli.state import pass_state
 
 
 @click.command()
@@ -35,9 +35,9 @@ def report(state, results, output, tasks, pairs, n_gallery, data_root, images, p
       cptbench report -o report.html
       cptbench report -o report.md --compare cpt-blk:ft
     """
-    from ..errors import UsageError
-    from ..report.document import build_report, to_html, to_markdown
-    from ..store import ResultsStore
+    from cptbench.core.errors import UsageError
+    from cptbench.report.document import build_report, to_html, to_markdown
+    from cptbench.results.store import ResultsStore
 
     store = ResultsStore(results)
     out = Path(output) if output else store.root / "report.html"

@@ -6,8 +6,8 @@ import os
 
 import click
 
-from .common import DEFAULT_RESULTS, command_line, parse_name_list, parse_sets
-from .state import parse_int_list, pass_state
+from cptbench.cli.common import DEFAULT_RESULTS, command_line, parse_name_list, parse_sets
+from cptbench.cli.state import parse_int_list, pass_state
 
 
 class BatchSizeType(click.ParamType):
@@ -70,10 +70,10 @@ def run(state, methods, shots, tasks, seeds, splits, proposals, model, sets, dat
       cptbench run -m cpt,ft -k 0,1,2,4,8,16 --seeds 0,1,2,3,4
       cptbench run -m cpt-seg -t refcoco --data-root ~/data/refer --model dandelin/vilt-b32-mlm --device cuda
     """
-    from ..runner import RunRequest, Runner, plan
-    from ..store import ResultsStore
-    from ..tasks import get_task
-    from .ui import RunReporter
+    from cptbench.run.engine import RunRequest, Runner, plan
+    from cptbench.results.store import ResultsStore
+    from cptbench.tasks.cards import get_task
+    from cptbench.cli.ui import RunReporter
 
     task_specs = [get_task(t) for t in (parse_name_list(tasks) or ["synthref"])]
     request = RunRequest(
@@ -86,7 +86,7 @@ def run(state, methods, shots, tasks, seeds, splits, proposals, model, sets, dat
     store = ResultsStore(results)
     dist = None
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # torchrun / accelerate launch
-        from ..distributed import from_environment
+        from cptbench.run.distributed import from_environment
 
         dist = from_environment(device)
         if not dist.is_main:
@@ -99,6 +99,6 @@ def run(state, methods, shots, tasks, seeds, splits, proposals, model, sets, dat
     busy = f", {len(runner.busy)} skipped: being computed by another process (run the command again later)" if runner.busy else ""
     state.log(f"{len(new)} new runs, {n_runs - len(new) - len(runner.busy)} already in {store.runs_path}{busy}")
     if not no_leaderboard:
-        from .common import show_leaderboard
+        from cptbench.cli.common import show_leaderboard
 
         show_leaderboard(state, store, tasks=[t.name for t in task_specs])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .common import DEFAULT_RESULTS, parse_name_list
-from .state import parse_int_list, pass_state
+from cptbench.cli.common import DEFAULT_RESULTS, parse_name_list
+from cptbench.cli.state import parse_int_list, pass_state
 
 #: where deleted records go (appended, in the runs.jsonl format: append them back to restore)
 DELETED_RUNS = "runs.deleted.jsonl"
@@ -16,7 +16,7 @@ DELETED_PREDICTIONS = "deleted/predictions"
 def _config_filter(spec: str):
     """A test of a record for ``KEY=VALUE`` (an option of the run's method config) or a
     config-hash prefix."""
-    from ..aggregate import option_value
+    from cptbench.report.aggregate import option_value
 
     key, eq, value = spec.partition("=")
     key, value = key.strip(), value.strip()
@@ -56,10 +56,10 @@ def runs(state, results, tasks, methods, models, shots, seeds, splits, configs, 
       cptbench runs --config score=auto --delete --yes
       cptbench runs --until 2025-01-31 --task synthref --delete
     """
-    from ..aggregate import aggregate
-    from ..errors import UsageError
-    from ..report.selection import group_key, load_records, select_all
-    from ..store import ResultsStore
+    from cptbench.report.aggregate import aggregate
+    from cptbench.core.errors import UsageError
+    from cptbench.results.selection import group_key, load_records, select_all
+    from cptbench.results.store import ResultsStore
 
     store = ResultsStore(results)
     records = load_records(store)
@@ -97,7 +97,7 @@ def runs(state, results, tasks, methods, models, shots, seeds, splits, configs, 
     if fmt == "json" and not delete:
         import json
 
-        from ..aggregate import json_safe
+        from cptbench.report.aggregate import json_safe
 
         click.echo(json.dumps(json_safe([r.to_json() for r in sel]), indent=1, sort_keys=True, default=str, allow_nan=False))
         return
@@ -117,7 +117,7 @@ def runs(state, results, tasks, methods, models, shots, seeds, splits, configs, 
     state.log(f"moved {moved} records to {store.root / DELETED_RUNS} and their predictions to "
               f"{store.root / DELETED_PREDICTIONS}/; {len(records) - moved} runs remain")
     if len(records) - moved:
-        from ..aggregate import write_leaderboard
+        from cptbench.report.aggregate import write_leaderboard
 
         write_leaderboard(store)
     else:
@@ -149,8 +149,8 @@ def _print(sel, label_of, total: int) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from ..aggregate import shots_text
-    from ..report.selection import group_key
+    from cptbench.report.aggregate import shots_text
+    from cptbench.results.selection import group_key
 
     out = Console()
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 0),

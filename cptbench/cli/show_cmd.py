@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from .common import parse_sets
-from .state import pass_state
+from cptbench.cli.common import parse_sets
+from cptbench.cli.state import pass_state
 
 
 @click.command()
@@ -33,13 +33,13 @@ def show(state, task, ref_id, sent_id, method, shots, seed, model, sets, data_ro
     from rich.console import Console
     from rich.table import Table
 
-    from ..cpt.inspect import explain
-    from ..cpt.method import CptMethod
-    from ..methods.base import MethodContext, parse_config
-    from ..methods.registry import get_method_class
-    from ..runner import RunRequest, Runner, resolve_options
-    from ..store import ResultsStore
-    from ..tasks import get_task
+    from cptbench.cpt.inspect import explain
+    from cptbench.cpt.method import CptMethod
+    from cptbench.methods.base import MethodContext, parse_config
+    from cptbench.methods.registry import get_method_class
+    from cptbench.run.engine import RunRequest, Runner, resolve_options
+    from cptbench.results.store import ResultsStore
+    from cptbench.tasks.cards import get_task
 
     spec = get_task(task)
     cls = get_method_class(method)

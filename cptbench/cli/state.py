@@ -36,7 +36,7 @@ pass_state = click.make_pass_decorator(AppState, ensure=True)
 def describe_error(exc: BaseException) -> tuple[int, str]:
     """(exit code, one message) for an exception that reached the CLI: 2 for usage, 1 for data and
     everything else. The message names the file or record and the fix where the error knows them."""
-    from ..errors import CptbenchError
+    from cptbench.core.errors import CptbenchError
 
     if isinstance(exc, CptbenchError):
         return exc.exit_code, str(exc)
@@ -64,6 +64,6 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
 
 def parse_int_list(values: tuple[str, ...] | str | None, what: str) -> list[int]:
     """Accept repeated options and comma lists: ``-k 0 -k 1,2`` -> [0, 1, 2] (order kept, no repeats)."""
-    from ..values import int_list
+    from cptbench.core.values import int_list
 
     return int_list(values, what)

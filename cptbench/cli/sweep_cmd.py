@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .common import DEFAULT_RESULTS, command_line, parse_name_list, parse_sets
-from .state import parse_int_list, pass_state
+from cptbench.cli.common import DEFAULT_RESULTS, command_line, parse_name_list, parse_sets
+from cptbench.cli.state import parse_int_list, pass_state
 
 
 @click.command()
@@ -39,10 +39,10 @@ def sweep(state, study_file, tasks, methods, shots, seeds, sets, model, data_roo
       cptbench sweep -m cpt,ft -k 0,1,2,4,8,16 --seeds 0,1,2,3,4
       cptbench sweep study.yaml --ray auto --gpus-per-task 1
     """
-    from ..runner import Runner, plan
-    from ..store import ResultsStore
-    from ..sweep import Study, load_study, study_request
-    from .ui import RunReporter
+    from cptbench.run.engine import Runner, plan
+    from cptbench.results.store import ResultsStore
+    from cptbench.run.sweep import Study, load_study, study_request
+    from cptbench.cli.ui import RunReporter
 
     study = load_study(study_file) if study_file else Study()
     options = {**study.options, **parse_sets(sets)}
@@ -59,7 +59,7 @@ def sweep(state, study_file, tasks, methods, shots, seeds, sets, model, data_roo
     with RunReporter(state) as reporter:
         runner = Runner(request, store, progress=reporter.on_progress, event=reporter.on_event)
         if ray_address:
-            from ..sweep import run_on_ray
+            from cptbench.run.sweep import run_on_ray
 
             failed = []
 
@@ -77,7 +77,7 @@ def sweep(state, study_file, tasks, methods, shots, seeds, sets, model, data_roo
     state.log(f"{new} new runs, {n_runs - new - len(runner.busy)} already in {store.runs_path}"
               + (f", {len(runner.busy)} skipped: being computed by another process" if runner.busy else ""))
     if not no_leaderboard and store.runs_path.exists():
-        from .common import show_leaderboard
+        from cptbench.cli.common import show_leaderboard
 
         show_leaderboard(state, store, tasks=list(dict.fromkeys(t.name for t in request.tasks)))
     if failed:

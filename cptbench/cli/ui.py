@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .state import AppState
+from cptbench.cli.state import AppState
 
 
 class RunReporter:
@@ -77,7 +77,7 @@ def _measured_table(t, compact: bool, show_model: bool):
     from rich.markup import escape
     from rich.table import Table
 
-    from ..aggregate import cell, cell_lines, shots_text
+    from cptbench.report.aggregate import cell, cell_lines, shots_text
 
     models = [m for m in t.models if m != "none"]
     title = escape(t.title if show_model or not models else f"{t.title} · model {models[0]}")
@@ -116,7 +116,7 @@ def print_tables(state: AppState, tables, published=None, layout: str = "auto", 
     from rich.markup import escape
     from rich.table import Table
 
-    from ..aggregate import LEGEND
+    from cptbench.report.aggregate import LEGEND
 
     out = console or Console()
     for t in tables:

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..boxes import iou_matrix
-from ..examples import Example, Label
+from cptbench.core.boxes import iou_matrix
+from cptbench.data.examples import Example, Label
 
 
 @dataclass

@@ -23,15 +23,15 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from ..examples import Example, TrainExample
-from ..methods.base import ConfigError, Method, MethodContext
-from ..models.base import ModelVocabularyError
-from ..optim import DEFAULT_SEED_POLICY, check_seed_policy
-from .painting import DEFAULT_ALPHA, DEFAULT_BOX_PIXELS, Painter, check_box_pixels, n_groups, parse_palette
-from .pipeline import PIPELINES, PRECISIONS, precision_context, resolve_precision, run_batches
-from .prompts import TEMPLATES, Prompt, PromptBuilder, template_text
-from .scoring import SCORE_RULES, resolve_rule, score_candidates
-from .training import (NO_POSITIVE_RULES, NONE_WORD, POSITIVE_RULES, TrainResult, TrainSettings, check_pass_rules,
+from cptbench.data.examples import Example, TrainExample
+from cptbench.methods.base import ConfigError, Method, MethodContext
+from cptbench.models.base import ModelVocabularyError
+from cptbench.methods.optim import DEFAULT_SEED_POLICY, check_seed_policy
+from cptbench.cpt.painting import DEFAULT_ALPHA, DEFAULT_BOX_PIXELS, Painter, check_box_pixels, n_groups, parse_palette
+from cptbench.cpt.pipeline import PIPELINES, PRECISIONS, precision_context, resolve_precision, run_batches
+from cptbench.cpt.prompts import TEMPLATES, Prompt, PromptBuilder, template_text
+from cptbench.cpt.score_rules import SCORE_RULES, resolve_rule, score_candidates
+from cptbench.cpt.training import (NO_POSITIVE_RULES, NONE_WORD, POSITIVE_RULES, TrainResult, TrainSettings, check_pass_rules,
                        train_prompt)
 
 DEFAULT_CACHE_SIZE = 64
@@ -137,7 +137,7 @@ class CptMethod(Method):
             else:
                 if not self.context.model:
                     raise ConfigError(f"method {self.name or 'cpt'!r} needs a model (--model), e.g. dandelin/vilt-b32-mlm")
-                from ..models.loading import load_adapter
+                from cptbench.models.loading import load_adapter
 
                 self._adapter = load_adapter(self.context.model, self.context.device)
         return self._adapter
@@ -179,8 +179,8 @@ class CptMethod(Method):
         adapters do); ``None``: the reference path (stand-in adapters, or ``pipeline=reference``)."""
         if self.config.pipeline != "device" or not _has_device_path(adapter):
             return None
-        from ..models._common import UnsupportedImageSpec
-        from .pipeline import DevicePipeline
+        from cptbench.models._common import UnsupportedImageSpec
+        from cptbench.cpt.pipeline import DevicePipeline
 
         try:
             return DevicePipeline(adapter, self.painter, self._device(), self.config.precision)
@@ -222,7 +222,7 @@ class CptMethod(Method):
         if not (self.context.extra or {}).get("batch_size_auto"):
             self._batch_size = max(1, int(self.context.eval_batch_size))
             return self._batch_size
-        from .pipeline import AUTO_CPU_BATCH, auto_batch_size
+        from cptbench.cpt.pipeline import AUTO_CPU_BATCH, auto_batch_size
 
         pipe = self._pipeline
         if pipe is None:
@@ -237,7 +237,7 @@ class CptMethod(Method):
         """One forward of ``n`` worst-case passes (distinct images, longest text) for auto batch."""
         import torch
 
-        from ..models._common import EncodedText
+        from cptbench.models._common import EncodedText
 
         e = self.adapter.encode_text(self._main(example.expression).text)
         length = self.adapter.max_text_length
@@ -412,7 +412,7 @@ class CptMethod(Method):
     def _on_oom(self, size: int) -> None:
         """Out of memory at a batch: the smaller size is used from now on, by this call and every
         later one (and remembered in the cache file with auto)."""
-        from .pipeline import remember_batch_size
+        from cptbench.cpt.pipeline import remember_batch_size
 
         self._batch_size = size
         if self._auto_key:
@@ -485,7 +485,7 @@ def _has_device_path(adapter: Any) -> bool:
 
 def _prefetch(examples) -> None:
     """Start decoding the images of ``examples`` (in this order) in the harness's threads."""
-    from ..images import prefetch_handles
+    from cptbench.data.images import prefetch_handles
 
     prefetch_handles(ex.image_handle for ex in examples)
 

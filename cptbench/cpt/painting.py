@@ -38,8 +38,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..examples import Example
-from ..images import LRUCache
+from cptbench.data.examples import Example
+from cptbench.data.images import LRUCache
 
 DEFAULT_ALPHA = 127 / 255
 MODES = ("block", "mask")

@@ -4,7 +4,7 @@ What the reference path does per painted copy on the host (numpy paint, the Hugg
 processor, a fresh padded batch), this pipeline does as tensor work where the model runs:
 
 * **Images.** Each image is taken once from the harness's decode cache (``example.image()``,
-  decoded once per run by :class:`cptbench.images.ImageSource`, prefetched by its threads) and
+  decoded once per run by :class:`cptbench.data.images.ImageSource`, prefetched by its threads) and
   uploaded once (uint8, pinned, non-blocking on CUDA). Its resized, cropped, normalised pixel
   values (the *base*) are computed once, by the adapter's own processor settings
   (:meth:`~cptbench.models._common.HFAdapter.image_spec`: the same size rule, PIL's filter and
@@ -39,9 +39,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..examples import Example
-from .painting import Painter, blend_color, box_spans
-from .resample import AxisResampler, pil_pass_order, resize_full
+from cptbench.data.examples import Example
+from cptbench.cpt.painting import Painter, blend_color, box_spans
+from cptbench.cpt.resample import AxisResampler, pil_pass_order, resize_full
 
 PIPELINES = ("device", "reference")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -256,7 +256,7 @@ class DevicePipeline:
             self._regions.popitem(last=False)
 
     def _region_set(self, example: Example, entry: ImageEntry) -> list[Region]:
-        from .painting import boxes_digest
+        from cptbench.cpt.painting import boxes_digest
 
         key = (example.image_key, example.candidate_key, boxes_digest(example.boxes), self.painter.mode)
         hit = self._regions.get(key)
@@ -548,7 +548,7 @@ def _finish(pending, finish) -> None:
 
 # ------------------------------------------------------------------------------------ auto batch
 def _autobatch_file() -> Path:
-    from ..data.source import cache_root
+    from cptbench.data.source import cache_root
 
     return cache_root() / "autobatch.json"
 

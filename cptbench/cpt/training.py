@@ -30,7 +30,7 @@ weights), linear warm-up over the first ``warmup`` fraction of the steps then li
 expressions); the step's loss is the mean cross-entropy over all its passes, accumulated over
 micro-batches of at most ``micro_batch`` passes.
 
-Randomness (:func:`cptbench.optim.training_randomness`, shared with the fine-tuning baselines): under
+Randomness (:func:`cptbench.methods.optim.training_randomness`, shared with the fine-tuning baselines): under
 ``seed_policy="release"`` (default) one ``numpy.random.SeedSequence((model_seed,))``, under
 ``"per-run"`` one of ``(model_seed, seed)``, seeds a local numpy generator (order, positives,
 negatives) and the torch RNG used by dropout, which runs inside ``torch.random.fork_rng`` so the
@@ -45,11 +45,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..boxes import iou_matrix, is_hit
-from ..examples import TrainExample
-from ..optim import (DEFAULT_SEED_POLICY, adamw_with_schedule, batch_order, check_seed_policy, effective_batch_size,
+from cptbench.core.boxes import iou_matrix, is_hit
+from cptbench.data.examples import TrainExample
+from cptbench.methods.optim import (DEFAULT_SEED_POLICY, adamw_with_schedule, batch_order, check_seed_policy, effective_batch_size,
                      parameter_groups, seeded_torch_rng, training_randomness)
-from .painting import Palette, candidate_groups
+from cptbench.cpt.painting import Palette, candidate_groups
 
 NONE_WORD = "none"
 #: pass-selection rules (module doc); the first of each is the release's and the default

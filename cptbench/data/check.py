@@ -3,10 +3,10 @@ runs need, and the provenance record of the annotation files.
 
 * Counts per split (sentences, refs, images) against the card's ``expected_counts``.
 * Images: every image of the eval splits must be there; of the train split, those of the k-shot
-  draws runs make (k x seeds, drawn as :meth:`cptbench.runner.Runner.manifest` draws them; all of
+  draws runs make (k x seeds, drawn as :meth:`cptbench.run.engine.Runner.manifest` draws them; all of
   them with ``all_train``). Train images nothing draws are counted, not required.
 * No image in both train and an eval split.
-* Provenance (:data:`cptbench.fingerprint.SOURCE_FILE`, written by ``data download`` / ``data
+* Provenance (:data:`cptbench.run.fingerprint.SOURCE_FILE`, written by ``data download`` / ``data
   import``): where the annotation files came from, and whether they still have the recorded sha256.
 """
 
@@ -15,11 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..fingerprint import SOURCE_FILE
-from ..taskspec import TaskSpec
-from .download import DEFAULT_SEEDS, DEFAULT_SHOTS, FileCheck, check_files, kshot_images, load_provenance
-from .errors import DataError
-from .refer import ReferDataset
+from cptbench.run.fingerprint import SOURCE_FILE
+from cptbench.tasks.spec import TaskSpec
+from cptbench.data.download import DEFAULT_SEEDS, DEFAULT_SHOTS, FileCheck, check_files, kshot_images, load_provenance
+from cptbench.core.errors import DataError
+from cptbench.data.refer import ReferDataset
 
 __all__ = ["DEFAULT_SEEDS", "DEFAULT_SHOTS", "FileCheck", "SplitReport", "ProvenanceReport", "CheckReport",
            "check_provenance", "check_dataset"]

@@ -10,12 +10,12 @@ Standard library only (``urllib``). Library code never prints: progress goes thr
   ``$CPTBENCH_DATA_MIRROR``, then ``sources.yaml``), checks the size and sha256 when known (else
   records the digest on first download and checks it afterwards), unpacks the refer files
   (``instances.json``, ``refs(*).p``) into ``<root>/<dataset>/`` and writes the provenance sidecar
-  (:data:`cptbench.fingerprint.SOURCE_FILE`).
+  (:data:`cptbench.run.fingerprint.SOURCE_FILE`).
 * :func:`select_images` lists the images runs will need: the eval splits' plus those of the k-shot
   training draws (drawn exactly as the runner draws them), or the whole train split;
   :func:`fetch_images` fetches them by file name with a bounded thread pool and reports fetched /
   skipped (already present and valid) / failed. Every image is verified: header, annotated size,
-  end marker (:func:`cptbench.images.check_image_file`) and a full decode.
+  end marker (:func:`cptbench.data.images.check_image_file`) and a full decode.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from .. import __version__
-from ..fingerprint import SOURCE_FILE, file_sha256
-from .errors import DataError
-from .fetch import (FetchError, Fetched, HostGate, HttpPolicy, OfflineError, discard, read_json, write_json,
+from cptbench import __version__
+from cptbench.run.fingerprint import SOURCE_FILE, file_sha256
+from cptbench.core.errors import DataError
+from cptbench.data.fetch import (FetchError, Fetched, HostGate, HttpPolicy, OfflineError, discard, read_json, write_json,
                     fetch_first, fetch_url, is_local, local_path, now_iso)
 
 __all__ = ["FetchError", "Fetched", "HostGate", "HttpPolicy", "OfflineError", "fetch_first", "fetch_url", "now_iso",
@@ -94,7 +94,7 @@ _ARCHIVE_KEYS = {"archive", "urls", "size", "sha256", "sha256_prefix", "note"}
 
 def load_catalog(path: str | Path | None = None) -> Catalog:
     """The sources file: ``path``, else ``$CPTBENCH_SOURCES``, else the bundled ``sources.yaml``."""
-    from ..yamlio import load_yaml
+    from cptbench.core.yamlio import load_yaml
 
     if path is None:
         path = os.environ.get(SOURCES_ENV) or None
@@ -167,7 +167,7 @@ _store_lock = threading.Lock()
 
 
 def _checksum_store() -> Path:
-    from .source import cache_root
+    from cptbench.data.source import cache_root
 
     return cache_root() / CHECKSUMS_FILE
 
@@ -234,7 +234,7 @@ class FileCheck:
 
 
 def check_files(ds_dir: Path, names: Iterable[str], record: Mapping[str, Any] | None) -> list[FileCheck]:
-    """Each file's size and sha256 (cached, :func:`cptbench.fingerprint.file_sha256`) against
+    """Each file's size and sha256 (cached, :func:`cptbench.run.fingerprint.file_sha256`) against
     ``record`` (from :func:`load_provenance`; None: no record)."""
     recorded = (record or {}).get("files") or {}
     out = []
@@ -339,7 +339,7 @@ def unpack_refer_archive(archive: Path, ds_dir: Path, dataset: str, split_by: st
     """Extract ``instances.json`` and every ``refs(*).p`` of the archive's ``<dataset>/`` folder (or
     of its only folder holding them) into ``ds_dir`` (each file written atomically); returns the
     file names written."""
-    from ..store import write_atomic
+    from cptbench.results.store import write_atomic
 
     written = []
     with _open_archive(archive) as (_, members):
@@ -554,9 +554,9 @@ DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 def kshot_images(task, ds, shots: Sequence[int], seeds: Sequence[int]) -> tuple[set[int], list[str]]:
     """The image ids of the k-shot training draws (each k > 0 x seed), drawn with
-    :func:`cptbench.sampling.sample_k_shot` over the usable train pairs exactly as
-    :meth:`cptbench.runner.Runner.manifest` does, and notes on the k that the split cannot give."""
-    from ..sampling import sample_k_shot
+    :func:`cptbench.data.sampling.sample_k_shot` over the usable train pairs exactly as
+    :meth:`cptbench.run.engine.Runner.manifest` does, and notes on the k that the split cannot give."""
+    from cptbench.data.sampling import sample_k_shot
 
     ref_image = {int(r["ref_id"]): int(r["image_id"]) for r in ds.refs_of(task.train_split)}
     pairs = ds.pairs(task.train_split, skip_bad=True) if ref_image else []
@@ -574,8 +574,8 @@ def kshot_images(task, ds, shots: Sequence[int], seeds: Sequence[int]) -> tuple[
 def select_images(task, ds, *, shots: Sequence[int] = DEFAULT_SHOTS, seeds: Sequence[int] = DEFAULT_SEEDS,
                   all_train: bool = False, image_sources: Sequence[str] = (), catalog: Catalog | None = None) -> ImageSelection:
     """The images a run of ``task`` reads: every image of the eval splits, plus the images of the
-    k-shot training expressions for each (k, seed), drawn with :func:`cptbench.sampling.sample_k_shot`
-    over the usable train pairs exactly as :meth:`cptbench.runner.Runner.manifest` does (the pool
+    k-shot training expressions for each (k, seed), drawn with :func:`cptbench.data.sampling.sample_k_shot`
+    over the usable train pairs exactly as :meth:`cptbench.run.engine.Runner.manifest` does (the pool
     with degenerate expressions left out is the one every run that can run draws from); or, with
     ``all_train``, every image of the train split."""
     catalog = catalog or load_catalog()
@@ -602,8 +602,8 @@ def select_images(task, ds, *, shots: Sequence[int] = DEFAULT_SHOTS, seeds: Sequ
 
 def verify_image(path: Path, size: tuple[int, int] | None) -> str | None:
     """``None`` if ``path`` is a complete image of ``size`` that decodes in full (as runs decode it,
-    :func:`cptbench.images.decode_rgb`), else what is wrong (one line naming the file)."""
-    from ..images import ImageFileError, check_image_file, decode_rgb
+    :func:`cptbench.data.images.decode_rgb`), else what is wrong (one line naming the file)."""
+    from cptbench.data.images import ImageFileError, check_image_file, decode_rgb
 
     problem = check_image_file(path, size if size and tuple(size) != (0, 0) else None)
     if problem:

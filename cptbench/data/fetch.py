@@ -31,8 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .. import __version__
-from .errors import DataError
+from cptbench import __version__
+from cptbench.core.errors import DataError
 
 USER_AGENT = f"cptbench/{__version__} (python-urllib)"
 
@@ -125,15 +125,15 @@ def read_json(path: Path) -> dict | None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """``data`` as JSON, atomically (:func:`cptbench.store.write_atomic`: fsynced, stale temps swept)."""
-    from ..store import write_atomic
+    """``data`` as JSON, atomically (:func:`cptbench.results.store.write_atomic`: fsynced, stale temps swept)."""
+    from cptbench.results.store import write_atomic
 
     write_atomic(Path(path), (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
 
 
 def _write_meta(path: Path, meta: dict) -> None:
     """The resume record of a ``.part`` file, written in place: it sits beside the images, where
-    :func:`~cptbench.store.write_atomic`'s sweep for stale temps would list the whole (possibly
+    :func:`~cptbench.results.store.write_atomic`'s sweep for stale temps would list the whole (possibly
     82k-file) folder on every write. A torn write only costs a restart: :func:`read_json` then finds
     no record and the partial file is fetched again."""
     path.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
@@ -141,7 +141,7 @@ def _write_meta(path: Path, meta: dict) -> None:
 
 def sha256_of(path: Path) -> str:
     """Uncached sha256 of a file still being written (a ``.part`` download); files that stay put
-    go through :func:`cptbench.fingerprint.file_sha256` (cached by path, size, mtime)."""
+    go through :func:`cptbench.run.fingerprint.file_sha256` (cached by path, size, mtime)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from ..fingerprint import file_sha256
-from .download import file_entries, now_iso, provenance_record, read_provenance, verify_image, write_provenance
-from .errors import DataError
+from cptbench.run.fingerprint import file_sha256
+from cptbench.data.download import file_entries, now_iso, provenance_record, read_provenance, verify_image, write_provenance
+from cptbench.core.errors import DataError
 
 LAYOUT_COLUMNS = {
     "jxu124": {"ref_id", "ann_id", "image_id", "sentences"},
@@ -523,7 +523,7 @@ def import_hf(task, inputs: Sequence[str | Path], root: str | Path, *, splits: S
                        f"{len(out.images):,} images), not every COCO annotation (--referred-only)")
     categories = coco["categories"] if coco else (
         [{"id": 0, "name": "object", "supercategory": "object"}] if layout == "lmms-lab" else _coco_categories())
-    from ..store import write_atomic
+    from cptbench.results.store import write_atomic
 
     ds_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(refs_path, pickle.dumps(out.refs, protocol=2))

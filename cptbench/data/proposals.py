@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..boxes import xywh_to_xyxy
-from .errors import DataError
+from cptbench.core.boxes import xywh_to_xyxy
+from cptbench.core.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from cptbench.core.errors import DataError
 
 #: how far (pixels) a box may reach past the image before it counts as outside
 EDGE_TOLERANCE = 1.0
@@ -86,11 +86,11 @@ class QualityReport:
     def clean_candidates(self, cand, image_size: tuple[int, int], where: str):
         """``cand`` without its degenerate boxes (each recorded). The test is one array operation;
         :func:`bad_box_reason` words the message for the few boxes that fail it."""
-        from .proposals import Candidates
+        from cptbench.data.proposals import Candidates
 
         if cand.n == 0:
             return cand
-        from ..boxes import xyxy_to_xywh
+        from cptbench.core.boxes import xyxy_to_xywh
 
         xywh = xyxy_to_xywh(cand.boxes)
         bad = ~_usable(xywh, image_size)

@@ -5,7 +5,7 @@ by the bundled synthref benchmark alike.
 ``<root>/<dataset>/instances.json``: COCO annotations (read through pycocotools, quietly);
 images in a folder the caller picks (:func:`cptbench.data.source.find_image_dir`).
 
-Examples reach methods with an image *handle* (:class:`cptbench.images.ImageHandle`), never a path
+Examples reach methods with an image *handle* (:class:`cptbench.data.images.ImageHandle`), never a path
 into the data root. Degenerate data (:mod:`cptbench.data.quality`) is refused with a count and
 examples, or dropped and counted with ``skip_bad=True``.
 """
@@ -21,13 +21,13 @@ from typing import Iterable
 
 import numpy as np
 
-from ..boxes import xywh_to_xyxy
-from ..examples import Example, Label, example_id
-from ..images import ImageSource
-from .errors import DataError
-from .proposals import Candidates, DetectionProposals
-from .quality import QualityReport, bad_box_reason
-from .safe_pickle import load_plain_pickle
+from cptbench.core.boxes import xywh_to_xyxy
+from cptbench.data.examples import Example, Label, example_id
+from cptbench.data.images import ImageSource
+from cptbench.core.errors import DataError
+from cptbench.data.proposals import Candidates, DetectionProposals
+from cptbench.data.quality import QualityReport, bad_box_reason
+from cptbench.data.safe_pickle import load_plain_pickle
 
 _REF_KEYS = ("ref_id", "ann_id", "image_id", "split", "sentences")
 

@@ -12,7 +12,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from .errors import DataError
+from cptbench.core.errors import DataError
 
 _ALLOWED = {
     ("builtins", "dict"), ("builtins", "list"), ("builtins", "tuple"), ("builtins", "set"),

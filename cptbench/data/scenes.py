@@ -7,7 +7,7 @@ a pretraining corpus can sample its own scenes and captions from here, with its 
 Geometry convention: continuous pixel coordinates, ``(0, 0)`` is the top-left corner of the image
 and a pixel ``(col, row)`` covers ``[col, col + 1) x [row, row + 1)``; a pixel belongs to an object
 when its centre ``(col + 0.5, row + 0.5)`` lies inside the shape. Boxes are float ``xyxy`` (the
-library's convention, :mod:`cptbench.boxes`) and equal the extent of the object's polygon.
+library's convention, :mod:`cptbench.core.boxes`) and equal the extent of the object's polygon.
 
 Colours: CPT paints candidates with semi-transparent red ``(240, 0, 30)``, so the palette holds no
 red, pink or orange; all colours are named and distinct from each other and from the light neutral

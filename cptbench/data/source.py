@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..taskspec import TaskSpec
-from .errors import DataError
-from .refer import ReferDataset
+from cptbench.tasks.spec import TaskSpec
+from cptbench.core.errors import DataError
+from cptbench.data.refer import ReferDataset
 
 DATA_ROOT_ENV = "CPTBENCH_DATA_ROOT"
 CACHE_ENV = "CPTBENCH_CACHE"
@@ -21,7 +21,7 @@ def resolve_data_root(task: TaskSpec, data_root: str | Path | None) -> Path:
     if data_root is None:
         data_root = os.environ.get(DATA_ROOT_ENV) or None
     if task.source == "synthref" and data_root is None:
-        from .synthref import ensure_synthref
+        from cptbench.data.synthref import ensure_synthref
 
         return ensure_synthref(task, cache_root())
     if data_root is None:

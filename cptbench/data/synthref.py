@@ -1,6 +1,6 @@
 """``synthref``: a procedurally generated referring-expression benchmark in the classic refer layout.
 
-The data are generated from the card's ``synthref:`` settings (:class:`~cptbench.taskspec.SynthRefSpec`)
+The data are generated from the card's ``synthref:`` settings (:class:`~cptbench.tasks.spec.SynthRefSpec`)
 on first use into a cache directory, and are read by the same loader as RefCOCO::
 
     <root>/<dataset>/refs(<split_by>).p   list of refs (plain containers and scalars, pickle protocol 4)
@@ -47,9 +47,9 @@ from typing import Any
 
 import numpy as np
 
-from ..taskspec import SynthRefSpec, TaskSpec
-from .errors import DataError
-from .scenes import (
+from cptbench.tasks.spec import SynthRefSpec, TaskSpec
+from cptbench.core.errors import DataError
+from cptbench.data.scenes import (
     MAX_IMAGE_SIZE,
     MIN_IMAGE_SIZE,
     SHAPES,

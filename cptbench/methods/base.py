@@ -21,9 +21,9 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from ..examples import Example, TrainExample
-from ..errors import UsageError
-from ..registry import unknown_name_message
+from cptbench.data.examples import Example, TrainExample
+from cptbench.core.errors import UsageError
+from cptbench.core.registry import unknown_name_message
 
 #: ``progress(stage, done, total)``: methods report long loops through this; the CLI draws bars.
 ProgressFn = Callable[[str, int, int], None]

@@ -10,9 +10,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..boxes import iou_matrix
-from ..examples import Example, Label
-from .base import Method
+from cptbench.core.boxes import iou_matrix
+from cptbench.data.examples import Example, Label
+from cptbench.methods.base import Method
 
 
 class OracleMethod(Method):

@@ -9,8 +9,8 @@ import importlib
 from functools import lru_cache
 from typing import Any, Mapping
 
-from ..registry import Registry
-from .base import Method, MethodContext, parse_config
+from cptbench.core.registry import Registry
+from cptbench.methods.base import Method, MethodContext, parse_config
 
 ENTRY_POINT_GROUP = "cptbench.methods"
 

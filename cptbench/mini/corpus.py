@@ -39,7 +39,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..data.scenes import (COLOURS, PALETTE, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, ExprParts, Scene,
+from cptbench.data.scenes import (COLOURS, PALETTE, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, ExprParts, Scene,
                            expression_text, object_phrase, resolve_expression, sample_scene, scene_rng, sides,
                            render_scene, valid_expressions)
 

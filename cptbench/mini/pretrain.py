@@ -29,8 +29,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..data.scenes import POSITIONS, SHAPES, SIZES
-from .corpus import COLOUR_WORDS, CorpusSettings, sample_item, vocabulary
+from cptbench.data.scenes import POSITIONS, SHAPES, SIZES
+from cptbench.mini.corpus import COLOUR_WORDS, CorpusSettings, sample_item, vocabulary
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 CONTENT_WORDS = (*SHAPES, *SIZES, *POSITIONS)
@@ -77,8 +77,8 @@ class PretrainSettings:
 # ------------------------------------------------------------------------------ tokenizer, processor
 def write_tokenizer_and_processor(out: Path, settings: PretrainSettings):
     """Write ``vocab.txt`` + tokenizer files and the image processor config; return both objects."""
-    from ..models.compat import wordpiece_tokenizer
-    from ..models.vilt import image_processor_class
+    from cptbench.models.compat import wordpiece_tokenizer
+    from cptbench.models.vilt import image_processor_class
 
     out.mkdir(parents=True, exist_ok=True)
     vocab = out / "vocab.txt"
@@ -231,9 +231,9 @@ def pretrain(out: str | Path, settings: PretrainSettings = PretrainSettings(),
     """
     import torch
 
-    from ..models._common import quiet_progress
-    from ..models.vilt import ViltAdapter
-    from ..optim import adamw_with_schedule, parameter_groups
+    from cptbench.models._common import quiet_progress
+    from cptbench.models.vilt import ViltAdapter
+    from cptbench.methods.optim import adamw_with_schedule, parameter_groups
 
     out = Path(out)
     t_start = time.perf_counter()

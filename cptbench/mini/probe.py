@@ -17,9 +17,9 @@ import numpy as np
 def binding_probe(adapter, n_scenes: int = 150, seed: int = 7) -> dict[str, float]:
     import torch
 
-    from ..cpt.painting import paint
-    from ..data.scenes import COLOURS, object_mask, render_scene, sample_scene, scene_rng
-    from .corpus import RED, unique_descriptions
+    from cptbench.cpt.painting import paint
+    from cptbench.data.scenes import COLOURS, object_mask, render_scene, sample_scene, scene_rng
+    from cptbench.mini.corpus import RED, unique_descriptions
 
     words = [RED, *COLOURS]
     ids = [adapter.word_id(w) for w in words]

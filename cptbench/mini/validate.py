@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..data.scenes import Scene, needs_position, object_mask, render_scene, sample_scene, scene_rng, valid_expressions
+from cptbench.data.scenes import Scene, needs_position, object_mask, render_scene, sample_scene, scene_rng, valid_expressions
 
 RED_PAINT = (240, 0, 30)
 ALPHA = 127 / 255
@@ -53,7 +53,7 @@ class ValExample:
 def validation_set(n: int = 240, seed: int = 0, image_size: int = 64, min_objects: int = 3,
                    max_objects: int = 8) -> list[ValExample]:
     """``n`` examples, policies in turn (any, position, attributes), synthref's target rules."""
-    from .corpus import unique_descriptions
+    from cptbench.mini.corpus import unique_descriptions
 
     out: list[ValExample] = []
     i = 0
@@ -84,7 +84,7 @@ def validation_set(n: int = 240, seed: int = 0, image_size: int = 64, min_object
 
 
 def _regions(ex: ValExample, mode: str) -> np.ndarray:
-    from ..cpt.painting import box_masks
+    from cptbench.cpt.painting import box_masks
 
     size = ex.scene.image_size
     if mode == "mask":
@@ -107,9 +107,9 @@ def _forward(adapter, images: list[Any], texts: list[str], columns: list[int], b
 def evaluate(adapter, examples: Sequence[ValExample], templates: Sequence[int] = (1, 2, 3),
              modes: Sequence[str] = MODES, batch_size: int = 64) -> dict[str, Any]:
     """Zero-shot CPT, paint gains and colour probe of ``adapter`` on ``examples`` (module doc)."""
-    from ..cpt.painting import paint
-    from ..cpt.prompts import clean_expression, fill_template
-    from .corpus import COLOUR_WORDS, RED
+    from cptbench.cpt.painting import paint
+    from cptbench.cpt.prompts import clean_expression, fill_template
+    from cptbench.mini.corpus import COLOUR_WORDS, RED
 
     mask = adapter.mask_token
     columns = [adapter.word_id(w) for w in COLOUR_WORDS]

@@ -16,11 +16,11 @@ __all__ = ["load_adapter", "build_tiny_model"]
 
 def __getattr__(name: str) -> Any:
     if name == "load_adapter":
-        from .loading import load_adapter
+        from cptbench.models.loading import load_adapter
 
         return load_adapter
     if name == "build_tiny_model":
-        from .tiny import build_tiny_model
+        from cptbench.models.tiny import build_tiny_model
 
         return build_tiny_model
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

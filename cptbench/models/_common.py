@@ -10,7 +10,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from .base import TextTooLongError, VLAdapter
+from cptbench.models.base import TextTooLongError, VLAdapter
 
 
 def image_processor_class(stem: str):
@@ -458,8 +458,8 @@ def load_hf_parts(model_cls, path: str, device: str, trust_remote_code: bool, he
     unchanged; a parameter the file did not fill is refused, never left random or on meta."""
     from transformers import AutoTokenizer
 
-    from .compat import Checkpoint, plan_load
-    from .loading import check_all_filled, check_head_loaded
+    from cptbench.models.compat import Checkpoint, plan_load
+    from cptbench.models.loading import check_all_filled, check_head_loaded
 
     config = model_cls.config_class.from_pretrained(path, **model_kwargs)  # the adapter's own class: no remote code
     config, key_mapping = plan_load(model_cls, path, config, Checkpoint.find(path))

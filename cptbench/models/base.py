@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ModelError
+from cptbench.core.errors import ModelError
 
 
 class ModelVocabularyError(ModelError):

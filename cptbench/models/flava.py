@@ -24,12 +24,12 @@ from typing import Any, Sequence
 
 import torch
 
-from ._common import (
+from cptbench.models._common import (
     HFAdapter, ImageSpec, UnsupportedImageSpec, batch_size, center_crop_offset, check_image_sizes, expand_images,
     fixed_grid_boxes, head_logits, image_processor_class as _ipc, load_hf_parts, processor_normalisation,
     processor_resample, size_get as _size_get,
 )
-from .base import RegionFeatures
+from cptbench.models.base import RegionFeatures
 
 
 def image_processor_class():

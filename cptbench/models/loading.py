@@ -15,8 +15,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import ModelError
-from .base import VLAdapter
+from cptbench.core.errors import ModelError
+from cptbench.models.base import VLAdapter
 
 #: model_type -> (module, adapter class)
 ADAPTERS: dict[str, tuple[str, str]] = {
@@ -197,7 +197,7 @@ def check_head_loaded(path: str, loading_info: dict, head_key: str) -> None:
 def check_all_filled(path: str, model) -> None:
     """Refuse a loaded model with a parameter or buffer still on the meta device: the checkpoint
     did not fill it (a layout this transformers version cannot read), so it holds no value."""
-    from .compat import meta_tensors
+    from cptbench.models.compat import meta_tensors
 
     empty = meta_tensors(model)
     if empty:

@@ -110,7 +110,7 @@ def _bpe_vocab_and_merges(words: Sequence[str]) -> tuple[dict[str, int], list[tu
 
 
 def _bert_tokenizer(words: Sequence[str]):
-    from .compat import wordpiece_tokenizer
+    from cptbench.models.compat import wordpiece_tokenizer
 
     return wordpiece_tokenizer(_wordpiece_vocab(words), do_lower_case=True, model_max_length=_TEXT_MAX_LENGTH)
 
@@ -118,7 +118,7 @@ def _bert_tokenizer(words: Sequence[str]):
 def _roberta_tokenizer(words: Sequence[str]):
     from transformers import AddedToken
 
-    from .compat import byte_bpe_tokenizer
+    from cptbench.models.compat import byte_bpe_tokenizer
 
     vocab, merges = _bpe_vocab_and_merges(words)
     return byte_bpe_tokenizer(
@@ -157,7 +157,7 @@ def build_tiny_model(kind: str, out_dir: Path, words: Sequence[str] = (), image_
         else:
             model, processor, tokenizer = _build_bridgetower(words, image_size, patch)
     model.eval()
-    from ._common import quiet_progress
+    from cptbench.models._common import quiet_progress
 
     with quiet_progress():
         model.save_pretrained(out)
@@ -172,7 +172,7 @@ def build_tiny_model(kind: str, out_dir: Path, words: Sequence[str] = (), image_
 def _build_vilt(words, image_size, patch):
     from transformers import ViltConfig, ViltForMaskedLM
 
-    from .vilt import image_processor_class
+    from cptbench.models.vilt import image_processor_class
 
     tokenizer = _bert_tokenizer(words)
     config = ViltConfig(
@@ -195,7 +195,7 @@ def _build_vilt(words, image_size, patch):
 def _build_flava(words, image_size, patch):
     from transformers import FlavaConfig, FlavaForPreTraining
 
-    from .flava import image_processor_class
+    from cptbench.models.flava import image_processor_class
 
     tokenizer = _bert_tokenizer(words)
     small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
@@ -218,7 +218,7 @@ def _build_flava(words, image_size, patch):
 def _build_bridgetower(words, image_size, patch):
     from transformers import BridgeTowerConfig, BridgeTowerForMaskedLM
 
-    from .bridgetower import image_processor_class
+    from cptbench.models.bridgetower import image_processor_class
 
     tokenizer = _roberta_tokenizer(words)
     pad = tokenizer.pad_token_id

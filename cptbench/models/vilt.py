@@ -41,12 +41,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._common import (
+from cptbench.models._common import (
     HFAdapter, ImageSpec, batch_size, cell_boxes, check_image_sizes, head_logits, image_processor_class as _ipc,
     load_hf_parts, processor_normalisation, processor_resample, shortest_edge_size, size_get as _size_get,
     UnsupportedImageSpec,
 )
-from .base import RegionFeatures
+from cptbench.models.base import RegionFeatures
 
 
 def image_processor_class():

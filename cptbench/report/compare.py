@@ -3,9 +3,9 @@
 Per task, split and k the rows of A and B are paired. The design decides the test:
 
 - k > 0 with two or more shared seeds: A and B were trained on the same k-shot draw at each
-  seed, so the per-seed accuracies are paired (:func:`cptbench.stats.paired_seed_test`).
+  seed, so the per-seed accuracies are paired (:func:`cptbench.report.stats.paired_seed_test`).
 - one shared seed, or zero-shot single runs: the runs answered the same expressions, so the
-  per-expression outcomes are paired (:func:`cptbench.stats.paired_expression_test`, read from
+  per-expression outcomes are paired (:func:`cptbench.report.stats.paired_expression_test`, read from
   the predictions files).
 
 A pair that differs in model, model content, proposals, data content, task version, limit, data
@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..aggregate import split_order
-from ..errors import UsageError
-from ..stats import ExpressionTest, Headline, SeedTest, headline, paired_expression_test, paired_seed_test
-from .selection import load_predictions, records_of, select_rows
+from cptbench.report.aggregate import split_order
+from cptbench.core.errors import UsageError
+from cptbench.report.stats import ExpressionTest, Headline, SeedTest, headline, paired_expression_test, paired_seed_test
+from cptbench.results.selection import load_predictions, records_of, select_rows
 
 #: what must agree for a like-for-like comparison (aggregate-row fields), with how to name it
 LIKE_FOR_LIKE = (("model", "model"), ("model_fingerprint", "model content (fingerprint)"),
@@ -232,7 +232,7 @@ def _num(x: float | None, fmt: str = "+.2f") -> str:
 def seed_rows(cmp: Comparison) -> list[list[str]]:
     """One row per seed-paired split: means ± population std over the shared seeds, the mean
     difference with its t interval, the three p values and d_z (seed counts: :func:`seed_counts`)."""
-    from ..stats import format_p
+    from cptbench.report.stats import format_p
 
     out = []
     for sc in cmp.splits:
@@ -256,7 +256,7 @@ def seed_counts(cmp: Comparison) -> str:
 def expression_rows(cmp: Comparison) -> list[list[str]]:
     """One row per expression-paired split: accuracies over the shared expressions, the
     difference with its paired bootstrap interval, McNemar's exact p, the discordant counts."""
-    from ..stats import format_p
+    from cptbench.report.stats import format_p
 
     out = []
     for sc in cmp.splits:

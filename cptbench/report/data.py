@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from ..errors import UsageError
+from cptbench.core.errors import UsageError
 
 
 def open_task(task: str, data_root=None, images=None):
-    from ..data.source import open_dataset
-    from ..tasks import get_task
+    from cptbench.data.source import open_dataset
+    from cptbench.tasks.cards import get_task
 
     spec = get_task(task)
     return spec, open_dataset(spec, data_root, images)
@@ -33,7 +33,7 @@ def load_examples(ds, split: str, example_ids: Iterable[str], proposals_setting:
         if proposals_file is None:
             raise UsageError(f"these runs used detections ({proposals_setting}); give the same file with --proposals FILE "
                              f"to read their candidates again.")
-        from ..data.proposals import load_detections
+        from cptbench.data.proposals import load_detections
 
         dets = load_detections(proposals_file)
         if dets.setting != proposals_setting:

@@ -15,14 +15,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..aggregate import LEGEND, WideTable, aggregate, cell, shots_text, table_title, wide_tables
-from ..errors import CptbenchError
-from .compare import (EXPRESSION_HEADER, SEED_HEADER, Comparison, compare, expression_rows, headline_lines, note_lines,
+from cptbench.report.aggregate import LEGEND, WideTable, aggregate, cell, shots_text, table_title, wide_tables
+from cptbench.core.errors import CptbenchError
+from cptbench.report.compare import (EXPRESSION_HEADER, SEED_HEADER, Comparison, compare, expression_rows, headline_lines, note_lines,
                       seed_counts, seed_rows)
-from .gallery import Gallery, build_gallery
-from .plots import _trains, all_figures, figure_title, file_stem, png_bytes, save
-from .provenance import Command, build_commands
-from .selection import group_key, load_records, predictions_cache
+from cptbench.report.gallery import Gallery, build_gallery
+from cptbench.report.plots import _trains, all_figures, figure_title, file_stem, png_bytes, save
+from cptbench.report.provenance import Command, build_commands
+from cptbench.results.selection import group_key, load_records, predictions_cache
 
 #: the columns of the setting table, in order (the keys of each :func:`_settings` entry)
 SETTING_KEYS = ("table", "task", "task version", "proposals", "models", "data content", "metric", "limit", "data policy")
@@ -106,13 +106,13 @@ def _settings(rows, records) -> list[dict[str, str]]:
 def build_report(store, *, tasks: Sequence[str] | None = None, pairs: Sequence[tuple[str, str]] | None = None,
                  data_root=None, images=None, proposals_file=None, gallery: bool = True, n_gallery: int = 3,
                  kinds: Sequence[str] = ("shots", "rsd", "candidates"), title: str | None = None) -> Report:
-    from .. import __version__
+    from cptbench import __version__
 
     records = load_records(store, tasks)
     rows = aggregate(records)
     tables = wide_tables(rows)
     present = sorted({r["task"] for r in rows})
-    from ..references import published_tables
+    from cptbench.report.references import published_tables
 
     published = published_tables(present)
     figures, notes = [], []
@@ -136,7 +136,7 @@ def build_report(store, *, tasks: Sequence[str] | None = None, pairs: Sequence[t
                 cnotes.append(f"{a} vs {b} on {task}: not compared ({exc})")
     galleries, gnotes = [], []
     if gallery:
-        from .data import open_task
+        from cptbench.report.data import open_task
 
         for task in present:
             try:

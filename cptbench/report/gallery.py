@@ -17,9 +17,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..aggregate import split_order
-from .data import load_examples
-from .selection import load_predictions, records_of
+from cptbench.report.aggregate import split_order
+from cptbench.report.data import load_examples
+from cptbench.results.selection import load_predictions, records_of
 
 GT_COLOUR = (0, 200, 83)
 
@@ -54,8 +54,8 @@ class Gallery:
 def painting_method(method: str):
     """The method's class if it paints candidates (a CPT method), else None."""
     try:
-        from ..cpt.method import CptMethod
-        from ..methods.registry import get_method_class
+        from cptbench.cpt.method import CptMethod
+        from cptbench.methods.registry import get_method_class
 
         cls = get_method_class(method)
     except Exception:
@@ -103,8 +103,8 @@ def _render(painted: np.ndarray, gt_box: np.ndarray, target: int = 200) -> bytes
 def build_gallery(store, records: Sequence[Any], rows: Sequence[dict[str, Any]], ds, *, label: str | None = None,
                   n_right: int = 3, n_wrong: int = 3, proposals_file=None) -> Gallery | None:
     """The gallery for the run :func:`pick_run` chooses (None when no painting method ran)."""
-    from ..cpt.painting import Painter, candidate_groups, parse_palette
-    from ..cpt.prompts import clean_expression, fill_template
+    from cptbench.cpt.painting import Painter, candidate_groups, parse_palette
+    from cptbench.cpt.prompts import clean_expression, fill_template
 
     row, rec = pick_run(rows, records, label)
     if rec is None:

@@ -17,10 +17,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..boxes import iou_matrix, is_hit
-from ..errors import ResultsError
-from .data import load_examples
-from .selection import load_predictions
+from cptbench.core.boxes import iou_matrix, is_hit
+from cptbench.core.errors import ResultsError
+from cptbench.report.data import load_examples
+from cptbench.results.selection import load_predictions
 
 CSV_COLUMNS = ("rank", "example_id", "ref_id", "sent_id", "split", "expression", "n_wrong", "n_seeds", "chosen",
                "chosen_box", "chosen_iou", "true_box", "best_hit", "margin_mean", "picks", "n_candidates")

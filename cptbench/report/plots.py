@@ -13,8 +13,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..aggregate import split_order, table_title
-from .selection import group_key, load_predictions
+from cptbench.report.aggregate import split_order, table_title
+from cptbench.results.selection import group_key, load_predictions
 
 #: candidate-count bins when a task has more distinct counts than fit on an axis
 CANDIDATE_BINS = ((1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 7), (8, 10), (11, 15), (16, 20), (21, 30), (31, 50), (51, 10**6))
@@ -38,7 +38,7 @@ def _figure(n_panels: int, width_per: float = 3.6, height: float = 3.2):
 def _trains(method: str) -> bool:
     """Whether a method trains (its accuracy can change with k); unknown plug-ins count as training."""
     try:
-        from ..methods.registry import get_method_class
+        from cptbench.methods.registry import get_method_class
 
         return bool(getattr(get_method_class(method), "trains", True))
     except Exception:

@@ -13,8 +13,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..aggregate import option_value, split_order
-from .selection import group_key
+from cptbench.report.aggregate import option_value, split_order
+from cptbench.results.selection import group_key
 
 JOB_KEYS = ("task", "method", "method_config_hash", "model", "proposals", "limit", "skip_bad")
 
@@ -51,10 +51,10 @@ def _default_options(method: str, task: str) -> dict[str, Any] | None:
     """The options a run of ``method`` on ``task`` gets without --set (class defaults, then the
     card's method_defaults), or None where the method or card is not available here."""
     try:
-        from ..methods.base import config_dict, parse_config
-        from ..methods.registry import get_method_class
-        from ..runner import resolve_options
-        from ..tasks import get_task
+        from cptbench.methods.base import config_dict, parse_config
+        from cptbench.methods.registry import get_method_class
+        from cptbench.run.engine import resolve_options
+        from cptbench.tasks.cards import get_task
 
         cls = get_method_class(method)
         return config_dict(parse_config(cls.Config, resolve_options(cls, get_task(task), {}), method=cls.name))
@@ -64,7 +64,7 @@ def _default_options(method: str, task: str) -> dict[str, Any] | None:
 
 def _eval_splits(task: str) -> list[str] | None:
     try:
-        from ..tasks import get_task
+        from cptbench.tasks.cards import get_task
 
         return list(get_task(task).eval_splits)
     except Exception:

@@ -12,9 +12,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .boxes import iou_matrix, is_hit
-from .examples import Example, Label
-from .taskspec import MetricSpec
+from cptbench.core.boxes import iou_matrix, is_hit
+from cptbench.data.examples import Example, Label
+from cptbench.tasks.spec import MetricSpec
 
 
 @dataclass(frozen=True)

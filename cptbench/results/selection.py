@@ -1,6 +1,6 @@
 """Records by method label: what ``compare``, ``errors``, ``plot``, ``runs`` and ``report`` select from.
 
-A *label* is what the tables print (:func:`cptbench.aggregate.method_labels`): the method name,
+A *label* is what the tables print (:func:`cptbench.report.aggregate.method_labels`): the method name,
 plus the differing options where one method ran with several configs (``cpt-blk[score=auto]``).
 A spec given on the command line may be a label, a method name or alias (``cpt``), or
 ``name#<hash prefix>``.
@@ -12,9 +12,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Iterable, Iterator, Sequence
 
-from ..aggregate import GROUP_KEYS
-from ..errors import ResultsError, UsageError
-from ..store import ResultsStore, read_jsonl
+from cptbench.report.aggregate import GROUP_KEYS
+from cptbench.core.errors import ResultsError, UsageError
+from cptbench.results.store import ResultsStore, read_jsonl
 
 
 def group_key(r: Any) -> tuple:
@@ -43,7 +43,7 @@ def of_tasks(store: ResultsStore, items: Sequence[Any], tasks: Sequence[str]) ->
 def _canonical_method(name: str) -> str | None:
     """A registered method's canonical name for ``name`` (an alias such as ``cpt``), or None.
     Reads the registry only: no method module (nor torch) is imported."""
-    from ..methods.registry import canonical_method
+    from cptbench.methods.registry import canonical_method
 
     try:
         return canonical_method(name)
@@ -79,7 +79,7 @@ def select_rows(rows: Sequence[dict[str, Any]], spec: str, *, task: str | None =
     """Rows of ``spec`` under the filters; a usage error naming the labels that exist otherwise."""
     hits = match_rows(rows, spec)
     if not hits:
-        from ..registry import unknown_name_message
+        from cptbench.core.registry import unknown_name_message
 
         raise UsageError(unknown_name_message("method in the results:", spec, known_labels(rows)))
     out = [r for r in hits if (task is None or r["task"] == task) and (shots is None or r["shots"] in shots)

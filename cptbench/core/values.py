@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .errors import UsageError
+from cptbench.core.errors import UsageError
 
 
 def name_list(values: Any) -> list[str]:

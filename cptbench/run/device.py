@@ -1,12 +1,12 @@
 """The one check of a ``--device`` value, shared by ``run``/``sweep`` (the runner's preflight) and
 ``bench``: a bad name, a missing CUDA or MPS backend or a CUDA index past the machine's devices
-becomes one :class:`~cptbench.errors.UsageError` naming the fix, before any model is loaded."""
+becomes one :class:`~cptbench.core.errors.UsageError` naming the fix, before any model is loaded."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .errors import UsageError
+from cptbench.core.errors import UsageError
 
 
 def check_device(device: Any) -> None:

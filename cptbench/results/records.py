@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .errors import ResultsError
+from cptbench.core.errors import ResultsError
 
 SCHEMA_VERSION = 2
 

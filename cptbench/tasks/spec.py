@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from .boxes import IOU_CONVENTIONS, THRESHOLD_RULES
-from .errors import UsageError
+from cptbench.core.boxes import IOU_CONVENTIONS, THRESHOLD_RULES
+from cptbench.core.errors import UsageError
 
 
 class FrozenDict(dict):
@@ -195,7 +195,7 @@ def parse_task_card(data: Any, file: str) -> TaskSpec:
 def load_task_card(path: str | os.PathLike) -> TaskSpec:
     import yaml
 
-    from .yamlio import DuplicateKeyError, load_yaml
+    from cptbench.core.yamlio import DuplicateKeyError, load_yaml
 
     path = Path(path)
     try:

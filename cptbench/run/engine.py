@@ -28,18 +28,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from . import faults
-from .distributed import Dist, rank_device
-from .errors import UsageError
-from .examples import Example, TrainExample
-from .fingerprint import RESULTS_VERSION, Fingerprint, data_fingerprint, digest_of, model_fingerprint
-from .methods.base import Method, MethodContext, config_dict, parse_config
-from .methods.registry import get_method_class, method_registry
-from .records import RunRecord
-from .sampling import Manifest, rng_for, sample_k_shot
-from .scoring import score_example, summarize
-from .store import ResultsStore
-from .taskspec import MetricSpec, TaskCardError, TaskSpec
+from cptbench.core import faults
+from cptbench.run.distributed import Dist, rank_device
+from cptbench.core.errors import UsageError
+from cptbench.data.examples import Example, TrainExample
+from cptbench.run.fingerprint import RESULTS_VERSION, Fingerprint, data_fingerprint, digest_of, model_fingerprint
+from cptbench.methods.base import Method, MethodContext, config_dict, parse_config
+from cptbench.methods.registry import get_method_class, method_registry
+from cptbench.results.records import RunRecord
+from cptbench.data.sampling import Manifest, rng_for, sample_k_shot
+from cptbench.run.scoring import score_example, summarize
+from cptbench.results.store import ResultsStore
+from cptbench.tasks.spec import MetricSpec, TaskCardError, TaskSpec
 
 EventFn = Callable[[str, Mapping[str, Any]], None]
 
@@ -137,7 +137,7 @@ def card_method_defaults(task: TaskSpec) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name, options in task.method_defaults.items():
         if name not in reg:
-            from .registry import unknown_name_message
+            from cptbench.core.registry import unknown_name_message
 
             raise TaskCardError(f"{task.path}: method_defaults: " + unknown_name_message("method", name, reg.names()))
         canonical = reg.canonical(name)
@@ -191,7 +191,7 @@ def plan(request: RunRequest) -> list[Job]:
         splits = list(request.splits) if request.splits else list(task.eval_splits)
         bad = [s for s in splits if s not in task.eval_splits]
         if bad:
-            from .registry import unknown_name_message
+            from cptbench.core.registry import unknown_name_message
 
             raise UsageError(unknown_name_message(f"eval split of task {task.name!r}:", bad[0], task.eval_splits))
         card_method_defaults(task)  # a broken card is refused even for methods not asked for
@@ -237,7 +237,7 @@ class Runner:
         self.request = request
         self.store = store
         self.dist = dist or Dist()
-        from .models.loading import reuse_loaded_models
+        from cptbench.models.loading import reuse_loaded_models
 
         reuse_loaded_models(True)  # a model is read from disk once per process, then copied for each job
         self.device = rank_device(request.device, self.dist)
@@ -256,7 +256,7 @@ class Runner:
     # -- data ----------------------------------------------------------------------------------
     def dataset(self, task: TaskSpec):
         if task.name not in self._datasets:
-            from .data.source import open_dataset
+            from cptbench.data.source import open_dataset
 
             self.event("load", {"task": task.name})
             ds = self._datasets[task.name] = open_dataset(task, self.request.data_root, self.request.images)
@@ -268,7 +268,7 @@ class Runner:
         if arg == "gt":
             return None
         if arg not in self._detections:
-            from .data.proposals import load_detections
+            from cptbench.data.proposals import load_detections
 
             self._detections[arg] = load_detections(arg)
         return self._detections[arg]
@@ -317,7 +317,7 @@ class Runner:
 
     # -- preflight -----------------------------------------------------------------------------
     def _check_device(self) -> None:
-        from .devices import check_device
+        from cptbench.run.device import check_device
 
         check_device(self.device)
 
@@ -331,7 +331,7 @@ class Runner:
             return
         problems = ds.images.check(todo)
         if problems:
-            from .data.errors import DataError
+            from cptbench.core.errors import DataError
 
             shown = "\n  ".join(problems[:5]) + (f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else "")
             raise DataError(f"{len(problems)} of the {len(todo)} images this command needs cannot be used "
@@ -541,7 +541,7 @@ class Runner:
         return record if written else None
 
     def _record(self, job: Job, result: "SplitResult", predictions_sha: str) -> RunRecord:
-        from .provenance import git_revision, package_versions, platform_info
+        from cptbench.core.provenance import git_revision, package_versions, platform_info
 
         spec = result.spec
         summary = summarize(result.rows)

@@ -1,6 +1,6 @@
 """Data-parallel evaluation under ``torchrun`` / ``accelerate launch``.
 
-With ``WORLD_SIZE > 1`` in the environment the runner (:mod:`cptbench.runner`) works like this:
+With ``WORLD_SIZE > 1`` in the environment the runner (:mod:`cptbench.run.engine`) works like this:
 
 * every rank plans and checks the same jobs; rank 0 alone takes the run locks and decides which runs
   are pending (broadcast to the others), and rank 0 alone writes to the results store;

@@ -15,9 +15,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..models.base import RegionFeatures, VLAdapter
-from .painting import DEFAULT_ALPHA, Palette, blend_color
-from .prompts import clean_expression
+from cptbench.models.base import RegionFeatures, VLAdapter
+from cptbench.cpt.painting import DEFAULT_ALPHA, Palette, blend_color
+from cptbench.cpt.prompts import clean_expression
 
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _TOKEN_RE = re.compile(r"\[[A-Z]+\]|\w+|[^\w\s]")

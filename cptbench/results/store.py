@@ -34,10 +34,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from . import faults
-from .errors import ResultsError
-from .records import RecordError, RunRecord, dumps
-from .sampling import Manifest
+from cptbench.core import faults
+from cptbench.core.errors import ResultsError
+from cptbench.results.records import RecordError, RunRecord, dumps
+from cptbench.data.sampling import Manifest
 
 
 def _fsync_dir(path: Path) -> None:

@@ -417,7 +417,7 @@ def latex(tables: Sequence[WideTable]) -> str:
 
 def write_leaderboard(store, rows: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Write leaderboard.csv (long), leaderboard_wide.csv and leaderboard.md; return paths and tables."""
-    from .store import write_atomic
+    from cptbench.results.store import write_atomic
 
     if rows is None:
         rows = aggregate(store.records())

@@ -29,10 +29,10 @@ from typing import Any, Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 
-from .errors import DataErrorBase
+from cptbench.core.errors import DataError
 
 
-class ImageFileError(DataErrorBase):
+class ImageFileError(DataError):
     """An image file that cannot be used; the message names the file and the fix."""
 
 

@@ -11,7 +11,7 @@
   with their byte sizes (stat only: an image replaced by one of another size changes the run;
   images are not read in full).
 
-The digests go into every run id (:mod:`cptbench.runner`) together with the method config and
+The digests go into every run id (:mod:`cptbench.run.engine`) together with the method config and
 :data:`RESULTS_VERSION`; paths do not, so a moved folder keeps its runs.
 """
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import ModelError
+from cptbench.core.errors import ModelError
 
 #: Bump when a change in cptbench's code changes results for the same inputs (part of every run id).
 RESULTS_VERSION = 2
@@ -41,7 +41,7 @@ _loaded_from: Path | None = None
 
 
 def _cache_file() -> Path:
-    from .data.source import cache_root
+    from cptbench.data.source import cache_root
 
     return cache_root() / _CACHE_NAME
 
@@ -155,10 +155,10 @@ def snapshot_fingerprint(snapshot: Path, repo_id: str) -> Fingerprint:
 
 def model_fingerprint(name_or_path: str | None) -> tuple[Fingerprint, str | None]:
     """(fingerprint, the local folder to load) of a model name: ``bundled:<name>``, a local folder or
-    a hub id. Raises :class:`~cptbench.errors.ModelError` with the fix when it cannot be found."""
+    a hub id. Raises :class:`~cptbench.core.errors.ModelError` with the fix when it cannot be found."""
     if not name_or_path or name_or_path == "none":
         return NO_MODEL, None
-    from .models.loading import BUNDLED_PREFIX, resolve_model_path
+    from cptbench.models.loading import BUNDLED_PREFIX, resolve_model_path
 
     try:
         path = resolve_model_path(name_or_path)

@@ -1,7 +1,7 @@
 """Sweeps: a study (tasks x methods x shots x seeds, from the command line or a YAML file) run cell
 by cell here, or as Ray tasks on a cluster.
 
-A *cell* is one job of :func:`cptbench.runner.plan`: one fitted method and all its eval splits.
+A *cell* is one job of :func:`cptbench.run.engine.plan`: one fitted method and all its eval splits.
 
 * Local (the default, no extra dependency): the cells run in order in this process, exactly as
   ``cptbench run`` would run them.
@@ -23,8 +23,8 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
-from .errors import UsageError
-from .values import int_list, name_list
+from cptbench.core.errors import UsageError
+from cptbench.core.values import int_list, name_list
 
 #: keys of a study file (YAML) and what they mean; the same as `cptbench run`'s options
 STUDY_KEYS = {
@@ -66,8 +66,8 @@ def load_study(path: str) -> Study:
     """A study file: a YAML mapping of :data:`STUDY_KEYS` (unknown or duplicate keys are refused)."""
     import yaml
 
-    from .registry import unknown_name_message
-    from .yamlio import DuplicateKeyError, load_yaml
+    from cptbench.core.registry import unknown_name_message
+    from cptbench.core.yamlio import DuplicateKeyError, load_yaml
 
     try:
         with open(path, encoding="utf-8") as f:
@@ -98,8 +98,8 @@ def load_study(path: str) -> Study:
 
 
 def study_request(study: Study, **overrides: Any):
-    from .runner import RunRequest
-    from .tasks import get_task
+    from cptbench.run.engine import RunRequest
+    from cptbench.tasks.cards import get_task
 
     command = overrides.pop("command", "")
     s = replace(study, **{k: v for k, v in overrides.items() if v is not None})
@@ -122,15 +122,15 @@ class _Worker:
     """A Ray actor body: one Runner (datasets and models cached) that computes whole cells."""
 
     def __init__(self, request, device: str, results_root: str):
-        from .runner import Runner
-        from .store import ResultsStore
+        from cptbench.run.engine import Runner
+        from cptbench.results.store import ResultsStore
 
         self.request = replace(request, device=device)
         # the store is only named (artifacts of save_weights go beside the driver's results); a worker writes no record
         self.runner = Runner(self.request, ResultsStore(results_root))
 
     def compute(self, job, pending) -> list:
-        from .errors import CptbenchError
+        from cptbench.core.errors import CptbenchError
 
         runner = self.runner
         data_fp = runner.data_fingerprint(job.task)
@@ -155,7 +155,7 @@ def run_on_ray(runner, jobs: Sequence, *, address: str | None = None, workers: i
         import ray
     except ImportError:
         raise UsageError("--ray needs Ray: pip install 'cptbench[ray]' (or pip install ray)") from None
-    from .errors import CptbenchError
+    from cptbench.core.errors import CptbenchError
 
     store = runner.store
     store.check_writable()

@@ -6,8 +6,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from .registry import UnknownNameError
-from .taskspec import TaskCardError, TaskSpec, load_task_card
+from cptbench.core.registry import UnknownNameError
+from cptbench.tasks.spec import TaskCardError, TaskSpec, load_task_card
 
 TASKS_PATH_ENV = "CPTBENCH_TASKS_PATH"
 

@@ -5,7 +5,7 @@ smallest box, most central, category prior, ref order and sentence order within 
 expression length) is created from the method registry and run like any method: fitted (the two
 that learn, ``category-prior`` and ``expression-length``, on the *whole* train split, the strongest
 prior the data offer; the others on nothing), shown each eval split in the harness's
-:func:`~cptbench.runner.presentation_order`, and scored by :func:`cptbench.scoring.score_example`.
+:func:`~cptbench.run.engine.presentation_order`, and scored by :func:`cptbench.run.scoring.score_example`.
 
 Against random. Random's accuracy on an expression with ``n`` candidates is exactly ``1 / n`` in
 expectation, so chance on a split is the mean of ``1 / n`` over its expressions (0 for an
@@ -33,8 +33,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import UsageError
-from .taskspec import TaskSpec
+from cptbench.core.errors import UsageError
+from cptbench.tasks.spec import TaskSpec
 
 #: the heuristics the audit runs, in table order (registered in ``cptbench.methods``)
 AUDIT_HEURISTICS: tuple[str, ...] = (
@@ -128,7 +128,7 @@ class AuditReport:
 
 
 def _context(task: TaskSpec):
-    from .methods.base import MethodContext
+    from cptbench.methods.base import MethodContext
 
     return MethodContext(task=task.name, extra=task.metric.as_context())
 
@@ -138,12 +138,12 @@ def audit_task(task: TaskSpec, *, data_root: str | None = None, images: str | No
                heuristics: Sequence[str] | None = None, skip_bad: bool = False, level: float = LEVEL,
                correction: str = "none", progress: Callable[[str, int, int], None] | None = None) -> AuditReport:
     """Run the audit on ``task``'s refer-layout data (``data_root``; synthref: its cache)."""
-    from .data.proposals import load_detections
-    from .data.source import open_dataset
-    from .examples import TrainExample
-    from .methods.registry import create_method, get_method_class
-    from .runner import presentation_order
-    from .scoring import score_example
+    from cptbench.data.proposals import load_detections
+    from cptbench.data.source import open_dataset
+    from cptbench.data.examples import TrainExample
+    from cptbench.methods.registry import create_method, get_method_class
+    from cptbench.run.engine import presentation_order
+    from cptbench.run.scoring import score_example
 
     if correction not in CORRECTIONS:
         raise UsageError(f"audit correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
@@ -154,7 +154,7 @@ def audit_task(task: TaskSpec, *, data_root: str | None = None, images: str | No
     splits = list(splits) if splits else list(task.eval_splits)
     bad = [s for s in splits if s not in task.eval_splits]
     if bad:
-        from .registry import unknown_name_message
+        from cptbench.core.registry import unknown_name_message
 
         raise UsageError(unknown_name_message(f"eval split of task {task.name!r}:", bad[0], task.eval_splits))
     proposals_arg = proposals or task.default_proposals

@@ -20,8 +20,8 @@ class UsageError(CptbenchError):
     exit_code = 2
 
 
-class DataErrorBase(CptbenchError, ValueError):
-    """Input data that cannot be used (exit code 1)."""
+class DataError(CptbenchError, ValueError):
+    """Input data that cannot be used (exit code 1); the message names the file, the record and the fix."""
 
     exit_code = 1
 

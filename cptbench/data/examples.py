@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .images import ImageHandle
+from cptbench.data.images import ImageHandle
 
 
 @dataclass(frozen=True, eq=False)

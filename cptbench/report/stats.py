@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .aggregate import _isnan, seed_stats
+from cptbench.report.aggregate import _isnan, seed_stats
 
 #: sign-flip permutations are enumerated exactly up to this many pairs (2**20 assignments)
 EXACT_PERMUTATION_MAX = 20

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Generic, Iterable, TypeVar
 
-from .errors import UsageError
+from cptbench.core.errors import UsageError
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 """Published reference numbers, shown beside measured rows but never mixed with them.
 
-Rows come from the ``cptbench.references`` entry-point group: each entry point is a zero-argument
+Rows come from the ``cptbench.report.references`` entry-point group: each entry point is a zero-argument
 callable returning dicts with task, split, method, backbone, shots, proposals, accuracy, source.
 (cptbench's own baselines package provides the numbers quoted in the protocol notes.)
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Any, Sequence
 
-from .aggregate import WideTable, split_order
+from cptbench.report.aggregate import WideTable, split_order
 
 ENTRY_POINT_GROUP = "cptbench.references"
 REQUIRED = ("task", "split", "method", "backbone", "shots", "proposals", "accuracy", "source")

@@ -3,7 +3,7 @@
 The workload: ``n_images`` JPEG images (640x480 by default) in a temporary folder, each with about
 ten candidate boxes and seven referring expressions (what RefCOCO's val split looks like: ~790
 expressions and ~7,800 one-colour passes per 100 images), read through one
-:class:`~cptbench.images.ImageSource` as the harness reads a dataset. The model: a ViLT with the
+:class:`~cptbench.data.images.ImageSource` as the harness reads a dataset. The model: a ViLT with the
 ``dandelin/vilt-b32-mlm`` shape (``real``: 768 hidden, 12 layers, 384/32 image processor, 30,522
 words) or a tiny one with the same image processor (``tiny``), both from a config with random
 weights: nothing is downloaded.
@@ -35,8 +35,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .examples import Example
-from .images import ImageSource
+from cptbench.data.examples import Example
+from cptbench.data.images import ImageSource
 
 WORDS = ("man", "woman", "person", "dog", "cat", "car", "shirt", "table", "chair", "left", "right", "middle",
          "big", "small", "white", "black", "front", "back", "near", "far")
@@ -95,8 +95,8 @@ def build_adapter(kind: str, folder: Path, device: str = "cpu"):
     import torch
     from transformers import AutoTokenizer, ViltConfig, ViltForMaskedLM
 
-    from .models.tiny import build_tiny_model
-    from .models.vilt import ViltAdapter, image_processor_class
+    from cptbench.models.tiny import build_tiny_model
+    from cptbench.models.vilt import ViltAdapter, image_processor_class
 
     if kind not in ("real", "tiny"):
         raise ValueError(f"model kind must be real or tiny, got {kind!r}")
@@ -172,8 +172,8 @@ def _null_forward(method) -> None:
 def measure(fixture: Fixture, adapter: Any, *, device: str, pipeline: str, precision: str = "auto",
             batch_size: int | str = 32, null: bool = False, chunk: int = 64) -> dict[str, Any]:
     """One timed pass over ``fixture`` through ``CptBlockMethod.predict`` (module doc)."""
-    from .cpt.method import CptBlockMethod, CptConfig
-    from .methods.base import MethodContext
+    from cptbench.cpt.method import CptBlockMethod, CptConfig
+    from cptbench.methods.base import MethodContext
 
     auto = batch_size == "auto"
     ctx = MethodContext(device=device, eval_batch_size=32 if auto else int(batch_size), extra={"batch_size_auto": auto})
@@ -235,8 +235,8 @@ def _timed(fixture: Fixture, method, timer: _Timer, *, null: bool, cuda: bool, c
 def reference_bytes_per_pass(fixture: Fixture, adapter: Any, sample: int = 64) -> float:
     """What the reference path sends to the device per pass: its collated batch (pixel values,
     int64 pixel mask, token ids) for ``sample`` passes, divided by the passes."""
-    from .cpt.method import CptBlockMethod, CptConfig
-    from .methods.base import MethodContext
+    from cptbench.cpt.method import CptBlockMethod, CptConfig
+    from cptbench.methods.base import MethodContext
 
     method = CptBlockMethod.with_adapter(adapter, CptConfig(pipeline="reference"), MethodContext())
     method.setup()
