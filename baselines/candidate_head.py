@@ -45,10 +45,27 @@ def new_head(hidden: int, seed: int, device: Any = "cpu"):
     return head.to(device)
 
 
-def candidate_loss(logits, valid, targets):
-    """Mean softmax cross-entropy over each row's valid candidates toward ``targets``."""
+#: the logit the release gives a padded candidate slot (Oscar's refcoco fine-tuning pads the region
+#: logits with this constant, so padded slots enter the softmax)
+RELEASE_PAD_LOGIT = 1e-4
+#: how padded candidate slots of a batch enter the loss: ``release`` (a constant logit of
+#: :data:`RELEASE_PAD_LOGIT`), ``mask`` (left out of the softmax)
+PADDED_SLOT_RULES = ("release", "mask")
+
+
+def candidate_loss(logits, valid, targets, padded: str = "release"):
+    """Mean softmax cross-entropy over each row's candidates toward ``targets`` (computed in fp32).
+
+    Rows of a batch are padded to its largest candidate count; ``padded`` says how those slots
+    enter the softmax (:data:`PADDED_SLOT_RULES`)."""
     import torch
     import torch.nn.functional as F
 
-    masked = logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
-    return F.cross_entropy(masked, targets)
+    logits = logits.float()
+    if padded == "release":
+        filled = logits.masked_fill(~valid, RELEASE_PAD_LOGIT)
+    elif padded == "mask":
+        filled = logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
+    else:
+        raise ValueError(f"padded must be one of {', '.join(PADDED_SLOT_RULES)}, got {padded!r}")
+    return F.cross_entropy(filled, targets)

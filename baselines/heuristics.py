@@ -49,7 +49,7 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from cptbench.core.boxes import iou_matrix, is_hit
+from cptbench.core.boxes import MetricSpec
 from cptbench.data.examples import Example, TrainExample
 from cptbench.methods import Method
 from cptbench.data.sampling import rng_for
@@ -147,19 +147,17 @@ class MostCentral(Heuristic):
         return -np.hypot(cx - w / 2, cy - h / 2)
 
 
-def _train_targets(train: Sequence[TrainExample], extra) -> list[tuple[Example, int]]:
-    """(example, index of the candidate that is the target) for training expressions with a hit."""
-    convention = str(extra.get("iou_convention", "inclusive"))
-    threshold = float(extra.get("iou_threshold", 0.5))
-    rule = str(extra.get("iou_rule", "gt"))
+def _train_targets(train: Sequence[TrainExample], metric: MetricSpec) -> list[tuple[Example, int]]:
+    """(example, index of the candidate that is the target) for training expressions with a hit
+    under the task's rule."""
     out = []
     for te in train:
         ex = te.example
         if not ex.n_candidates:
             continue
-        ious = iou_matrix(ex.boxes, np.asarray(te.label.box, dtype=np.float64).reshape(1, 4), convention)[:, 0]
+        ious = metric.ious(ex.boxes, te.label.box)
         best = int(np.argmax(ious))
-        if is_hit(ious[best], threshold, rule):
+        if metric.hits(ious[best]):
             out.append((ex, best))
     return out
 
@@ -178,7 +176,7 @@ class CategoryPrior(Heuristic):
     def fit(self, train: Sequence[TrainExample], seed: int) -> None:
         targets: dict[str, int] = defaultdict(int)
         seen: dict[str, int] = defaultdict(int)
-        used = _train_targets(train, self.context.extra or {})
+        used = _train_targets(train, self.context.metric)
         for ex, t in used:
             for c in ex.categories:
                 seen[c] += 1
@@ -264,7 +262,7 @@ class ExpressionLength(Heuristic):
         return out
 
     def fit(self, train: Sequence[TrainExample], seed: int) -> None:
-        used = _train_targets(train, self.context.extra or {})
+        used = _train_targets(train, self.context.metric)
         self.direction = "longer-smaller"
         if not used:
             return

@@ -18,7 +18,7 @@ class SlowRandom(Method):
 
     def predict(self, examples):
         time.sleep(0.01 * len(examples))
-        return [rng_for("slow", self.seed, len(self.context.extra), ex.example_id).random(ex.n_candidates) for ex in examples]
+        return [rng_for("slow", self.seed, self.context.shots, ex.example_id).random(ex.n_candidates) for ex in examples]
 
 
 method_registry().add("slow-random", lambda: SlowRandom, origin="tests/slow_cli.py")

@@ -49,12 +49,13 @@ def test_excess_interval_hand_computed():
 
 def test_metric_context_is_what_methods_read():
     from cptbench.data.audit import _context
+    from cptbench.methods.registry import get_method_class
     from cptbench.tasks.spec import MetricSpec
 
     m = MetricSpec("continuous", 0.5, "ge")
-    assert m.as_context() == {"iou_convention": "continuous", "iou_threshold": 0.5, "iou_rule": "ge"}
+    assert m.describe() == {"iou_convention": "continuous", "iou_threshold": 0.5, "iou_rule": "ge"}
     card = get_task("synthref")
-    assert _context(card).extra == card.metric.as_context()
+    assert _context(card, get_method_class("category-prior")).metric == card.metric
 
 
 # ---------------------------------------------------------------------------------- heuristics
@@ -75,8 +76,7 @@ def ex(tmp_path, ref_id, sent_id, image_id=1, expression="the thing", boxes=BOXE
 
 
 def pick(name, examples, train=(), **extra):
-    m = create_method(name, {}, MethodContext(extra={"iou_convention": "inclusive", "iou_threshold": 0.5, "iou_rule": "gt",
-                                                     **extra}))
+    m = create_method(name, {}, MethodContext(**extra))
     m.fit(list(train), 0)
     return [int(np.argmax(s)) for s in m.predict(examples)]
 

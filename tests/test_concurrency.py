@@ -59,7 +59,8 @@ def test_a_locked_run_is_skipped_with_a_message(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from cptbench.cli.main import cli
-    from cptbench.run.engine import RunRequest, Runner, plan
+    from cptbench.run.engine import Runner
+    from cptbench.run.plan import RunRequest, plan
     from cptbench.tasks.spec import load_task_card
 
     root = write_refer_fixture(tmp_path / "data")
@@ -70,7 +71,7 @@ def test_a_locked_run_is_skipped_with_a_message(tmp_path, monkeypatch):
     request = RunRequest([task], ["oracle"], [0], data_root=str(root))
     store = ResultsStore(tmp_path / "res")
     jobs = plan(request)
-    Runner(request, store).prepare(jobs)
+    jobs = Runner(request, store).prepare(jobs)
     val = next(r for r in jobs[0].runs if r.split == "val")
     held = store.try_lock(val.run_id)  # another process computing val
     assert held is not None and store.try_lock(val.run_id) is None

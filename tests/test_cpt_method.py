@@ -59,7 +59,7 @@ def test_oracle_reaches_full_accuracy(tmp_path, palette, n_candidates, groups, c
     oracle = OracleAdapter(parse_palette(palette), words=["thing", "there"] + [str(i) for i in range(10)])
     examples, truth = make_task(tmp_path, oracle, n_candidates=n_candidates, seg=cls is CptSegMethod)
     progress = []
-    ctx = MethodContext(eval_batch_size=4, progress=lambda *a: progress.append(a), extra={"adapter": oracle})
+    ctx = MethodContext(eval_batch_size=4, progress=lambda *a: progress.append(a), adapter=oracle)
     method = cls(CptConfig(palette=palette), ctx)
     method.fit([], seed=0)
     scores = method.predict(examples)
@@ -176,24 +176,27 @@ def test_out_of_memory_halving_holds_for_later_calls_and_counts_each_pass_once(t
 
 
 def test_auto_batch_size_is_worked_out_once_per_method(tmp_path, monkeypatch):
-    import cptbench.cpt.pipeline as pipeline
+    import cptbench.methods.numerics as numerics
 
     oracle = OracleAdapter(parse_palette("red"), words=["thing", "there"] + [str(i) for i in range(10)])
     examples, _ = make_task(tmp_path, oracle, n_images=2, n_candidates=3, per_image=2)
-    ctx = MethodContext(eval_batch_size=7, extra={"batch_size_auto": True})
+    ctx = MethodContext(eval_batch_size="auto")
     m = CptBlockMethod.with_adapter(oracle, CptConfig(), ctx)
     for _ in range(2):
         m.predict(examples)
     assert oracle.calls == [len(examples) * 3] * 2  # 12 passes a call, under the default of 32
-    assert m.perf_info()["eval_batch_size"] == pipeline.AUTO_CPU_BATCH  # no device pipeline: the default
+    assert m.perf_info()["eval_batch_size"] == numerics.AUTO_CPU_BATCH  # no device pipeline: the default
 
-    # with a device pipeline the size is probed (or read from the cache file) once, not per call
+    # with a device pipeline on CUDA the size is probed (or read from the cache file) once, not per call
     found, remembered = [], []
-    monkeypatch.setattr(pipeline, "auto_batch_size", lambda pipe, probe, hw: found.append(hw) or (4, "key"))
-    monkeypatch.setattr(pipeline, "remember_batch_size", lambda key, size: remembered.append((key, size)))
+    monkeypatch.setattr(numerics, "autobatch_key", lambda model, device, shape, precision, tag: f"key {shape}")
+    monkeypatch.setattr(numerics, "probe_batch_size", lambda device, key, probe: found.append(key) or 4)
+    monkeypatch.setattr(numerics, "remember_batch_size", lambda key, size: remembered.append((key, size)))
 
     class FakePipe:
         cuda = True
+        adapter, device, precision = oracle, "cuda", "bf16"
+        spec = type("Spec", (), {"name": "fake"})
 
         def _entry(self, example):
             return type("Entry", (), {"out_hw": (8, 8)})()
@@ -201,8 +204,9 @@ def test_auto_batch_size_is_worked_out_once_per_method(tmp_path, monkeypatch):
     m = CptBlockMethod.with_adapter(oracle, CptConfig(), ctx)
     m.setup()
     m._pipeline = FakePipe()
-    assert m._eval_batch_size(examples, []) == pipeline.AUTO_CPU_BATCH and not found  # no passes: no probe yet
+    m._sizer = numerics.BatchSizer("auto", "cuda")
+    assert m._eval_batch_size(examples, []) == numerics.AUTO_CPU_BATCH and not found  # no passes: no probe yet
     items = [(0, 0)]
-    assert [m._eval_batch_size(examples, items) for _ in range(3)] == [4, 4, 4] and found == [(8, 8)]
-    m._on_oom(2)
-    assert m._eval_batch_size(examples, items) == 2 and remembered == [("key", 2)] and found == [(8, 8)]
+    assert [m._eval_batch_size(examples, items) for _ in range(3)] == [4, 4, 4] and found == ["key 8x8"]
+    m._sizer.on_oom(2)
+    assert m._eval_batch_size(examples, items) == 2 and remembered == [("key 8x8", 2)] and found == ["key 8x8"]

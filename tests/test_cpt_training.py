@@ -11,6 +11,7 @@ from cptbench.cpt import painting
 from cptbench.cpt.method import CptBlockMethod, CptConfig
 from cptbench.cpt.painting import parse_palette
 from cpt_fakes import TinyTorchAdapter
+from cptbench.core.boxes import MetricSpec
 from cptbench.cpt.training import (
     PassUnit, TrainSettings, expression_passes, select_passes,
 )
@@ -53,8 +54,8 @@ def test_pass_units_best_match_threshold_and_no_match(tmp_path):
     pos, neg = expression_passes(te, 0, parse_palette("red"), TrainSettings())
     assert [u.group for u in pos] == [0, 1] and [u.group for u in neg] == [2, 3]
     # candidate 3 has IoU 0.5 (continuous convention): a negative under "gt", a positive under "ge"
-    strict = TrainSettings(iou_convention="continuous", iou_rule="gt")
-    loose = TrainSettings(iou_convention="continuous", iou_rule="ge")
+    strict = TrainSettings(metric=MetricSpec("continuous", 0.5, "gt"))
+    loose = TrainSettings(metric=MetricSpec("continuous", 0.5, "ge"))
     assert 3 not in [u.group for u in expression_passes(te, 0, parse_palette("red"), strict)[0]]
     assert 3 in [u.group for u in expression_passes(te, 0, parse_palette("red"), loose)[0]]
     nothing = labelled(example(tmp_path / "a.png", boxes=boxes), [50, 15, 60, 20])
@@ -103,7 +104,7 @@ def make_split(tmp_path, prefix, n, seed):
 def run(train, evals, seed=0, steps=6, palette="red", lr=3e-5, config=None, **extra):
     adapter = TinyTorchAdapter(words=["the", "thing"] + [str(i) for i in range(10)])
     before = {k: v.clone() for k, v in adapter.model.state_dict().items()}
-    ctx = MethodContext(eval_batch_size=3, extra={"adapter": adapter}, **extra)
+    ctx = MethodContext(eval_batch_size=3, adapter=adapter, **extra)
     m = CptBlockMethod(CptConfig(steps=steps, palette=palette, lr=lr, **(config or {})), ctx)
     m.fit(train, seed=seed)
     scores = m.predict([te.example for te in evals])
@@ -152,7 +153,7 @@ def test_fit_learns_with_five_colours_and_saves_weights(tmp_path):
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
     assert not (tmp_path / "art").exists()  # only when asked
     adapter2 = TinyTorchAdapter(words=["the", "thing"] + [str(i) for i in range(10)])
-    ctx = MethodContext(extra={"adapter": adapter2}, artifacts_dir=tmp_path / "art")
+    ctx = MethodContext(adapter=adapter2, artifacts_dir=tmp_path / "art")
     m2 = CptBlockMethod(CptConfig(steps=2, save_weights=True), ctx)
     m2.fit(train, seed=0)
     saved = torch.load(tmp_path / "art" / "cpt-weights" / "model.pt")

@@ -273,7 +273,8 @@ def png_bytes(size=(48, 32), seed=0) -> bytes:
 
 def test_image_selection_is_what_runs_draw(tmp_path):
     from cptbench.data.source import open_dataset
-    from cptbench.run.engine import Runner, RunRequest
+    from cptbench.run.engine import Runner
+    from cptbench.run.plan import RunRequest
     from cptbench.results.store import ResultsStore
 
     splits = {"train": 10, "val": 3, "testA": 2, "testB": 2}
@@ -284,7 +285,7 @@ def test_image_selection_is_what_runs_draw(tmp_path):
     runner = Runner(RunRequest(tasks=[task], methods=["random"], shots=[1], data_root=str(root)), ResultsStore(tmp_path / "res"))
     ref_image = {int(r["ref_id"]): int(r["image_id"]) for r in ds.refs}
     expected = {int(r["image_id"]) for s in task.eval_splits for r in ds.refs_of(s)}
-    drawn = {ref_image[r] for k in (1, 2, 4) for s in (0, 1, 2) for r, _ in runner.manifest(task, k, s).examples}
+    drawn = {ref_image[r] for k in (1, 2, 4) for s in (0, 1, 2) for r, _ in runner.session.manifest(task, k, s).examples}
     assert {n.image_id for n in sel.needs} == expected | drawn
     assert sel.counts["eval splits"] == 7 and 0 < sel.counts["k-shot draws"] < 10
     assert len(dl.select_images(task, ds, all_train=True).needs) == 17

@@ -19,7 +19,8 @@ from cptbench.cli.main import cli
 from cptbench.data.images import file_image
 from cptbench.data.examples import Example, Label, TrainExample
 from cptbench.methods import MethodContext
-from cptbench.methods.base import ConfigError, parse_config
+from cptbench.methods.base import ConfigError
+from cptbench.methods.options import parse_config
 from cptbench.models.base import RegionFeatures, VLAdapter
 from cptbench_baselines import finetune as ftmod
 from cptbench_baselines.candidate_head import new_head
@@ -150,7 +151,7 @@ def train_set(folder, n, start=0):
 
 
 def method(cls, adapter, **cfg):
-    ctx = MethodContext(model="fake", extra={"adapter": adapter, "iou_convention": "inclusive"})
+    ctx = MethodContext(model="fake", adapter=adapter)
     return cls(FineTuneConfig(**cfg), ctx)
 
 
@@ -412,7 +413,7 @@ def test_edge_cases_skip_truncate_and_empty_candidates(tmp_path):
     far = Label(lab2.example_id, np.array([200.0, 200.0, 220.0, 220.0]))  # overlaps no candidate
     long = Example(**{**vars(ex0), "expression": "the  left one " + " very" * 20})
     adapter = FakeAdapter(max_text_length=8)
-    m = method(LinearProbeMethod, adapter, steps=2)
+    m = method(LinearProbeMethod, adapter, steps=2, no_overlap="skip")  # today's earlier rule, as an option
     m.fit([TrainExample(long, lab0), TrainExample(no_cands, lab1), TrainExample(ex2, far)], seed=0)
     info = m.describe()
     assert (info["n_train"], info["skipped_no_candidates"], info["skipped_no_overlap"]) == (1, 1, 1)
@@ -426,8 +427,10 @@ def test_each_expression_is_tokenised_for_its_text_once(tmp_path, monkeypatch):
     (ex0, lab0), (ex1, lab1) = make_examples(tmp_path, 2)
     long = Example(**{**vars(ex0), "expression": "the  left one " + " very" * 20})
     worked_out = []
-    real = ftmod._fit_text
-    monkeypatch.setattr(ftmod, "_fit_text", lambda adapter, expression: worked_out.append(expression) or real(adapter, expression))
+    import cptbench_baselines.ft_inputs as inputs_mod
+
+    real = inputs_mod.fit_text
+    monkeypatch.setattr(inputs_mod, "fit_text", lambda adapter, expression: worked_out.append(expression) or real(adapter, expression))
     m = method(FineTuneMethod, FakeAdapter(max_text_length=8), steps=3)  # ft: every step builds the batch's texts
     m.fit([TrainExample(long, lab0), TrainExample(ex1, lab1)], seed=0)
     assert m.describe()["train_truncated_texts"] == 1
@@ -445,7 +448,7 @@ def test_batch_size_rule(tmp_path):
 
 
 def test_save_weights(tmp_path):
-    ctx = MethodContext(model="fake", artifacts_dir=tmp_path / "art", extra={"adapter": FakeAdapter()})
+    ctx = MethodContext(model="fake", artifacts_dir=tmp_path / "art", adapter=FakeAdapter())
     m = FineTuneMethod(FineTuneConfig(steps=1, save_weights=True), ctx)
     m.fit(train_set(tmp_path, 1), seed=0)
     saved = m.describe()["saved"]
@@ -461,7 +464,7 @@ def test_tiny_vilt_trains(tmp_path, tiny_vilt_dir, cls):
 
     adapter = load_adapter(str(tiny_vilt_dir))
     before = weights_of(adapter.model)
-    ctx = MethodContext(model=str(tiny_vilt_dir), extra={"adapter": adapter, "iou_convention": "inclusive"})
+    ctx = MethodContext(model=str(tiny_vilt_dir), adapter=adapter)
     m = cls(FineTuneConfig(steps=12, lr=1e-3, warmup=0.0), ctx)
     m.fit(train_set(tmp_path, 4), seed=0)
     assert np.mean(m.losses[-3:]) < m.losses[0], m.losses
@@ -507,3 +510,58 @@ def test_head_init_is_fixed_and_leaves_global_rng_alone():
     assert torch.equal(torch.random.get_rng_state(), state)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert not torch.equal(a.net[0].weight, c.net[0].weight)
+
+
+# ------------------------------------------------------------------- the release's head rules
+def test_padded_slots_enter_the_softmax_at_the_release_logit():
+    from cptbench_baselines.candidate_head import RELEASE_PAD_LOGIT, candidate_loss
+
+    logits = torch.tensor([[2.0, 0.5, 9.0], [1.0, 3.0, -4.0]])
+    valid = torch.tensor([[True, True, False], [True, True, True]])
+    targets = torch.tensor([0, 1])
+    release = candidate_loss(logits, valid, targets)  # the default
+    row0 = -torch.log_softmax(torch.tensor([2.0, 0.5, RELEASE_PAD_LOGIT]), 0)[0]
+    row1 = -torch.log_softmax(logits[1], 0)[1]
+    assert release.item() == pytest.approx(((row0 + row1) / 2).item(), rel=1e-6)
+    masked = candidate_loss(logits, valid, targets, padded="mask")
+    row0_masked = -torch.log_softmax(torch.tensor([2.0, 0.5]), 0)[0]
+    assert masked.item() == pytest.approx(((row0_masked + row1) / 2).item(), rel=1e-6)
+    assert masked.item() < release.item()  # the padded slot takes probability mass under the release rule
+    with pytest.raises(ValueError, match="padded"):
+        candidate_loss(logits, valid, targets, padded="drop")
+
+
+def test_all_miss_training_expression_trains_toward_candidate_0_by_default(tmp_path):
+    (ex0, lab0), (ex1, lab1) = make_examples(tmp_path, 2)
+    far = Label(lab1.example_id, np.array([200.0, 200.0, 220.0, 220.0]))  # overlaps no candidate
+    release = method(LinearProbeMethod, FakeAdapter(), steps=2)
+    items = release._items([TrainExample(ex0, lab0), TrainExample(ex1, far)])
+    assert [it.target for it in items] == [int(np.argmax(release.context.metric.ious(ex0.boxes, lab0.box))), 0]
+    release.fit([TrainExample(ex0, lab0), TrainExample(ex1, far)], seed=0)
+    info = release.describe()
+    assert (info["n_train"], info["skipped_no_overlap"], info["trained_toward_first_no_overlap"]) == (2, 0, 1)
+    assert (info["padded_slots"], info["no_overlap"]) == ("release", "release")
+    skip = method(LinearProbeMethod, FakeAdapter(), steps=2, no_overlap="skip", padded_slots="mask")
+    skip.fit([TrainExample(ex0, lab0), TrainExample(ex1, far)], seed=0)
+    assert (skip.describe()["n_train"], skip.describe()["skipped_no_overlap"]) == (1, 1)
+    with pytest.raises(ValueError, match="no_overlap"):
+        FineTuneConfig(no_overlap="ignore")
+
+
+def test_ft_runs_under_the_runs_precision_and_batch_policy(tmp_path):
+    evals = [ex for ex, _ in make_examples(tmp_path, 5, start=30)]
+    ctx = MethodContext(model="fake", adapter=FakeAdapter(), eval_batch_size="auto")
+    m = FineTuneMethod(FineTuneConfig(steps=2), ctx)
+    m.fit(train_set(tmp_path, 2), seed=0)
+    scores = m.predict(evals)
+    assert [s.shape for s in scores] == [(3,)] * 5
+    from cptbench.methods.numerics import AUTO_CPU_BATCH
+
+    perf = m.perf_info()
+    assert perf["eval_batch_size"] == AUTO_CPU_BATCH and perf["precision"] == "fp32"  # CPU: the documented default
+    assert m.describe()["precision"] == "fp32"
+    # bf16 autocast (CPU autocast exists): the same picks as fp32 on this tiny model, within bf16's noise
+    bf = FineTuneMethod(FineTuneConfig(steps=2), MethodContext(model="fake", adapter=FakeAdapter(), precision="bf16"))
+    bf.fit(train_set(tmp_path, 2), seed=0)
+    for a, b in zip(scores, bf.predict(evals)):
+        np.testing.assert_allclose(a, b, atol=0.1)

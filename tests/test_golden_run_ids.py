@@ -14,8 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from cptbench.run.engine import RunRequest, RunSpec, plan
-from cptbench.methods.base import config_dict
+from cptbench.run.plan import RunRequest, plan, run_specs
 from cptbench.methods.registry import list_methods
 from cptbench.tasks.cards import get_task
 
@@ -39,11 +38,9 @@ def _ids() -> dict[str, str]:
                 request = RunRequest(tasks=[task], methods=methods, shots=[0, 1, 16], seeds=[0, 3],
                                      options=options, limit=limit, skip_bad=skip_bad)
                 for job in plan(request):
-                    config_json = json.dumps(config_dict(job.config), sort_keys=True)
-                    for split in job.splits:
-                        spec = RunSpec(task.name, task.version, split, job.method_cls.name, config_json,
-                                       job.model or "none", "model-fp-0123", "data-fp-4567", proposals, job.shots,
-                                       job.seed, limit, task.metric, skip_bad)
+                    for spec in run_specs(job, model_fp="model-fp-0123", data_fp="data-fp-4567",
+                                          proposal_setting=proposals, limit=limit, skip_bad=skip_bad):
+                        split = spec.split
                         key = (f"{task.name}|{variant}|{job.method_cls.name}|k{job.shots}|s{job.seed}|{split}|"
                                f"limit={limit}|skip_bad={skip_bad}|{proposals[:3]}")
                         out[key] = spec.run_id

@@ -15,8 +15,9 @@ pytest.importorskip("transformers")
 
 from cptbench.cpt.method import CptBlockMethod, CptConfig, CptSegMethod  # noqa: E402
 from cptbench.cpt.painting import DEFAULT_ALPHA, Painter, parse_palette  # noqa: E402
-from cptbench.cpt.pipeline import (  # noqa: E402
-    AUTO_CPU_BATCH, DevicePipeline, _read_autobatch, remember_batch_size, resolve_precision, run_batches,
+from cptbench.cpt.pipeline import DevicePipeline  # noqa: E402
+from cptbench.methods.numerics import (  # noqa: E402
+    AUTO_CPU_BATCH, read_autobatch as _read_autobatch, remember_batch_size, resolve_precision, run_batches,
 )
 from cptbench.cpt.resample import AxisResampler, pil_pass_order, resize_full  # noqa: E402
 from cptbench.data.examples import Example, Label, TrainExample  # noqa: E402
@@ -212,13 +213,14 @@ def test_vilt_layout_from_host_sizes_equals_the_pixel_mask_one(adapters, tmp_pat
 # ------------------------------------------------------------------------------------ method level
 def test_predictions_agree_with_the_reference_on_synthref(synthref_cache, monkeypatch):
     monkeypatch.setenv("CPTBENCH_CACHE", str(synthref_cache))
-    from cptbench.run.engine import RunRequest, Runner
+    from cptbench.run.engine import Runner
+    from cptbench.run.plan import RunRequest
     from cptbench.results.store import ResultsStore
     from cptbench.tasks.cards import get_task
 
     task = get_task("synthref")
     runner = Runner(RunRequest(tasks=[task], methods=["cpt"], shots=[0]), ResultsStore(synthref_cache / "results"))
-    examples = runner.split(task, "val", "gt").examples[:48]
+    examples = runner.session.split(task, "val", "gt").examples[:48]
     out = {}
     for pipeline in ("device", "reference"):
         m = CptBlockMethod(CptConfig(template=1, palette="release5", pipeline=pipeline),
@@ -351,8 +353,7 @@ def test_auto_batch_size(tmp_path, monkeypatch, tiny_model_dir):
     remember_batch_size("other", 64)
     assert _read_autobatch() == {"model|gpu|384x512": 256, "other": 64}
     (ex,) = make_examples(tmp_path, [(40, 60)], n_boxes=2)
-    m = CptBlockMethod(CptConfig(), MethodContext(model=str(tiny_model_dir("vilt")), eval_batch_size=7,
-                                                  extra={"batch_size_auto": True}))
+    m = CptBlockMethod(CptConfig(), MethodContext(model=str(tiny_model_dir("vilt")), eval_batch_size="auto"))
     m.predict([ex])
     assert m.perf_info()["eval_batch_size"] == AUTO_CPU_BATCH  # CPU: the documented default, no probing
 
@@ -433,13 +434,14 @@ def test_cuda_pipeline_matches_cpu_and_bf16_agrees(adapters, tmp_path, synthref_
         for g in range(len(painter.groups(ex))):
             assert grey_levels(adapter, gpu.build_copy(ex, g).cpu(), cpu.build_copy(ex, g)).max() <= 1
     monkeypatch.setenv("CPTBENCH_CACHE", str(synthref_cache))
-    from cptbench.run.engine import RunRequest, Runner
+    from cptbench.run.engine import Runner
+    from cptbench.run.plan import RunRequest
     from cptbench.results.store import ResultsStore
     from cptbench.tasks.cards import get_task
 
     task = get_task("synthref")
     runner = Runner(RunRequest(tasks=[task], methods=["cpt"], shots=[0]), ResultsStore(synthref_cache / "results-cuda"))
-    examples = runner.split(task, "val", "gt").examples
+    examples = runner.session.split(task, "val", "gt").examples
     picks = {}
     for precision in ("fp32", "bf16"):
         m = CptBlockMethod(CptConfig(template=1, precision=precision),

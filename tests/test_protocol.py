@@ -51,7 +51,7 @@ def test_training_randomness_policies():
 
 
 def _ft_scores(tmp_path, seed, policy, cls=FineTuneMethod):
-    ctx = MethodContext(model="fake", extra={"adapter": FakeAdapter(), "iou_convention": "inclusive"})
+    ctx = MethodContext(model="fake", adapter=FakeAdapter())
     m = cls(FineTuneConfig(steps=6, lr=1e-2, batch_size=2, seed_policy=policy), ctx)
     m.fit(train_set(tmp_path, 4), seed)
     return m, np.concatenate(m.predict([ex for ex, _ in make_examples(tmp_path, 3, start=50)]))
@@ -62,7 +62,7 @@ def _cpt_scores(tmp_path, seed, policy):
     evals = [te.example for te in make_split(tmp_path, "val", 3, seed=8)]
     adapter = TinyTorchAdapter(words=["the", "thing"] + [str(i) for i in range(10)])
     m = CptBlockMethod(CptConfig(steps=5, lr=1e-2, batch_size=2, seed_policy=policy),
-                       MethodContext(eval_batch_size=3, extra={"adapter": adapter}))
+                       MethodContext(eval_batch_size=3, adapter=adapter))
     m.fit(train, seed)
     return m, np.concatenate(m.predict(evals))
 
@@ -104,7 +104,7 @@ def test_ft_and_cpt_draw_from_the_one_helper(tmp_path, monkeypatch):
 
 
 def test_ft_step_factor(tmp_path):
-    ctx = MethodContext(model="fake", extra={"adapter": FakeAdapter(), "iou_convention": "inclusive"})
+    ctx = MethodContext(model="fake", adapter=FakeAdapter())
     m = FineTuneMethod(FineTuneConfig(steps=2, step_factor=3), ctx)
     m.fit(train_set(tmp_path, 2), 0)
     d = m.describe()

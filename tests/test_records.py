@@ -7,7 +7,8 @@ import json
 import pytest
 
 from cptbench.results.records import SCHEMA_VERSION, RecordError, RunRecord
-from cptbench.run.engine import RunRequest, Runner, plan
+from cptbench.run.engine import Runner
+from cptbench.run.plan import RunRequest, plan
 from cptbench.results.store import ResultsStore
 from cptbench.tasks.spec import load_task_card
 from record_fixture import make_record

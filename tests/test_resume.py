@@ -88,7 +88,8 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(env):
 
 def test_ctrl_c_mid_run_resumes_from_partial_predictions(env):
     tmp, root, e = env
-    from cptbench.run.engine import RunRequest, Runner, plan
+    from cptbench.run.engine import Runner
+    from cptbench.run.plan import RunRequest, plan
     from cptbench.tasks.spec import load_task_card
     import slow_cli  # noqa: F401  (registers slow-random)
 

@@ -45,7 +45,8 @@ def test_identical_across_processes_with_different_hash_seeds():
 
 
 def test_manifests_draw_only_from_train_split(tmp_path):
-    from cptbench.run.engine import RunRequest, Runner
+    from cptbench.run.engine import Runner
+    from cptbench.run.plan import RunRequest
     from cptbench.results.store import ResultsStore
     from cptbench.tasks.spec import load_task_card
     from refer_fixture import write_refer_fixture, write_task_card
@@ -53,12 +54,12 @@ def test_manifests_draw_only_from_train_split(tmp_path):
     root = write_refer_fixture(tmp_path / "data")
     task = load_task_card(write_task_card(tmp_path / "cards"))
     runner = Runner(RunRequest([task], ["random"], [4], data_root=str(root)), ResultsStore(tmp_path / "res"))
-    ds = runner.dataset(task)
+    ds = runner.session.dataset(task)
     eval_pairs = {(r["ref_id"], s["sent_id"]) for split in task.eval_splits for r in ds.refs_of(split) for s in r["sentences"]}
     eval_images = {r["image_id"] for split in task.eval_splits for r in ds.refs_of(split)}
     for seed in range(5):
-        m = runner.manifest(task, 4, seed)
+        m = runner.session.manifest(task, 4, seed)
         assert not set(m.examples) & eval_pairs
-        train = runner.train_examples(task, m, "gt")
+        train = runner.session.train_examples(task, m, "gt")
         assert [(t.example.ref_id, t.example.sent_id) for t in train] == list(m.examples)
         assert all(t.example.split == "train" and t.example.image_id not in eval_images for t in train)

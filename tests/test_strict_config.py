@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from cptbench.cli.main import cli
 from cptbench.methods.registry import get_method_class
-from cptbench.run.engine import card_method_defaults, resolve_options
+from cptbench.methods.options import card_method_defaults, resolve_options
 from cptbench.tasks.spec import TaskCardError, load_task_card
 from refer_fixture import write_refer_fixture, write_task_card
 

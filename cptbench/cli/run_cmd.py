@@ -70,7 +70,8 @@ def run(state, methods, shots, tasks, seeds, splits, proposals, model, sets, dat
       cptbench run -m cpt,ft -k 0,1,2,4,8,16 --seeds 0,1,2,3,4
       cptbench run -m cpt-seg -t refcoco --data-root ~/data/refer --model dandelin/vilt-b32-mlm --device cuda
     """
-    from cptbench.run.engine import RunRequest, Runner, plan
+    from cptbench.run.engine import Runner
+    from cptbench.run.plan import RunRequest, plan
     from cptbench.results.store import ResultsStore
     from cptbench.tasks.cards import get_task
     from cptbench.cli.ui import RunReporter
@@ -95,7 +96,7 @@ def run(state, methods, shots, tasks, seeds, splits, proposals, model, sets, dat
     with RunReporter(state) as reporter:
         runner = Runner(request, store, progress=reporter.on_progress, event=reporter.on_event, dist=dist)
         new = runner.run(jobs)
-    n_runs = sum(len(j.runs) for j in jobs)
+    n_runs = sum(len(j.splits) for j in jobs)
     busy = f", {len(runner.busy)} skipped: being computed by another process (run the command again later)" if runner.busy else ""
     state.log(f"{len(new)} new runs, {n_runs - len(new) - len(runner.busy)} already in {store.runs_path}{busy}")
     if not no_leaderboard:

@@ -35,20 +35,22 @@ def show(state, task, ref_id, sent_id, method, shots, seed, model, sets, data_ro
 
     from cptbench.cpt.inspect import explain
     from cptbench.cpt.method import CptMethod
-    from cptbench.methods.base import MethodContext, parse_config
+    from cptbench.methods.options import method_config
     from cptbench.methods.registry import get_method_class
-    from cptbench.run.engine import RunRequest, Runner, resolve_options
-    from cptbench.results.store import ResultsStore
-    from cptbench.tasks.cards import get_task
+    from cptbench.run.context import build_context
+    from cptbench.run.device import check_device
+    from cptbench.run.session import DataSession
+    from cptbench.tasks import get_task
 
     spec = get_task(task)
     cls = get_method_class(method)
     if not issubclass(cls, CptMethod):
         raise click.ClickException(f"`show` paints prompts, so it needs a CPT method (cpt, cpt-blk, cpt-seg); got {cls.name!r}")
     options = parse_sets(sets)
-    config = parse_config(cls.Config, resolve_options(cls, spec, options), method=cls.name)
-    runner = Runner(RunRequest([spec], [cls.name], [shots], data_root=data_root, images=images), ResultsStore("."))
-    ds = runner.dataset(spec)
+    config = method_config(cls, spec, options)
+    check_device(device)
+    session = DataSession(data_root, images)
+    ds = session.dataset(spec)
     ref = next((r for r in ds.refs if int(r["ref_id"]) == ref_id), None)
     if ref is None:
         raise click.ClickException(f"task {spec.name!r} has no ref {ref_id} (ref ids run {min(r['ref_id'] for r in ds.refs)}..{max(r['ref_id'] for r in ds.refs)})")
@@ -58,12 +60,10 @@ def show(state, task, ref_id, sent_id, method, shots, seed, model, sets, data_ro
         raise click.ClickException(f"ref {ref_id} has sentences {sents}, not {sent_id}")
     data = ds.load_split(ref["split"], ref_filter=[(ref_id, sent_id)])
     example = data.examples[0]
-    _, model_path = runner.model(model or spec.default_model)
-    context = MethodContext(model=model_path, device=device, task=spec.name,
-                            extra={**spec.metric.as_context(), "shots": shots})
-    m = cls(config, context)
+    _, model_path = session.model(model or spec.default_model)
+    m = cls(config, build_context(spec, cls, config, model=model_path, device=device, shots=shots))
     if shots:
-        m.fit(runner.train_examples(spec, runner.manifest(spec, shots, seed), "gt"), seed)
+        m.fit(session.train_examples(spec, session.manifest(spec, shots, seed)), seed)
     ex = explain(m, example, data.labels[example.example_id], spec.metric.iou_convention)
 
     folder = Path(out or Path("cptbench-show") / f"{spec.name}-{ref_id}-{sent_id}")

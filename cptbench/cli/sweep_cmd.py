@@ -39,7 +39,8 @@ def sweep(state, study_file, tasks, methods, shots, seeds, sets, model, data_roo
       cptbench sweep -m cpt,ft -k 0,1,2,4,8,16 --seeds 0,1,2,3,4
       cptbench sweep study.yaml --ray auto --gpus-per-task 1
     """
-    from cptbench.run.engine import Runner, plan
+    from cptbench.run.engine import Runner
+    from cptbench.run.plan import plan
     from cptbench.results.store import ResultsStore
     from cptbench.run.sweep import Study, load_study, study_request
     from cptbench.cli.ui import RunReporter
@@ -59,7 +60,7 @@ def sweep(state, study_file, tasks, methods, shots, seeds, sets, model, data_roo
     with RunReporter(state) as reporter:
         runner = Runner(request, store, progress=reporter.on_progress, event=reporter.on_event)
         if ray_address:
-            from cptbench.run.sweep import run_on_ray
+            from cptbench.run.ray import run_on_ray
 
             failed = []
 

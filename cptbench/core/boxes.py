@@ -20,7 +20,8 @@ A prediction is correct when ``IoU > threshold`` (rule ``gt``, the faithful defa
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
@@ -40,6 +41,7 @@ def xywh_to_xyxy(boxes) -> np.ndarray:
 
 
 def xyxy_to_xywh(boxes) -> np.ndarray:
+    """Convert float ``xyxy`` box(es) back to ``[x, y, w, h]`` (shape kept)."""
     b = np.asarray(boxes, dtype=np.float64)
     out = b.copy()
     out[..., 2] = b[..., 2] - b[..., 0]
@@ -90,3 +92,25 @@ def is_hit(iou_value, threshold: float = 0.5, rule: ThresholdRule = "gt"):
     if rule == "ge":
         return np.asarray(iou_value) >= threshold
     raise ValueError(f"unknown threshold rule {rule!r}; choose one of {THRESHOLD_RULES}")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A task's localisation rule (its card's ``metric``): the IoU convention, the threshold and the
+    threshold rule. The one place methods and the scorer ask "does this box hit the target?"."""
+
+    iou_convention: IoUConvention = "inclusive"
+    threshold: float = 0.5
+    threshold_rule: ThresholdRule = "gt"
+
+    def ious(self, boxes, target) -> np.ndarray:
+        """IoU of every box of ``boxes`` (n, 4) with the one ``target`` box, shape (n,)."""
+        return iou_matrix(boxes, np.asarray(target, dtype=np.float64).reshape(1, 4), self.iou_convention)[:, 0]
+
+    def hits(self, ious) -> np.ndarray:
+        """Whether IoU value(s) count as a correct localisation."""
+        return is_hit(ious, self.threshold, self.threshold_rule)
+
+    def describe(self) -> dict[str, Any]:
+        """The rule as records name it (``iou_convention``, ``iou_threshold``, ``iou_rule``)."""
+        return {"iou_convention": self.iou_convention, "iou_threshold": self.threshold, "iou_rule": self.threshold_rule}

@@ -173,11 +173,11 @@ def measure(fixture: Fixture, adapter: Any, *, device: str, pipeline: str, preci
             batch_size: int | str = 32, null: bool = False, chunk: int = 64) -> dict[str, Any]:
     """One timed pass over ``fixture`` through ``CptBlockMethod.predict`` (module doc)."""
     from cptbench.cpt.method import CptBlockMethod, CptConfig
-    from cptbench.methods.base import MethodContext
+    from cptbench.run.context import build_context
 
-    auto = batch_size == "auto"
-    ctx = MethodContext(device=device, eval_batch_size=32 if auto else int(batch_size), extra={"batch_size_auto": auto})
-    method = CptBlockMethod.with_adapter(adapter, CptConfig(pipeline=pipeline, precision=precision), ctx)
+    config = CptConfig(pipeline=pipeline, precision=precision)
+    ctx = build_context(None, CptBlockMethod, config, device=device, eval_batch_size=batch_size)
+    method = CptBlockMethod.with_adapter(adapter, config, ctx)
     method.setup()
     cuda = str(device).startswith("cuda")
     timer = _Timer(cuda)
@@ -236,9 +236,10 @@ def reference_bytes_per_pass(fixture: Fixture, adapter: Any, sample: int = 64) -
     """What the reference path sends to the device per pass: its collated batch (pixel values,
     int64 pixel mask, token ids) for ``sample`` passes, divided by the passes."""
     from cptbench.cpt.method import CptBlockMethod, CptConfig
-    from cptbench.methods.base import MethodContext
+    from cptbench.run.context import build_context
 
-    method = CptBlockMethod.with_adapter(adapter, CptConfig(pipeline="reference"), MethodContext())
+    config = CptConfig(pipeline="reference")
+    method = CptBlockMethod.with_adapter(adapter, config, build_context(None, CptBlockMethod, config))
     method.setup()
     pairs = [(ex, g) for ex in fixture.examples[:8] for g in range(ex.n_candidates)][:sample]
     batch = adapter.collate([method.painter.prepared(ex, g) for ex, g in pairs])

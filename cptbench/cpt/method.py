@@ -8,10 +8,14 @@ its image, then run in batches of ``context.eval_batch_size``.
 
 Few-shot: :mod:`.training` tunes all weights of the adapter's model in place; the weights live for
 the run only (option ``save_weights`` writes them to ``context.artifacts_dir``). The IoU rule that
-decides a positive training pass comes from ``context.extra`` (``iou_convention``,
-``iou_threshold``, ``iou_rule``; default the release's ``inclusive``, ``0.5``, ``gt``).
+decides a positive training pass is the task's (``context.metric``).
 
-Tests and dry runs can inject an adapter through ``context.extra["adapter"]`` or
+Numerics follow the run's device policy (:mod:`cptbench.methods.numerics`): ``context.precision``
+for every forward (evaluation and training), ``context.eval_batch_size`` (or ``auto``) for
+evaluation batches, halved on out-of-memory. The ``precision`` option is what the harness resolves
+into ``context.precision``.
+
+Tests and dry runs can inject an adapter through ``context.adapter`` or
 :meth:`CptMethod.with_adapter`; otherwise ``cptbench.models.loading.load_adapter(context.model,
 context.device)`` is called on first use.
 """
@@ -28,7 +32,8 @@ from cptbench.methods.base import ConfigError, Method, MethodContext
 from cptbench.models.base import ModelVocabularyError
 from cptbench.methods.optim import DEFAULT_SEED_POLICY, check_seed_policy
 from cptbench.cpt.painting import DEFAULT_ALPHA, DEFAULT_BOX_PIXELS, Painter, check_box_pixels, n_groups, parse_palette
-from cptbench.cpt.pipeline import PIPELINES, PRECISIONS, precision_context, resolve_precision, run_batches
+from cptbench.cpt.pipeline import PIPELINES
+from cptbench.methods.numerics import BatchSizer, check_precision, precision_context, run_batches
 from cptbench.cpt.prompts import TEMPLATES, Prompt, PromptBuilder, template_text
 from cptbench.cpt.score_rules import SCORE_RULES, resolve_rule, score_candidates
 from cptbench.cpt.training import (NO_POSITIVE_RULES, NONE_WORD, POSITIVE_RULES, TrainResult, TrainSettings, check_pass_rules,
@@ -93,8 +98,7 @@ class CptConfig:
         check_pass_rules(self.positives, self.no_positive)
         need(self.pipeline in PIPELINES, f"pipeline must be one of {', '.join(PIPELINES)} (device: painting and "
              f"preprocessing as tensor ops on the model's device; reference: the host path), got {self.pipeline!r}")
-        need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)} (auto: bf16 on CUDA, "
-             f"fp32 elsewhere), got {self.precision!r}")
+        check_precision(self.precision)
 
 
 class CptMethod(Method):
@@ -117,8 +121,7 @@ class CptMethod(Method):
         self._counters = _new_counters()
         self._train_truncated: set[str] = set()
         self._pipeline = None
-        self._batch_size: int | None = None  # worked out on the first predict, lowered by out-of-memory
-        self._auto_key: str | None = None
+        self._sizer: BatchSizer | None = None  # evaluation batches (made by setup, on the model's device)
 
     @classmethod
     def with_adapter(cls, adapter: Any, config: CptConfig | None = None, context: MethodContext | None = None) -> "CptMethod":
@@ -131,9 +134,8 @@ class CptMethod(Method):
     @property
     def adapter(self):
         if self._adapter is None:
-            injected = self.context.extra.get("adapter") if self.context.extra else None
-            if injected is not None:
-                self._adapter = injected
+            if self.context.adapter is not None:
+                self._adapter = self.context.adapter
             else:
                 if not self.context.model:
                     raise ConfigError(f"method {self.name or 'cpt'!r} needs a model (--model), e.g. dandelin/vilt-b32-mlm")
@@ -160,18 +162,12 @@ class CptMethod(Method):
         self._word_ids = dict(zip(words, ids))
         self._columns = ids  # gathered logit columns: palette words in order, then "none"
         self.prompts = PromptBuilder(adapter, self.config.template, self.config.category_segment)
-        cache_size = int((self.context.extra or {}).get("cpt_cache_size", DEFAULT_CACHE_SIZE))
-        self.painter = Painter(self.palette, self.config.alpha, self.mode, adapter.prepare_image, cache_size=cache_size,
+        self.painter = Painter(self.palette, self.config.alpha, self.mode, adapter.prepare_image, cache_size=DEFAULT_CACHE_SIZE,
                                box_pixels=self.config.box_pixels)
         self._pipeline = self._make_pipeline(adapter)
+        self._sizer = BatchSizer(self.context.eval_batch_size, self._device())
         self._main_cache: dict[str, Prompt] = {}
         self._ready = True
-
-    def _iou_settings(self) -> dict[str, Any]:
-        extra = self.context.extra or {}
-        return {"iou_convention": str(extra.get("iou_convention", "inclusive")),
-                "iou_threshold": float(extra.get("iou_threshold", 0.5)),
-                "iou_rule": str(extra.get("iou_rule", "gt"))}
 
     # -- pipeline and numerics ---------------------------------------------------------------------
     def _make_pipeline(self, adapter):
@@ -183,7 +179,7 @@ class CptMethod(Method):
         from cptbench.cpt.pipeline import DevicePipeline
 
         try:
-            return DevicePipeline(adapter, self.painter, self._device(), self.config.precision)
+            return DevicePipeline(adapter, self.painter, self._device(), self.precision_name)
         except UnsupportedImageSpec as exc:
             raise ConfigError(f"method {self.name or 'cpt'!r}: pipeline=device: {exc}") from None
 
@@ -203,35 +199,32 @@ class CptMethod(Method):
             return "device" if self._pipeline is not None else "reference"
         if self.config.pipeline == "reference":
             return "reference"
-        adapter = self._adapter if self._adapter is not None else (self.context.extra or {}).get("adapter")
+        adapter = self._adapter if self._adapter is not None else self.context.adapter
         # a model loaded by name is a Hugging Face adapter: setup refuses what the device path cannot do
         return "device" if adapter is None or _has_device_path(adapter) else "reference"
 
     @property
     def precision_name(self) -> str:
-        """The forward's numerics: ``bf16`` (autocast) or ``fp32`` (records name it)."""
-        return resolve_precision(self.config.precision, self._device())
+        """The forward's numerics, the run's policy: ``bf16`` (autocast) or ``fp32`` (records name it)."""
+        return self.context.precision
 
     def _eval_batch_size(self, examples: Sequence[Example], items) -> int:
-        """The batch size of prediction, worked out once per method (an out-of-memory halving then
-        holds for the rest of the run, :meth:`_on_oom`): ``context.eval_batch_size``, or with
-        ``--batch-size auto`` the largest batch the device holds (probed with the first image's
-        processed size, or read from the cache file; a documented default off CUDA)."""
-        if self._batch_size is not None:
-            return self._batch_size
-        if not (self.context.extra or {}).get("batch_size_auto"):
-            self._batch_size = max(1, int(self.context.eval_batch_size))
-            return self._batch_size
-        from cptbench.cpt.pipeline import AUTO_CPU_BATCH, auto_batch_size
-
+        """The batch size of prediction under the run's policy (:class:`BatchSizer`): the context's
+        size, or with ``auto`` the largest batch the device holds, probed with the first image's
+        processed size (a call without passes leaves the probe to the next one)."""
         pipe = self._pipeline
-        if pipe is None:
-            self._batch_size = AUTO_CPU_BATCH
-        elif items:  # a call without passes leaves the probe to the next one
-            first = examples[items[0][0]]
-            hw = pipe._entry(first).out_hw
-            self._batch_size, self._auto_key = auto_batch_size(pipe, lambda n: self._probe(pipe, first, hw, n), hw)
-        return self._batch_size or AUTO_CPU_BATCH
+        if pipe is None or not items:
+            return self._sizer.size()
+        first = examples[items[0][0]]
+        hw = pipe._entry(first).out_hw
+
+        def key() -> str:
+            from cptbench.methods.numerics import autobatch_key
+
+            return autobatch_key(getattr(pipe.adapter, "model_name", "?"), pipe.device, f"{hw[0]}x{hw[1]}",
+                                 pipe.precision, f"cpt/{pipe.spec.name}")
+
+        return self._sizer.size(key, lambda n: self._probe(pipe, first, hw, n))
 
     def _probe(self, pipe, example: Example, hw: tuple[int, int], n: int) -> None:
         """One forward of ``n`` worst-case passes (distinct images, longest text) for auto batch."""
@@ -313,8 +306,8 @@ class CptMethod(Method):
         settings = TrainSettings(
             steps=self.config.steps, lr=float(self.config.lr), batch_size=self.config.batch_size,
             weight_decay=float(self.config.weight_decay), warmup=float(self.config.warmup),
-            micro_batch=max(1, int(self.context.eval_batch_size)), positives=self.config.positives,
-            no_positive=self.config.no_positive, seed_policy=self.config.seed_policy, **self._iou_settings())
+            micro_batch=self.context.micro_batch, positives=self.config.positives,
+            no_positive=self.config.no_positive, seed_policy=self.config.seed_policy, metric=self.context.metric)
         model = self.adapter.model
         self._reserve_training(examples)
         try:
@@ -400,7 +393,7 @@ class CptMethod(Method):
         batch_size = self._eval_batch_size(examples, items)
         with torch.no_grad():
             run_batches(items, batch_size, build, forward, finish, device=self._device(), precision=self.precision_name,
-                        on_batch_size=self._on_oom, progress=lambda done: self.context.progress("predict", done, total))
+                        on_batch_size=self._sizer.on_oom, progress=lambda done: self.context.progress("predict", done, total))
         c = self._counters
         c["expressions"] += len(examples)
         c["passes"] += total
@@ -408,15 +401,6 @@ class CptMethod(Method):
         if self.mode == "mask":
             c["mask_fallbacks"] += sum(self.painter.fallback_count(ex) for ex in examples)
         return scores
-
-    def _on_oom(self, size: int) -> None:
-        """Out of memory at a batch: the smaller size is used from now on, by this call and every
-        later one (and remembered in the cache file with auto)."""
-        from cptbench.cpt.pipeline import remember_batch_size
-
-        self._batch_size = size
-        if self._auto_key:
-            remember_batch_size(self._auto_key, size)
 
     def take_counters(self) -> dict[str, Any]:
         out, self._counters = self._counters, _new_counters()
@@ -433,8 +417,8 @@ class CptMethod(Method):
         if not self._ready:
             return {}
         out: dict[str, Any] = {"pipeline": self.pipeline_name, "precision": self.precision_name}
-        if self._batch_size is not None:
-            out["eval_batch_size"] = self._batch_size
+        if self._sizer.used is not None:
+            out["eval_batch_size"] = self._sizer.used
         if self._pipeline is not None:
             return {**out, **self._pipeline.stats}
         cache = self.painter.prepared_cache
@@ -474,7 +458,7 @@ class CptMethod(Method):
             "box_pixels": self.config.box_pixels,
             "positives": self.config.positives,
             "no_positive": self.config.no_positive,
-            "iou": self._iou_settings(),
+            "iou": self.context.metric.describe(),
         }
         return out
 

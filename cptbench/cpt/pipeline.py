@@ -28,13 +28,9 @@ reproduction.
 
 from __future__ import annotations
 
-import json
-import os
 import warnings
 from collections import OrderedDict
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -42,71 +38,14 @@ import numpy as np
 from cptbench.data.examples import Example
 from cptbench.cpt.painting import Painter, blend_color, box_spans
 from cptbench.cpt.resample import AxisResampler, pil_pass_order, resize_full
+from cptbench.methods.numerics import host_threads, precision_context, resolve_precision
 
 PIPELINES = ("device", "reference")
-PRECISIONS = ("auto", "fp32", "bf16")
-#: ``--batch-size auto`` off CUDA: no probing, this batch size
-AUTO_CPU_BATCH = 32
 #: painted copies kept for few-shot training are capped at this many bytes
 TRAIN_CACHE_BYTES = 2 << 30
 #: axis resamplers (dense weights on the device) kept per (input, output) length: COCO's image
 #: sizes vary, so without a bound every distinct width and height would keep a matrix for the run
 AXIS_CACHE = 64
-
-
-def resolve_precision(precision: str, device: Any) -> str:
-    """``auto`` -> ``bf16`` on CUDA, ``fp32`` elsewhere; other values unchanged."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "auto":
-        return "bf16" if str(device).startswith("cuda") else "fp32"
-    return precision
-
-
-@contextmanager
-def precision_context(device: Any, precision: str):
-    """The forward's numerics: bf16 autocast for ``bf16``; on CUDA TF32 matmuls unless ``fp32``."""
-    import torch
-
-    dev = torch.device(device)
-    flags = None
-    if dev.type == "cuda":
-        flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision != "fp32"
-    try:
-        if precision == "bf16":
-            with torch.autocast(dev.type, dtype=torch.bfloat16):
-                yield
-        else:
-            yield
-    finally:
-        if flags is not None:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
-
-
-@contextmanager
-def host_threads(device: Any):
-    """On a CPU device, one intra-op thread for the pipeline's small tensor ops (windows of a few
-    hundred thousand values gain little from a second thread, and wait for it when another process
-    holds that core); the forward keeps torch's setting."""
-    import torch
-
-    n = torch.get_num_threads()
-    if torch.device(device).type != "cpu" or n == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
-
-def is_oom(exc: BaseException) -> bool:
-    import torch
-
-    oom = getattr(torch.cuda, "OutOfMemoryError", None)
-    return (oom is not None and isinstance(exc, oom)) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
 
 
 # ------------------------------------------------------------------------------------ pieces
@@ -484,139 +423,3 @@ class DevicePipeline:
             out = self.forward(images, text, columns)
         self.count_batch(len(pairs))
         return out
-
-
-# ------------------------------------------------------------------------------------ batch loop
-def run_batches(items: Sequence[Any], batch_size: int, build: Callable[[Sequence[Any]], Any],
-                forward: Callable[[Any], Any], finish: Callable[[Sequence[Any], np.ndarray], None], *,
-                device: Any, precision: str, on_batch_size: Callable[[int], None] | None = None,
-                progress: Callable[[int], None] | None = None) -> int:
-    """Run ``items`` in batches: ``forward(build(chunk))`` gives a (B, K) tensor, ``finish(chunk,
-    array)`` consumes it on the host. On CUDA the result of batch i is copied back (pinned,
-    non-blocking) and consumed only after batch i+1 has been built and launched, so the device is
-    never idle while the host works. On out-of-memory the batch size is halved and the failed batch
-    retried (``on_batch_size`` hears the new size; earlier results are kept). Returns the batch
-    size finally used."""
-    import torch
-
-    dev = torch.device(device)
-    cuda = dev.type == "cuda"
-    size, pos, pending = max(1, int(batch_size)), 0, None
-    while pos < len(items):
-        chunk = items[pos:pos + size]
-        try:
-            with host_threads(dev):
-                inputs = build(chunk)
-            with precision_context(dev, precision):
-                out = forward(inputs)
-        except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled
-            if not is_oom(exc) or size == 1:
-                raise
-            if cuda:
-                torch.cuda.empty_cache()
-            size = max(1, size // 2)
-            if on_batch_size is not None:
-                on_batch_size(size)
-            continue
-        out = out.detach()
-        if cuda:
-            host = torch.empty(out.shape, dtype=torch.float32, pin_memory=True)
-            host.copy_(out.float(), non_blocking=True)
-            event = torch.cuda.Event()
-            event.record()
-            ready = (chunk, host, event)
-        else:
-            ready = (chunk, out.float().numpy(), None)
-        if pending is not None:
-            _finish(pending, finish)
-        pending = ready
-        pos += len(chunk)
-        if progress is not None:
-            progress(pos)
-    if pending is not None:
-        _finish(pending, finish)
-    return size
-
-
-def _finish(pending, finish) -> None:
-    chunk, host, event = pending
-    if event is not None:
-        event.synchronize()  # batch i-1, while batch i is already queued behind it
-        host = host.numpy()
-    finish(chunk, host)
-
-
-# ------------------------------------------------------------------------------------ auto batch
-def _autobatch_file() -> Path:
-    from cptbench.data.source import cache_root
-
-    return cache_root() / "autobatch.json"
-
-
-def _read_autobatch() -> dict[str, int]:
-    try:
-        data = json.loads(_autobatch_file().read_text())
-        return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def remember_batch_size(key: str, size: int) -> None:
-    """Store the batch size found for ``key`` (atomic replace; a failure to write is ignored)."""
-    path = _autobatch_file()
-    data = _read_autobatch()
-    data[key] = int(size)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    except OSError:
-        pass
-
-
-def autobatch_key(model_name: str, device: Any, image_hw: tuple[int, int], precision: str, spec_name: str) -> str:
-    import torch
-
-    dev = torch.device(device)
-    what = dev.type
-    if dev.type == "cuda":
-        props = torch.cuda.get_device_properties(dev)
-        what = f"{props.name}/{props.total_memory >> 20}MiB"
-    return f"{model_name}|{what}|{image_hw[0]}x{image_hw[1]}|{precision}|{spec_name}|torch {torch.__version__}"
-
-
-#: ``--batch-size auto`` never goes above this: throughput saturates long before (ViLT-B/32 fills an
-#: H100-class GPU at a few hundred passes), and a batch larger than a predict call's passes leaves
-#: no batch to overlap with
-AUTO_LIMIT = 1024
-
-
-def auto_batch_size(pipe: DevicePipeline, probe: Callable[[int], None], image_hw: tuple[int, int],
-                    limit: int = AUTO_LIMIT) -> tuple[int, str | None]:
-    """The largest batch (a power of two up to ``limit``) for which ``probe(batch)`` (a forward of
-    that many worst-case passes: distinct images, longest text) fits the device: looked up in the
-    cache file (``autobatch.json`` under ``cptbench.data.source.cache_root()``) or found once and
-    stored. Off CUDA no probing: :data:`AUTO_CPU_BATCH`. Returns (size, cache key or None)."""
-    if not pipe.cuda:
-        return AUTO_CPU_BATCH, None
-    import torch
-
-    key = autobatch_key(getattr(pipe.adapter, "model_name", "?"), pipe.device, image_hw, pipe.precision, pipe.spec.name)
-    known = _read_autobatch().get(key)
-    if known:
-        return known, key
-    best, size = 0, 8
-    while size <= limit:
-        try:
-            probe(size)
-            torch.cuda.synchronize(pipe.device)
-        except Exception as exc:  # noqa: BLE001
-            if not is_oom(exc):
-                raise
-            torch.cuda.empty_cache()
-            break
-        best, size = size, size * 2
-    best = max(best, 1)
-    remember_batch_size(key, best)
-    return best, key

@@ -45,7 +45,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from cptbench.core.boxes import iou_matrix, is_hit
+from cptbench.core.boxes import MetricSpec
 from cptbench.data.examples import TrainExample
 from cptbench.methods.optim import (DEFAULT_SEED_POLICY, adamw_with_schedule, batch_order, check_seed_policy, effective_batch_size,
                      parameter_groups, seeded_torch_rng, training_randomness)
@@ -76,9 +76,7 @@ class TrainSettings:
     weight_decay: float = 0.01
     warmup: float = 0.1
     micro_batch: int = 32
-    iou_convention: str = "inclusive"
-    iou_threshold: float = 0.5
-    iou_rule: str = "gt"
+    metric: MetricSpec = field(default_factory=MetricSpec)  # which candidate hits the target (the task's rule)
     positives: str = POSITIVE_RULES[0]
     no_positive: str = NO_POSITIVE_RULES[0]
     seed_policy: str = DEFAULT_SEED_POLICY
@@ -124,8 +122,8 @@ def expression_passes(train_example: TrainExample, index: int, palette: Palette,
     ex, label = train_example.example, train_example.label
     if ex.n_candidates == 0:
         return [], []
-    ious = iou_matrix(ex.boxes, np.asarray(label.box, dtype=np.float64).reshape(1, 4), settings.iou_convention)[:, 0]
-    hits = is_hit(ious, settings.iou_threshold, settings.iou_rule)
+    ious = settings.metric.ious(ex.boxes, label.box)
+    hits = settings.metric.hits(ious)
     positives, negatives = [], []
     for g, members in enumerate(candidate_groups(ex.n_candidates, len(palette))):
         matched = [i for i in members if hits[i]]

@@ -127,10 +127,10 @@ class AuditReport:
         return d
 
 
-def _context(task: TaskSpec):
-    from cptbench.methods.base import MethodContext
+def _context(task: TaskSpec, cls):
+    from cptbench.run.context import build_context
 
-    return MethodContext(task=task.name, extra=task.metric.as_context())
+    return build_context(task, cls, None)
 
 
 def audit_task(task: TaskSpec, *, data_root: str | None = None, images: str | None = None,
@@ -138,11 +138,10 @@ def audit_task(task: TaskSpec, *, data_root: str | None = None, images: str | No
                heuristics: Sequence[str] | None = None, skip_bad: bool = False, level: float = LEVEL,
                correction: str = "none", progress: Callable[[str, int, int], None] | None = None) -> AuditReport:
     """Run the audit on ``task``'s refer-layout data (``data_root``; synthref: its cache)."""
-    from cptbench.data.proposals import load_detections
-    from cptbench.data.source import open_dataset
     from cptbench.data.examples import TrainExample
+    from cptbench.run.session import DataSession
     from cptbench.methods.registry import create_method, get_method_class
-    from cptbench.run.engine import presentation_order
+    from cptbench.run.execute import presentation_order
     from cptbench.run.scoring import score_example
 
     if correction not in CORRECTIONS:
@@ -158,25 +157,26 @@ def audit_task(task: TaskSpec, *, data_root: str | None = None, images: str | No
 
         raise UsageError(unknown_name_message(f"eval split of task {task.name!r}:", bad[0], task.eval_splits))
     proposals_arg = proposals or task.default_proposals
-    dets = None if proposals_arg == "gt" else load_detections(proposals_arg)
-    ds = open_dataset(task, data_root, images)
+    session = DataSession(data_root, images, skip_bad=skip_bad)
+    setting = session.proposal_setting(proposals_arg)
+    ds = session.dataset(task)
     if correction == "bonferroni":
         level = 1.0 - (1.0 - level) / (len(names) * len(splits))
 
     train: list = []
     if any(cls.trains for cls in classes.values()):
-        data = ds.load_split(task.train_split, dets, skip_bad=skip_bad)
+        data = session.split(task, task.train_split, proposals_arg)
         train = [TrainExample(ex, data.labels[ex.example_id]) for ex in data.examples]
     methods = {}
     for name in names:
-        method = create_method(name, {}, _context(task))
+        method = create_method(name, {}, _context(task, classes[name]))
         method.fit(train if classes[name].trains else [], 0)
         methods[name] = method
 
     results: list[HeuristicResult] = []
     done = 0
     for split in splits:
-        data = ds.load_split(split, dets, skip_bad=skip_bad)
+        data = session.split(task, split, proposals_arg)
         examples = presentation_order(data.examples, task.name, split)
         for name, method in methods.items():
             scores = method.predict(examples)
@@ -195,6 +195,6 @@ def audit_task(task: TaskSpec, *, data_root: str | None = None, images: str | No
             done += 1
             if progress is not None:
                 progress("audit", done, len(splits) * len(methods))
-    return AuditReport(task=task.name, task_version=task.version, proposals=dets.setting if dets is not None else "gt",
+    return AuditReport(task=task.name, task_version=task.version, proposals=setting,
                        data_root=str(ds.root), image_layout=ds.image_layout, n_train=len(train), level=level,
                        correction=correction, results=tuple(results))

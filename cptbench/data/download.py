@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from cptbench import __version__
+from cptbench.core.defaults import DEFAULT_SEEDS
 from cptbench.run.fingerprint import SOURCE_FILE, file_sha256
 from cptbench.core.errors import DataError
 from cptbench.data.fetch import (FetchError, Fetched, HostGate, HttpPolicy, OfflineError, discard, read_json, write_json,
@@ -549,25 +550,28 @@ def image_urls(file_name: str, coco_url: str | None, catalog: Catalog, image_sou
 #: the k-shot grid whose training images ``data download`` fetches and ``data check`` requires
 #: (the CLI defaults of -k / --seeds are derived from these)
 DEFAULT_SHOTS = (1, 2, 4, 8, 16)
-DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 
 def kshot_images(task, ds, shots: Sequence[int], seeds: Sequence[int]) -> tuple[set[int], list[str]]:
-    """The image ids of the k-shot training draws (each k > 0 x seed), drawn with
-    :func:`cptbench.data.sampling.sample_k_shot` over the usable train pairs exactly as
-    :meth:`cptbench.run.engine.Runner.manifest` does, and notes on the k that the split cannot give."""
-    from cptbench.data.sampling import sample_k_shot
+    """The image ids of the k-shot training draws (each k > 0 x seed): the very manifests a run
+    draws (:meth:`cptbench.run.session.DataSession.manifest`, over the usable train pairs: the pool
+    with degenerate expressions left out is the one every run that can run draws from), and notes
+    on the k that the split cannot give."""
+    from cptbench.run.session import DataSession
 
     ref_image = {int(r["ref_id"]): int(r["image_id"]) for r in ds.refs_of(task.train_split)}
-    pairs = ds.pairs(task.train_split, skip_bad=True) if ref_image else []
+    if not ref_image:
+        return set(), []
+    session = DataSession(skip_bad=True, datasets={task.name: ds})
+    n_pairs = len(session.train_pairs(task))
     ids: set[int] = set()
     notes = []
     for k in sorted({int(k) for k in shots if int(k) > 0}):
-        if k > len(pairs):
-            notes.append(f"k={k} left out: the {task.train_split!r} split has only {len(pairs)} usable expressions")
+        if k > n_pairs:
+            notes.append(f"k={k} left out: the {task.train_split!r} split has only {n_pairs} usable expressions")
             continue
         for seed in seeds:
-            ids |= {ref_image[r] for r, _ in sample_k_shot(task.name, task.version, pairs, k, int(seed)).examples}
+            ids |= {ref_image[r] for r, _ in session.manifest(task, k, int(seed)).examples}
     return ids, notes
 
 
@@ -575,8 +579,7 @@ def select_images(task, ds, *, shots: Sequence[int] = DEFAULT_SHOTS, seeds: Sequ
                   all_train: bool = False, image_sources: Sequence[str] = (), catalog: Catalog | None = None) -> ImageSelection:
     """The images a run of ``task`` reads: every image of the eval splits, plus the images of the
     k-shot training expressions for each (k, seed), drawn with :func:`cptbench.data.sampling.sample_k_shot`
-    over the usable train pairs exactly as :meth:`cptbench.run.engine.Runner.manifest` does (the pool
-    with degenerate expressions left out is the one every run that can run draws from); or, with
+    exactly as a run draws them (:func:`kshot_images`); or, with
     ``all_train``, every image of the train split."""
     catalog = catalog or load_catalog()
     eval_ids: set[int] = set()

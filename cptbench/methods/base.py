@@ -21,29 +21,68 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from cptbench.core.boxes import MetricSpec
 from cptbench.data.examples import Example, TrainExample
 from cptbench.core.errors import UsageError
-from cptbench.core.registry import unknown_name_message
 
 #: ``progress(stage, done, total)``: methods report long loops through this; the CLI draws bars.
 ProgressFn = Callable[[str, int, int], None]
 
 
-def _no_progress(stage: str, done: int, total: int) -> None:
+def no_progress(stage: str, done: int, total: int) -> None:
+    """The progress callback that reports nothing."""
     return None
 
 
-@dataclass
+@dataclass(frozen=True)
 class MethodContext:
-    """What the harness gives a method besides its config: where and with what to run."""
+    """What the harness gives a method besides its config: where and with what to run.
 
-    model: str | None = None  # hub id or local path; None for methods without a model
+    Built by one function for every caller (:func:`cptbench.run.context.build_context`); tests and
+    scripts may build one directly.
+
+    * ``model``: hub id or local path of the backbone (``None`` for methods without a model);
+    * ``device``: the torch device the method runs on;
+    * ``task`` and ``metric``: the task's name and its localisation rule (IoU convention, threshold,
+      rule): the one rule a method uses to decide which training candidate hits the target;
+    * ``shots``: k of the run (0 = zero-shot);
+    * ``eval_batch_size``: forward passes per batch, or ``"auto"`` (the largest the device holds,
+      :class:`cptbench.methods.numerics.BatchSizer`);
+    * ``precision``: the run's resolved numerics, ``"fp32"`` or ``"bf16"`` (autocast), applied with
+      :func:`cptbench.methods.numerics.precision_context`;
+    * ``progress``: ``progress(stage, done, total)`` for long loops;
+    * ``artifacts_dir``: where a method may save weights when asked to;
+    * ``adapter``: an injected, ready backbone adapter (tests, dry runs); ``None`` loads ``model``.
+    """
+
+    model: str | None = None
     device: str = "cpu"
     task: str = ""
-    eval_batch_size: int = 32
-    progress: ProgressFn = _no_progress
-    artifacts_dir: Path | None = None  # where a method may save weights when asked to
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    metric: MetricSpec = field(default_factory=MetricSpec)
+    shots: int = 0
+    eval_batch_size: int | str = 32
+    precision: str = "fp32"
+    progress: ProgressFn = no_progress
+    artifacts_dir: Path | None = None
+    adapter: Any = None
+
+    def __post_init__(self):
+        bs = self.eval_batch_size
+        if not (bs == "auto" or (isinstance(bs, int) and not isinstance(bs, bool) and bs >= 1)):
+            raise ValueError(f"eval_batch_size must be a positive integer or 'auto', got {bs!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be a resolved precision, 'fp32' or 'bf16', got {self.precision!r} "
+                             f"(resolve 'auto' with cptbench.methods.numerics.resolve_precision)")
+        if not isinstance(self.metric, MetricSpec):
+            raise TypeError(f"metric must be a MetricSpec, got {type(self.metric).__name__}")
+
+    @property
+    def micro_batch(self) -> int:
+        """A fixed batch size for loops that cannot probe (training micro-batches): the requested
+        size, or the CPU default under ``auto``."""
+        from cptbench.methods.numerics import AUTO_CPU_BATCH
+
+        return AUTO_CPU_BATCH if self.eval_batch_size == "auto" else int(self.eval_batch_size)
 
 
 @dataclass(frozen=True)
@@ -70,6 +109,10 @@ class Method(ABC):
     trains: ClassVar[bool] = False
     #: do results vary with the seed even without training (then k = 0 runs every seed)?
     stochastic: ClassVar[bool] = False
+    #: the method's result version: bump it when a change of the method's code changes its results
+    #: for the same inputs (part of its run ids when non-zero, so its old runs are not mistaken for
+    #: new ones); recorded as ``method_version``
+    version: ClassVar[int] = 0
 
     def __init__(self, config: Any, context: MethodContext):
         self.config = config
@@ -109,58 +152,3 @@ class Method(ABC):
         """Performance facts (cache hits, painted copies, ...): recorded under ``perf``, which
         like the timings may differ between a resumed and an uninterrupted run."""
         return {}
-
-
-def parse_config(config_cls: type, values: Mapping[str, Any], *, method: str) -> Any:
-    """Build ``config_cls`` from ``values`` (strings from the command line are converted to the
-    field's type); unknown keys get "did you mean"."""
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    kwargs = {}
-    for key, raw in values.items():
-        key = key.replace("-", "_")
-        if key not in fields:
-            raise ConfigError(unknown_name_message(f"option of method {method!r}:", key, fields))
-        kwargs[key] = _convert(raw, fields[key], method)
-    try:
-        return config_cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"method {method!r}: {exc}") from exc
-
-
-def _convert(raw: Any, f: dataclasses.Field, method: str) -> Any:
-    default = f.default if f.default is not dataclasses.MISSING else (
-        f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-    if not isinstance(raw, str) or isinstance(default, str) or default is None:
-        if isinstance(default, tuple) and isinstance(raw, list):
-            return tuple(raw)
-        return raw
-    try:
-        if isinstance(default, bool):
-            low = raw.lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-        if isinstance(default, tuple):
-            return tuple(p.strip() for p in raw.split(",") if p.strip())
-    except ValueError:
-        raise ConfigError(
-            f"method {method!r}: option {f.name!r} expects {type(default).__name__}, got {raw!r}"
-        ) from None
-    return raw
-
-
-def config_dict(config: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a config dataclass (tuples become lists)."""
-    def plain(v):
-        if isinstance(v, (tuple, list)):
-            return [plain(x) for x in v]
-        if isinstance(v, Mapping):
-            return {k: plain(x) for k, x in v.items()}
-        return v
-    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}

@@ -10,7 +10,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from cptbench.core.boxes import iou_matrix
 from cptbench.data.examples import Example, Label
 from cptbench.methods.base import Method
 
@@ -22,5 +21,4 @@ class OracleMethod(Method):
         self._labels = labels
 
     def predict(self, examples: Sequence[Example]) -> list[np.ndarray]:
-        convention = self.context.extra.get("iou_convention", "inclusive")
-        return [iou_matrix(ex.boxes, self._labels[ex.example_id].box, convention)[:, 0] for ex in examples]
+        return [self.context.metric.ious(ex.boxes, self._labels[ex.example_id].box) for ex in examples]

@@ -10,7 +10,8 @@ from functools import lru_cache
 from typing import Any, Mapping
 
 from cptbench.core.registry import Registry
-from cptbench.methods.base import Method, MethodContext, parse_config
+from cptbench.methods.base import Method, MethodContext
+from cptbench.methods.options import parse_config
 
 ENTRY_POINT_GROUP = "cptbench.methods"
 

@@ -51,13 +51,12 @@ def _default_options(method: str, task: str) -> dict[str, Any] | None:
     """The options a run of ``method`` on ``task`` gets without --set (class defaults, then the
     card's method_defaults), or None where the method or card is not available here."""
     try:
-        from cptbench.methods.base import config_dict, parse_config
+        from cptbench.methods.options import config_dict, method_config
         from cptbench.methods.registry import get_method_class
-        from cptbench.run.engine import resolve_options
         from cptbench.tasks.cards import get_task
 
         cls = get_method_class(method)
-        return config_dict(parse_config(cls.Config, resolve_options(cls, get_task(task), {}), method=cls.name))
+        return config_dict(method_config(cls, get_task(task), {}))
     except Exception:
         return None
 

@@ -83,6 +83,10 @@ class RunRecord:
     created_at: str = ""
     #: the command line that computed this run, as launched (a resumed run: the resuming one)
     command: str = ""
+    #: the method's own result version (0 for methods that never changed their results)
+    method_version: int = 0
+    #: the numerics the method ran under: ``fp32`` or ``bf16`` (autocast); empty in older records
+    precision: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -146,6 +150,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "predict_seconds": (int, float), "seconds": (int, float), "resumed_examples": (int,),
     "manifest_sha256": (str,), "manifest_path": (str,), "predictions_path": (str,), "method_info": (dict,),
     "skip_bad": (bool,), "n_skipped": (dict,), "predictions_sha256": (str,), "results_version": (int,),
+    "method_version": (int,), "precision": (str,),
 }
 
 

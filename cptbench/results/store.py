@@ -1,13 +1,7 @@
 """The results store: an append-only, resumable folder of JSON lines.
 
-Layout of ``<results>/``::
-
-    runs.jsonl                         one JSON record per finished run (append-only)
-    predictions/<run_id>.jsonl         per-example predictions of a finished run
-    predictions/<run_id>.partial.jsonl a run in progress: one JSON line per saved chunk (resume point)
-    splits/<task>/k<k>_s<seed>.json    k-shot manifests: {"examples": [{ref_id, sent_id}], "sha256", ...}
-    locks/<run_id>.lock                held (flock) by the process computing that run
-    leaderboard.csv, leaderboard_wide.csv, leaderboard.md   rebuilt from runs.jsonl alone
+The folder's layout is :class:`~cptbench.results.layout.ResultsLayout`'s (every path is composed
+there).
 
 Crash safety: a record line is written with one ``write`` under an exclusive lock and fsynced; a torn
 last line (a kill mid-write) is cut off before the next append and ignored by readers; a run appears
@@ -36,6 +30,7 @@ from typing import Any, Iterable, Iterator
 
 from cptbench.core import faults
 from cptbench.core.errors import ResultsError
+from cptbench.results.layout import ResultsLayout
 from cptbench.results.records import RecordError, RunRecord, dumps
 from cptbench.data.sampling import Manifest
 
@@ -152,16 +147,21 @@ def write_atomic(path: Path, data: bytes, kill_point: str = "") -> None:
 
 
 class ResultsStore:
+    """Reads and writes a results folder (append-only records, chunked predictions, manifests,
+    run locks); see the module docstring for its crash-safety and concurrency rules."""
+
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.layout = ResultsLayout(root)
+        self.root = self.layout.root
 
     @property
     def runs_path(self) -> Path:
-        return self.root / "runs.jsonl"
+        """``runs.jsonl``."""
+        return self.layout.runs
 
     def check_writable(self) -> None:
         """Refuse, with the path and the fix, a results folder this process cannot write."""
-        for sub in ("", "predictions", "splits", "locks"):
+        for sub in self.layout.WRITABLE_DIRS:
             d = self.root / sub if sub else self.root
             if d.exists() and not d.is_dir():
                 raise ResultsError(f"{d}: exists but is not a folder; the results folder needs it as a folder. "
@@ -226,7 +226,8 @@ class ResultsStore:
 
     # -- run locks -----------------------------------------------------------------------------
     def lock_path(self, run_id: str) -> Path:
-        return self.root / "locks" / f"{run_id}.lock"
+        """The run's lock file."""
+        return self.layout.lock(run_id)
 
     def try_lock(self, run_id: str) -> "RunLock | None":
         """The run's lock if no other process holds it (non-blocking), else ``None``."""
@@ -253,7 +254,8 @@ class ResultsStore:
 
     # -- predictions ---------------------------------------------------------------------------
     def predictions_path(self, run_id: str, partial: bool = False) -> Path:
-        return self.root / "predictions" / (f"{run_id}.partial.jsonl" if partial else f"{run_id}.jsonl")
+        """The run's predictions file (``partial``: its resume file)."""
+        return self.layout.predictions(run_id, partial)
 
     def partial_chunks(self, run_id: str) -> list[dict[str, Any]]:
         """Saved chunks of a run in progress: ``{"rows": [...], "counters": {...}, "fit_info": {...}}``."""
@@ -282,7 +284,8 @@ class ResultsStore:
 
     # -- manifests -----------------------------------------------------------------------------
     def manifest_path(self, task: str, shots: int, seed: int) -> Path:
-        return self.root / "splits" / task / f"k{shots}_s{seed}.json"
+        """The k-shot manifest file of (task, k, seed)."""
+        return self.layout.manifest(task, shots, seed)
 
     def save_or_check_manifest(self, manifest: Manifest) -> Path:
         """Save a new manifest; if one exists, it must be identical (else the data changed)."""
@@ -310,9 +313,14 @@ class RunLock:
     def __init__(self, path: Path, fd: int):
         self.path, self._fd = path, fd
 
-    def release(self) -> None:
+    def release(self, remove: bool = False) -> None:
+        """Free the lock; ``remove``: delete its file first (only for a run that is recorded: a
+        process that opened the old file and locks it after this re-checks ``runs.jsonl`` and finds
+        the run done, and a later one finds no file, so no stale lock is left per finished run)."""
         if self._fd is not None:
             try:
+                if remove:
+                    self.path.unlink(missing_ok=True)
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
             finally:
                 os.close(self._fd)

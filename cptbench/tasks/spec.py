@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from cptbench.core.boxes import IOU_CONVENTIONS, THRESHOLD_RULES
+from cptbench.core.boxes import IOU_CONVENTIONS, THRESHOLD_RULES, MetricSpec
 from cptbench.core.errors import UsageError
 
 
@@ -37,17 +37,6 @@ class FrozenDict(dict):
 
 class TaskCardError(UsageError, ValueError):
     """A task card that cannot be used; the message names the file, the key and the fix."""
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    iou_convention: Literal["inclusive", "continuous"] = "inclusive"
-    threshold: float = 0.5
-    threshold_rule: Literal["gt", "ge"] = "gt"
-
-    def as_context(self) -> dict[str, Any]:
-        """The keys methods read from ``MethodContext.extra``: iou_convention, iou_threshold, iou_rule."""
-        return {"iou_convention": self.iou_convention, "iou_threshold": self.threshold, "iou_rule": self.threshold_rule}
 
 
 @dataclass(frozen=True)
