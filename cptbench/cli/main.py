@@ -96,12 +96,12 @@ def _load_config(ctx: click.Context, param, value):
     import yaml
 
     from cptbench.core.registry import unknown_name_message
-    from cptbench.core.yamlio import DuplicateKeyError, load_yaml
+    from cptbench.core.yamlio import StrictYamlError, load_yaml
 
     try:
         with open(value, encoding="utf-8") as f:
             data = load_yaml(f.read()) or {}
-    except (OSError, yaml.YAMLError, DuplicateKeyError) as exc:
+    except (OSError, yaml.YAMLError, StrictYamlError) as exc:
         raise click.BadParameter(f"{value}: {exc}", ctx, param) from exc
     if not isinstance(data, dict):
         raise click.BadParameter(f"{value}: expected a mapping of command names to option defaults", ctx, param)

@@ -1,20 +1,43 @@
-"""YAML reading for task cards and ``--config`` files: safe, and strict about duplicate keys
-(PyYAML keeps the last of two equal keys without a word; here they are an error naming the line)."""
+"""YAML reading for task cards, study files and ``--config`` files: safe, and strict.
+
+* Duplicate keys are an error naming both lines (PyYAML keeps the last of two equal keys without a
+  word).
+* Anchors and aliases (``&a`` / ``*a``) are refused: nothing in these files needs them, and nested
+  aliases expand exponentially (a "billion laughs" file of a few lines would take gigabytes).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-class DuplicateKeyError(ValueError):
-    pass
+class StrictYamlError(ValueError):
+    """A YAML file that parses but breaks one of this module's rules (the message names the line)."""
+
+
+class DuplicateKeyError(StrictYamlError):
+    """A mapping with the same key twice."""
+
+
+class AliasError(StrictYamlError):
+    """A YAML alias (``*name``) or anchor (``&name``)."""
 
 
 def _loader():
     import yaml
 
     class StrictLoader(yaml.SafeLoader):
-        pass
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.events.AliasEvent):
+                event = self.peek_event()
+                raise AliasError(f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not allowed here; "
+                                 f"write the value out")
+            event = self.peek_event()
+            anchor = getattr(event, "anchor", None)
+            if anchor is not None:
+                raise AliasError(f"line {event.start_mark.line + 1}: YAML anchors (&{anchor}) are not allowed here; "
+                                 f"write the value out")
+            return super().compose_node(parent, index)
 
     def construct_mapping(loader, node, deep=False):
         seen: dict[Any, int] = {}
@@ -35,8 +58,8 @@ def _loader():
 
 
 def load_yaml(text: str) -> Any:
-    """Parse YAML text safely; duplicate keys raise :class:`DuplicateKeyError`, syntax errors
-    ``yaml.YAMLError``."""
+    """Parse YAML text safely; duplicate keys and aliases raise :class:`StrictYamlError`, syntax
+    errors ``yaml.YAMLError``."""
     import yaml
 
     return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass

@@ -59,12 +59,12 @@ def load_study(path: str) -> Study:
     import yaml
 
     from cptbench.core.registry import unknown_name_message
-    from cptbench.core.yamlio import DuplicateKeyError, load_yaml
+    from cptbench.core.yamlio import StrictYamlError, load_yaml
 
     try:
         with open(path, encoding="utf-8") as f:
             data = load_yaml(f.read()) or {}
-    except (OSError, yaml.YAMLError, DuplicateKeyError) as exc:
+    except (OSError, yaml.YAMLError, StrictYamlError) as exc:
         raise UsageError(f"{path}: cannot read the study file: {exc}") from exc
     if not isinstance(data, dict):
         raise UsageError(f"{path}: a study file is a mapping of {', '.join(STUDY_KEYS)}")

@@ -1,9 +1,10 @@
-"""Finding task cards: the bundled ``tasks/`` folder plus any folders named in ``CPTBENCH_TASKS_PATH``."""
+"""Finding task cards: the bundled ``tasks/`` folder plus any folders named in ``CPTBENCH_TASKS_PATH``.
+
+The one owner of task discovery: ``get_task``, ``list_tasks`` and ``include:`` all look here."""
 
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 
 from cptbench.core.registry import UnknownNameError
@@ -13,6 +14,7 @@ TASKS_PATH_ENV = "CPTBENCH_TASKS_PATH"
 
 
 def task_dirs(extra: tuple[str, ...] = ()) -> list[Path]:
+    """The folders searched for cards: the bundled ``tasks/``, then ``$CPTBENCH_TASKS_PATH``, then ``extra``."""
     import importlib.resources
 
     dirs = [Path(str(importlib.resources.files("cptbench_tasks")))]
@@ -26,6 +28,11 @@ def task_dirs(extra: tuple[str, ...] = ()) -> list[Path]:
     return dirs
 
 
+def card_files(extra: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Task name -> card file, over every task folder; a name defined twice is an error."""
+    return _card_files(extra)
+
+
 def _card_files(extra: tuple[str, ...] = ()) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for d in task_dirs(extra):
@@ -37,12 +44,32 @@ def _card_files(extra: tuple[str, ...] = ()) -> dict[str, Path]:
 
 
 def list_tasks(extra: tuple[str, ...] = ()) -> list[str]:
+    """The names of every task card found."""
     return sorted(_card_files(extra))
 
 
-@lru_cache(maxsize=None)
-def _load(path: str, mtime: float) -> TaskSpec:
-    return load_task_card(path)
+_LOADED: dict[str, tuple[tuple[tuple[str, int], ...], TaskSpec]] = {}
+
+
+def _stamp(files) -> tuple[tuple[str, int], ...]:
+    out = []
+    for f in files:
+        try:
+            out.append((str(f), Path(f).stat().st_mtime_ns))
+        except OSError:
+            out.append((str(f), -1))
+    return tuple(out)
+
+
+def _load(path: Path) -> TaskSpec:
+    """The card at ``path``, re-read when it or a card it includes changed on disk."""
+    cached = _LOADED.get(str(path))
+    if cached is not None and _stamp(f for f, _ in cached[0]) == cached[0]:
+        return cached[1]
+    read: list[Path] = []
+    spec = load_task_card(path, read)
+    _LOADED[str(path)] = (_stamp(read), spec)
+    return spec
 
 
 def get_task(name: str, extra: tuple[str, ...] = ()) -> TaskSpec:
@@ -51,4 +78,4 @@ def get_task(name: str, extra: tuple[str, ...] = ()) -> TaskSpec:
     if name not in files:
         raise UnknownNameError("task", name, files)
     f = files[name]
-    return _load(str(f), f.stat().st_mtime)
+    return _load(f)

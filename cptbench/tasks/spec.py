@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -161,6 +162,9 @@ def parse_task_card(data: Any, file: str) -> TaskSpec:
         raise TaskCardError(f"{file}: a task card must be a YAML mapping of keys to values.")
     spec = _build(TaskSpec, data, file)
     spec = dataclasses.replace(spec, path=file)
+    if not _NAME.match(spec.name):
+        raise TaskCardError(f"{file}: key 'name' is {spec.name!r}; a task name is letters, digits, '.', '_', '+' or '-' "
+                            f"and starts with a letter or digit (it names folders in the results).")
     if spec.version < 1:
         raise TaskCardError(f"{file}: key 'version' must be a positive integer (bump it when splits, metric or preprocessing change).")
     if not spec.eval_splits:
@@ -181,21 +185,77 @@ def parse_task_card(data: Any, file: str) -> TaskSpec:
     return spec
 
 
-def load_task_card(path: str | os.PathLike) -> TaskSpec:
+#: how deep ``include:`` chains may go (a card including a card including a card ...)
+MAX_INCLUDE_DEPTH = 4
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def _read_card(path: Path) -> Any:
     import yaml
 
-    from cptbench.core.yamlio import DuplicateKeyError, load_yaml
+    from cptbench.core.yamlio import StrictYamlError, load_yaml
 
-    path = Path(path)
     try:
-        data = load_yaml(path.read_text(encoding="utf-8"))
-    except DuplicateKeyError as exc:
+        return load_yaml(path.read_text(encoding="utf-8"))
+    except StrictYamlError as exc:
         raise TaskCardError(f"{path}: {exc}.") from exc
     except yaml.YAMLError as exc:
         raise TaskCardError(f"{path}: not valid YAML: {exc}") from exc
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise TaskCardError(f"{path}: cannot read the task card: {exc}") from exc
-    spec = parse_task_card(data, str(path))
+
+
+def _included_file(path: Path, ref: Any) -> Path:
+    """The card file ``include: ref`` of ``path`` names: a card name (looked up beside the card,
+    then among all task folders) or a ``.yaml`` path relative to the card."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise TaskCardError(f"{path}: key 'include' must name a task card (e.g. include: refcoco), got {ref!r}.")
+    if ref.endswith((".yaml", ".yml")):
+        target = (path.parent / ref)
+        if not target.is_file():
+            raise TaskCardError(f"{path}: include: {ref!r} is not a file (looked for {target}).")
+        return target
+    beside = path.parent / f"{ref}.yaml"
+    if beside.is_file():
+        return beside
+    from cptbench.tasks.cards import card_files
+
+    files = card_files()
+    if ref not in files:
+        from cptbench.core.registry import unknown_name_message
+
+        raise TaskCardError(f"{path}: include: " + unknown_name_message("task card", ref, files))
+    return files[ref]
+
+
+def card_mapping(path: str | os.PathLike, read: list | None = None, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The card's keys with its ``include:`` resolved: the included card's keys first (itself
+    resolved the same way), then this card's, a top-level key replacing the included one whole.
+    ``read`` collects every file read (for caches)."""
+    path = Path(path)
+    if read is not None:
+        read.append(path)
+    resolved = path.resolve()
+    if resolved in _chain:
+        names = " -> ".join(p.name for p in (*_chain, resolved))
+        raise TaskCardError(f"{path}: include loop ({names}); remove one include.")
+    if len(_chain) > MAX_INCLUDE_DEPTH:
+        raise TaskCardError(f"{path}: include chain deeper than {MAX_INCLUDE_DEPTH} cards; flatten it.")
+    data = _read_card(path)
+    if not isinstance(data, Mapping):
+        raise TaskCardError(f"{path}: a task card must be a YAML mapping of keys to values.")
+    data = dict(data)
+    if "include" not in data:
+        return data
+    base = card_mapping(_included_file(path, data.pop("include")), read, (*_chain, resolved))
+    return {**base, **data}
+
+
+def load_task_card(path: str | os.PathLike, read: list | None = None) -> TaskSpec:
+    """Read and validate one card file (``include:`` resolved); its ``name`` must match the file
+    name. ``read`` collects every file read."""
+    path = Path(path)
+    spec = parse_task_card(card_mapping(path, read), str(path))
     if spec.name != path.stem:
         raise TaskCardError(f"{path}: key 'name' is {spec.name!r} but the file is named {path.name!r}; rename one so they match.")
     return spec
