@@ -1,11 +1,11 @@
-"""Method registry: core methods by import path, everything else through entry points.
+"""Method registry: every method, cptbench's own included, registers through the
+``cptbench.methods`` entry-point group (``pyproject.toml``), as a third-party package would.
 
 Looking up or listing names never imports a method's module; only ``get_method_class`` does.
 """
 
 from __future__ import annotations
 
-import importlib
 from functools import lru_cache
 from typing import Any, Mapping
 
@@ -15,24 +15,11 @@ from cptbench.methods.options import parse_config
 
 ENTRY_POINT_GROUP = "cptbench.methods"
 
-# Core methods (shipped in cptbench itself). Baselines register through ENTRY_POINT_GROUP.
-_CORE: dict[str, tuple[str, tuple[str, ...]]] = {
-    "oracle": ("cptbench.methods.oracle:OracleMethod", ()),
-    "cpt-blk": ("cptbench.cpt.method:CptBlockMethod", ("cpt",)),
-    "cpt-seg": ("cptbench.cpt.method:CptSegMethod", ()),
-}
-
-
-def _import(path: str):
-    module, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
 
 @lru_cache(maxsize=1)
 def method_registry() -> Registry[type]:
+    """The registry of every installed method (built once per process)."""
     reg: Registry[type] = Registry("method")
-    for name, (path, aliases) in _CORE.items():
-        reg.add(name, lambda p=path: _import(p), aliases=aliases, origin=f"core: {path.partition(':')[0]}")
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -45,14 +32,17 @@ def method_registry() -> Registry[type]:
 
 
 def list_methods() -> list[str]:
+    """The canonical names of every installed method."""
     return method_registry().names()
 
 
 def canonical_method(name: str) -> str:
+    """The canonical name of a method name or alias ("did you mean" when unknown)."""
     return method_registry().canonical(name)
 
 
 def get_method_class(name: str) -> type[Method]:
+    """The class of method ``name`` (imported now); it must subclass :class:`Method`."""
     reg = method_registry()
     canonical = reg.canonical(name)
     cls = reg.get(canonical)
