@@ -70,11 +70,13 @@ def armed(name: str) -> bool:
 
 
 def point(name: str) -> None:
+    """A kill point: the process dies here when ``$CPTBENCH_KILL_AT`` names it (tests only)."""
     if armed(name):
         die()
 
 
 def die() -> None:
+    """SIGKILL this process (after marking ``$CPTBENCH_KILL_ONCE``, so a rerun passes the point)."""
     once = os.environ.get("CPTBENCH_KILL_ONCE")
     if once:
         open(once, "a").close()

@@ -14,6 +14,7 @@ _PACKAGES = ("cptbench", "torch", "transformers", "numpy", "pycocotools", "pillo
 
 @lru_cache(maxsize=1)
 def package_versions() -> dict[str, str]:
+    """Python's and the key packages' versions (``absent`` for one not installed)."""
     out = {"python": platform.python_version()}
     for name in _PACKAGES:
         try:
@@ -39,4 +40,5 @@ def git_revision() -> str:
 
 
 def platform_info() -> dict[str, str]:
+    """The OS platform, machine type and Python executable."""
     return {"platform": platform.platform(), "machine": platform.machine(), "executable": sys.executable}

@@ -36,10 +36,12 @@ class Dist:
 
     @property
     def active(self) -> bool:
+        """Whether more than one process takes part."""
         return self.world > 1
 
     @property
     def is_main(self) -> bool:
+        """Whether this is rank 0 (the one that writes)."""
         return self.rank == 0
 
     def gather(self, obj: Any) -> list[Any] | None:

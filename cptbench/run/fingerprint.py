@@ -95,6 +95,7 @@ def file_sha256(path: str | Path) -> str:
 
 
 def digest_of(obj: Any, n: int = 16) -> str:
+    """The first ``n`` hex digits of the sha256 of ``obj``'s canonical JSON."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:n]
 
 
@@ -119,6 +120,8 @@ def _model_files(folder: Path) -> list[Path]:
 
 
 def folder_fingerprint(folder: Path, kind: str) -> Fingerprint:
+    """The fingerprint of a model folder: the hashes of the files loading reads (a folder without
+    ``config.json`` is a :class:`ModelError`)."""
     files = _model_files(folder)
     if not any(p.name == "config.json" for p in files):
         raise ModelError(f"{folder}: not a model folder (no config.json). Pass a hub id or a folder written by save_pretrained.")

@@ -12,13 +12,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from cptbench.core.boxes import iou_matrix, is_hit
+from cptbench.core.boxes import MetricSpec
 from cptbench.data.examples import Example, Label
-from cptbench.tasks.spec import MetricSpec
 
 
 @dataclass(frozen=True)
 class ScoredExample:
+    """The scorer's verdict on one expression (a row of the predictions file)."""
+
     example_id: str
     pred_index: int  # -1 when invalid or no candidates
     iou: float
@@ -27,6 +28,7 @@ class ScoredExample:
     detail: str = ""
 
     def to_json(self, scores: np.ndarray | None = None) -> dict[str, Any]:
+        """The predictions-file row (with the method's ``scores`` rounded, non-finite as null)."""
         row = {"example_id": self.example_id, "pred": self.pred_index, "iou": round(self.iou, 6),
                "correct": self.correct, "status": self.status}
         if self.detail:
@@ -37,6 +39,8 @@ class ScoredExample:
 
 
 def score_example(example: Example, label: Label, scores: Any, metric: MetricSpec) -> ScoredExample:
+    """Judge one expression: the arg-max candidate against the label under the task's metric, or
+    ``invalid`` (wrong shape or length, NaN, no finite score) or ``no_candidates``."""
     n = example.n_candidates
     if n == 0:
         return ScoredExample(example.example_id, -1, 0.0, False, "no_candidates")
@@ -51,12 +55,14 @@ def score_example(example: Example, label: Label, scores: Any, metric: MetricSpe
     if np.isnan(s).any() or not np.isfinite(s).any():
         return ScoredExample(example.example_id, -1, 0.0, False, "invalid", "NaN or no finite score")
     pred = int(np.argmax(s))
-    value = float(iou_matrix(example.boxes[pred], label.box, metric.iou_convention)[0, 0])
-    return ScoredExample(example.example_id, pred, value, bool(is_hit(value, metric.threshold, metric.threshold_rule)), "ok")
+    value = float(metric.ious(example.boxes[pred], label.box)[0])
+    return ScoredExample(example.example_id, pred, value, bool(metric.hits(value)), "ok")
 
 
 @dataclass(frozen=True)
 class Summary:
+    """Counts over a split's rows."""
+
     n: int
     n_correct: int
     n_invalid: int
@@ -64,10 +70,12 @@ class Summary:
 
     @property
     def accuracy(self) -> float:
+        """Percent correct (NaN for an empty split)."""
         return 100.0 * self.n_correct / self.n if self.n else float("nan")
 
 
 def summarize(rows: Sequence[Mapping[str, Any]]) -> Summary:
+    """The :class:`Summary` of predictions-file rows."""
     return Summary(
         n=len(rows),
         n_correct=sum(1 for r in rows if r["correct"]),
@@ -81,6 +89,5 @@ def proposal_recall(examples: Sequence[Example], labels: Mapping[str, Label], me
     hits = 0
     for ex in examples:
         if ex.n_candidates:
-            ious = iou_matrix(ex.boxes, labels[ex.example_id].box, metric.iou_convention)[:, 0]
-            hits += bool(np.any(is_hit(ious, metric.threshold, metric.threshold_rule)))
+            hits += bool(np.any(metric.hits(metric.ious(ex.boxes, labels[ex.example_id].box))))
     return 100.0 * hits / len(examples) if examples else float("nan")

@@ -62,6 +62,10 @@ class SynthRefSpec:
 
 @dataclass(frozen=True)
 class TaskSpec:
+    """A validated task card (README "Tasks"): the data, its splits, the default model and
+    proposals, the metric, expected split sizes, per-method option defaults and (synthref) the
+    generator's settings. ``path`` is the file it was read from."""
+
     name: str
     version: int
     description: str
@@ -81,10 +85,8 @@ class TaskSpec:
 
     @property
     def refs_file(self) -> str:
+        """The refs pickle of the card's split scheme: ``refs(<split_by>).p``."""
         return f"refs({self.split_by}).p"
-
-    def method_overrides(self, method: str) -> dict[str, Any]:
-        return dict(self.method_defaults.get(method, {}))
 
 
 _NOT_KEYS = {"path"}
@@ -158,6 +160,8 @@ def _build(cls, data: Mapping[str, Any], file: str, prefix: str = ""):
 
 
 def parse_task_card(data: Any, file: str) -> TaskSpec:
+    """Validate a card's mapping (``include:`` already resolved) into a :class:`TaskSpec`; every
+    problem is a :class:`TaskCardError` naming ``file`` and the key."""
     if not isinstance(data, Mapping):
         raise TaskCardError(f"{file}: a task card must be a YAML mapping of keys to values.")
     spec = _build(TaskSpec, data, file)
