@@ -50,7 +50,7 @@ def compare(state, a, b, results, task, shots, splits, model, proposals, fmt) ->
     if fmt == "json":
         import json
 
-        from cptbench.report.aggregate import json_safe
+        from cptbench.report.tables import json_safe
 
         # NaN (a split without expressions) as null, as `leaderboard --format json`: the output stays JSON
         click.echo(json.dumps(json_safe(cmp.to_json()), indent=1, sort_keys=True, default=float, allow_nan=False))
@@ -64,11 +64,11 @@ def print_comparison(cmp, console=None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from cptbench.report.compare import (EXPRESSION_HEADER, SEED_HEADER, expression_rows, headline_lines, note_lines, seed_counts,
-                                  seed_rows)
+    from cptbench.report.compare import (EXPRESSION_HEADER, SEED_HEADER, expression_rows, headline_lines, note_lines,
+                                         seed_counts, seed_rows)
 
     out = console or Console()
-    la, lb = cmp.splits[0].a["label"], cmp.splits[0].b["label"]
+    la, lb = cmp.splits[0].a.label, cmp.splits[0].b.label
     tasks = sorted({sc.task for sc in cmp.splits})
     out.print(f"[bold]A = {escape(la)}[/]   [bold]B = {escape(lb)}[/]   task {escape(', '.join(tasks))}   (A-B in accuracy points)",
               highlight=False)

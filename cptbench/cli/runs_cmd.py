@@ -64,7 +64,7 @@ def runs(state, results, tasks, methods, models, shots, seeds, splits, configs, 
     store = ResultsStore(results)
     records = load_records(store)
     rows = aggregate(records)
-    label_of = {group_key(r): r["label"] for r in rows}
+    label_of = {group_key(r): r.label for r in rows}
     # every option is parsed (and a bad one refused) once, before any filtering
     task_list, model_list, split_list = parse_name_list(tasks), parse_name_list(models), parse_name_list(splits)
     shot_list = parse_int_list(shots, "--shots") if shots else None
@@ -97,7 +97,7 @@ def runs(state, results, tasks, methods, models, shots, seeds, splits, configs, 
     if fmt == "json" and not delete:
         import json
 
-        from cptbench.report.aggregate import json_safe
+        from cptbench.report.tables import json_safe
 
         click.echo(json.dumps(json_safe([r.to_json() for r in sel]), indent=1, sort_keys=True, default=str, allow_nan=False))
         return
@@ -117,7 +117,7 @@ def runs(state, results, tasks, methods, models, shots, seeds, splits, configs, 
     state.log(f"moved {moved} records to {store.root / DELETED_RUNS} and their predictions to "
               f"{store.root / DELETED_PREDICTIONS}/; {len(records) - moved} runs remain")
     if len(records) - moved:
-        from cptbench.report.aggregate import write_leaderboard
+        from cptbench.report.leaderboard import write_leaderboard
 
         write_leaderboard(store)
     else:
@@ -149,7 +149,7 @@ def _print(sel, label_of, total: int) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from cptbench.report.aggregate import shots_text
+    from cptbench.report.tables import shots_text
     from cptbench.results.selection import group_key
 
     out = Console()

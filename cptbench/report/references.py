@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Any, Sequence
 
-from cptbench.report.aggregate import WideTable, split_order
+from cptbench.report.tables import WideTable, split_order
 
 ENTRY_POINT_GROUP = "cptbench.references"
 REQUIRED = ("task", "split", "method", "backbone", "shots", "proposals", "accuracy", "source")

@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from cptbench.report.aggregate import _isnan, seed_stats
+from cptbench.report.aggregate import is_missing, seed_stats
 
 #: sign-flip permutations are enumerated exactly up to this many pairs (2**20 assignments)
 EXACT_PERMUTATION_MAX = 20
@@ -39,7 +39,7 @@ _SD_RTOL = 1e-9
 
 
 def _nan_to_none(x: float | None) -> float | None:
-    return None if _isnan(x) else float(x)
+    return None if is_missing(x) else float(x)
 
 
 @dataclass(frozen=True)
@@ -257,7 +257,7 @@ def paired_expression_test(a: Mapping[str, bool], b: Mapping[str, bool], resampl
 def population_rsd(values: Sequence[float]) -> float | None:
     """std (ddof 0) / mean; None for a zero or undefined mean."""
     rsd = seed_stats(values).rsd
-    return None if _isnan(rsd) else rsd
+    return None if is_missing(rsd) else rsd
 
 
 @dataclass(frozen=True)
