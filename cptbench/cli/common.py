@@ -5,12 +5,12 @@ A neutral module: commands import it, it imports no command.
 
 from __future__ import annotations
 
-import os
-
 import click
 
+from cptbench.results.layout import default_results_dir
+
 #: the results folder of every command (``--results``), unless $CPTBENCH_RESULTS says otherwise
-DEFAULT_RESULTS = os.environ.get("CPTBENCH_RESULTS", "cptbench-results")
+DEFAULT_RESULTS = default_results_dir()
 
 
 def command_line() -> str:

@@ -51,7 +51,7 @@ def plot(state, results, out, tasks, methods, kinds, shots, formats) -> None:
         rows = select_all(rows, names)
         keys = {group_key(r) for r in rows}
         records = [r for r in records if group_key(r) in keys]
-    folder = Path(out) if out else store.root / "plots"
+    folder = Path(out) if out else store.layout.plots
     written = []
     for kind, key, fig, series in all_figures(store, records, rows, want, shots):
         written += save(fig, folder / file_stem(kind, key), fmts)

@@ -12,6 +12,7 @@ from typing import Sequence
 
 from cptbench.report.aggregate import LeaderboardRow, aggregate
 from cptbench.report.tables import WideTable, long_csv, markdown, wide_csv, wide_tables
+from cptbench.results.layout import ResultsLayout
 from cptbench.results.store import ResultsStore, write_atomic
 
 
@@ -37,3 +38,9 @@ def write_leaderboard(store: ResultsStore, rows: Sequence[LeaderboardRow] | None
     write_atomic(paths["wide"], wide_csv(tables).encode())
     write_atomic(paths["markdown"], markdown(tables).encode())
     return Leaderboard(paths, rows, tables)
+
+
+def remove_leaderboard(layout: ResultsLayout) -> None:
+    """Delete the leaderboard files (a folder without runs has no leaderboard)."""
+    for path in layout.leaderboards.values():
+        path.unlink(missing_ok=True)

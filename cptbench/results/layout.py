@@ -12,6 +12,7 @@
     artifacts/<run_id>/                 what a method saves when asked (tuned weights)
     leaderboard.csv, leaderboard_wide.csv, leaderboard.md   rebuilt from runs.jsonl alone
     report.html                         ``cptbench report``'s default output
+    plots/                              ``cptbench plot``'s default output folder
 
 Paths read back from records (``predictions_path``, ``manifest_path``) are resolved with
 :meth:`ResultsLayout.inside`, which refuses any path that leaves the folder.
@@ -110,6 +111,11 @@ class ResultsLayout:
     def report(self) -> Path:
         """``cptbench report``'s default output."""
         return self.root / "report.html"
+
+    @property
+    def plots(self) -> Path:
+        """``cptbench plot``'s default output folder."""
+        return self.root / "plots"
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the root, as records store it."""

@@ -131,11 +131,12 @@ def predictions_cache() -> Iterator[None]:
 
 def load_predictions(store: ResultsStore, rec: RunRecord) -> list[dict[str, Any]]:
     """The per-example prediction rows of a run (``example_id``, ``pred``, ``iou``, ``correct``,
-    ``status``, ``scores``); read once per :func:`predictions_cache` block."""
+    ``status``, ``scores``); read once per :func:`predictions_cache` block. A record whose
+    ``predictions_path`` leaves the results folder is refused (:meth:`ResultsLayout.inside`)."""
     if not rec.predictions_path:
         raise ResultsError(f"run {rec.run_id} ({rec.method} k={rec.shots} seed {rec.seed} {rec.split}) names no predictions "
                            f"file (a schema-1 record); run it again to get per-example predictions.")
-    path = store.root / rec.predictions_path
+    path = store.layout.inside(rec.predictions_path, "predictions_path")
     if not path.is_file():
         raise ResultsError(f"{path}: predictions file of run {rec.run_id} ({rec.method} k={rec.shots} seed {rec.seed} "
                            f"{rec.split}) is missing; restore it, or delete the run (`cptbench runs --run-id "
