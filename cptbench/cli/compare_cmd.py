@@ -59,6 +59,8 @@ def compare(state, a, b, results, task, shots, splits, model, proposals, fmt) ->
 
 
 def print_comparison(cmp, console=None) -> None:
+    """Print a :class:`~cptbench.report.compare.Comparison` as rich tables (seed-paired, then
+    expression-paired), its headline figures and its notes."""
     from rich import box
     from rich.console import Console
     from rich.markup import escape

@@ -9,6 +9,7 @@ import click
 from cptbench.cli.common import DEFAULT_RESULTS, parse_name_list
 from cptbench.cli.state import pass_state
 
+#: the figure kinds, in the order they are drawn by default
 KINDS = ("shots", "rsd", "candidates")
 
 

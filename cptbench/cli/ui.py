@@ -29,6 +29,7 @@ class RunReporter:
         return self.progress.__exit__(*exc)
 
     def on_progress(self, stage: str, done: int, total: int) -> None:
+        """Advance the bar of ``stage`` (created on first use, removed when done)."""
         bar = self._bars.get(stage)
         if bar is None:
             bar = self._bars[stage] = self.progress.add_task(stage, total=total)
@@ -38,6 +39,7 @@ class RunReporter:
             del self._bars[stage]
 
     def on_event(self, kind: str, info: Mapping[str, Any]) -> None:
+        """Log one runner event (``job``, ``skip``, ``load``, ``data``, ``retry``, ``busy``, ``done``)."""
         log = self.progress.console.print if self.state.verbosity >= 0 else (lambda *a, **k: None)
         if kind == "job":
             log(f"[cyan][{info['index']}/{info['total']}][/] {info['task']} · {info['method']} · k={info['shots']} · seed {info['seed']}", highlight=False)

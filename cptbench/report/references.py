@@ -13,10 +13,13 @@ from typing import Any, Sequence
 from cptbench.report.tables import WideTable, split_order
 
 ENTRY_POINT_GROUP = "cptbench.references"
+#: the keys every published row must have
 REQUIRED = ("task", "split", "method", "backbone", "shots", "proposals", "accuracy", "source")
 
 
 def published_rows() -> list[dict[str, Any]]:
+    """Every published row of every installed entry point (a :class:`ValueError` for a row that
+    lacks a :data:`REQUIRED` key)."""
     rows: list[dict[str, Any]] = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         for i, row in enumerate(ep.load()()):
