@@ -308,8 +308,8 @@ def to_html(r: Report) -> str:
     parts += [_gallery_html(g) for g in r.galleries]
     parts += [f"<p class='note'>{_e(n)}</p>" for n in r.gallery_notes]
     parts.append("<h2 id='provenance'>Commands and versions behind every number</h2>")
-    parts.append("<p class='dim'>Commands are rebuilt from the records (runs.jsonl stores no command line); run in the same "
-                 "results folder they reproduce the same run ids.</p>")
+    parts.append("<p class='dim'>Commands are rebuilt from the records (the command line each run was launched with is "
+                 "shown as 'as launched'); run in the same results folder they reproduce the same run ids.</p>")
     for c in r.commands:
         start, end = c.created
         vers = "; ".join(f"{v} ({n} runs)" for v, n in c.versions())

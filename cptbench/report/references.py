@@ -1,6 +1,6 @@
 """Published reference numbers, shown beside measured rows but never mixed with them.
 
-Rows come from the ``cptbench.report.references`` entry-point group: each entry point is a zero-argument
+Rows come from the ``cptbench.references`` entry-point group: each entry point is a zero-argument
 callable returning dicts with task, split, method, backbone, shots, proposals, accuracy, source.
 (cptbench's own baselines package provides the numbers quoted in the protocol notes.)
 """
