@@ -1,5 +1,5 @@
 """Published reference numbers (accuracy %, Acc@0.5) quoted in the protocol notes, for showing
-beside measured rows; read by ``cptbench.report.references`` through the ``cptbench.report.references``
+beside measured rows; read by ``cptbench.report.references`` through the ``cptbench.references``
 entry-point group.
 
 ``published.csv`` holds one row per (task, split, method, backbone, shots, proposals):

@@ -4,16 +4,18 @@ import math
 import pytest
 from rich.console import Console
 
-from cptbench.report.aggregate import (CSV_SCHEMA_VERSION, aggregate, cell, cell_lines, config_labels, latex, long_csv, long_json,
-                                markdown, seed_stats, wide_tables)
+from cptbench.report.aggregate import aggregate, config_labels, seed_stats
+from cptbench.report.tables import (CSV_SCHEMA_VERSION, cell, cell_lines, latex, long_csv, long_json, markdown,
+                                    wide_tables)
 from cptbench.cli.state import AppState
 from cptbench.cli.ui import print_tables
+from record_fixture import make_record
 
 
 def rec(seed, acc, method="cpt-blk", split="val", shots=1, **kw):
-    return {"task": "t", "task_version": 1, "split": split, "method": method, "method_config_hash": "abc",
-            "model": "m", "proposals": "gt", "shots": shots, "limit": None, "seed": seed, "accuracy": acc,
-            "n": 100, "n_invalid": 0, **kw}
+    return make_record(**{"task": "t", "task_version": 1, "split": split, "method": method, "method_config_hash": "abc",
+                          "model": "m", "proposals": "gt", "shots": shots, "limit": None, "seed": seed, "accuracy": acc,
+                          "n": 100, "n_invalid": 0, **kw})
 
 
 def test_stats_hand_computed():
@@ -33,9 +35,9 @@ def test_single_seed_has_no_interval():
 
 def test_groups_and_columns():
     rows = aggregate([rec(0, 10.0), rec(1, 20.0), rec(0, 30.0, split="testA"), rec(0, 5.0, method="ft", shots=1)])
-    by = {(r["method"], r["split"]): r for r in rows}
-    assert by[("cpt-blk", "val")]["n_seeds"] == 2 and by[("cpt-blk", "val")]["acc_mean"] == 15.0
-    assert by[("cpt-blk", "val")]["acc_std"] == 5.0 and by[("cpt-blk", "val")]["rsd"] == pytest.approx(1 / 3)
+    by = {(r.method, r.split): r for r in rows}
+    assert by[("cpt-blk", "val")].n_seeds == 2 and by[("cpt-blk", "val")].acc_mean == 15.0
+    assert by[("cpt-blk", "val")].acc_std == 5.0 and by[("cpt-blk", "val")].rsd == pytest.approx(1 / 3)
     lines = long_csv(rows).splitlines()
     header = lines[0].split(",")
     for col in ("task", "split", "method", "model", "proposals", "shots", "n_seeds", "acc_mean", "acc_std", "rsd",
@@ -87,7 +89,7 @@ def test_configs_are_named_by_the_options_that_differ():
     rows = aggregate([rec(0, 10.0, method_config=cfg_a), rec(0, 90.0, method_config_hash="zzz", method_config=cfg_b)])
     assert len(rows) == 2
     assert {r[1] for r in wide_tables(rows)[0].rows} == {"cpt-blk[score=auto]", "cpt-blk[score=auto-safe]"}
-    assert {r["label"] for r in rows} == {"cpt-blk[score=auto]", "cpt-blk[score=auto-safe]"}
+    assert {r.label for r in rows} == {"cpt-blk[score=auto]", "cpt-blk[score=auto-safe]"}
     text = _printed(wide_tables(rows), 80)  # brackets are text, not rich markup
     assert "cpt-blk[score=auto]" in text and "cpt-blk[score=auto-safe]" in text
     # configs that do not tell themselves apart by options fall back to the hash
@@ -145,7 +147,7 @@ def test_table_of_a_subset_keeps_the_labels_of_the_whole():
     rows = aggregate([rec(0, 10.0, method_config={"score": "auto"}),
                       rec(0, 20.0, method_config_hash="zzz", method_config={"score": "safe"}),
                       rec(0, 30.0, task="u", method_config_hash="zzz", method_config={"score": "safe"})])
-    only_u = [r for r in rows if r["task"] == "u"]
-    assert only_u[0]["label"] == "cpt-blk[score=safe]"
+    only_u = [r for r in rows if r.task == "u"]
+    assert only_u[0].label == "cpt-blk[score=safe]"
     (t,) = wide_tables(only_u)
     assert [row[1] for row in t.rows] == ["cpt-blk[score=safe]"] and t.entries[0].label == "cpt-blk[score=safe]"

@@ -109,8 +109,8 @@ def test_aggregation_is_order_free_and_counts_every_record(rows, rnd):
     shuffled = list(recs)
     rnd.shuffle(shuffled)
     a, b = aggregate(recs), aggregate(shuffled)
-    assert [(r["split"], r["acc_mean"], r["n_seeds"]) for r in a] == [(r["split"], r["acc_mean"], r["n_seeds"]) for r in b]
-    assert sum(r["n_seeds"] for r in a) == len(recs)
+    assert [(r.split, r.acc_mean, r.n_seeds) for r in a] == [(r.split, r.acc_mean, r.n_seeds) for r in b]
+    assert sum(r.n_seeds for r in a) == len(recs)
 
 
 # --------------------------------------------------------------------------------------- loaders

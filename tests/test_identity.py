@@ -8,7 +8,8 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from cptbench.report.aggregate import aggregate, wide_tables
+from cptbench.report.aggregate import aggregate
+from cptbench.report.tables import wide_tables
 from cptbench.cli.main import cli
 from cptbench.run.fingerprint import file_sha256, model_fingerprint
 from cptbench.results.store import ResultsStore
@@ -48,7 +49,7 @@ def test_editing_instances_json_makes_new_runs_and_a_moved_copy_does_not(toy):
     assert len({r.data_fingerprint for r in recs}) == 2
     # the leaderboard never mixes the two data versions in one row, and says they differ
     rows = aggregate(recs)
-    assert len(rows) == 6 and all(r["n_seeds"] == 1 for r in rows)
+    assert len(rows) == 6 and all(r.n_seeds == 1 for r in rows)
     labels = {row[1] for t in wide_tables(rows) for row in t.rows}
     assert len(labels) == 2 and all("[data " in lab for lab in labels)
 

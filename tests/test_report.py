@@ -158,8 +158,8 @@ def test_plot_series_and_svg(results, tmp_path):
     assert set(figs) == {"shots", "rsd", "candidates"}
     fig, series = figs["shots"]
     cpt = next(s for s in series if s["label"] == "cpt-blk" and s["split"] == "val")
-    by_k = {r["shots"]: r for r in rows if r["method"] == "cpt-blk" and r["split"] == "val"}
-    assert cpt["shots"] == [0, 1, 2] and cpt["mean"] == pytest.approx([by_k[k]["acc_mean"] for k in (0, 1, 2)])
+    by_k = {r.shots: r for r in rows if r.method == "cpt-blk" and r.split == "val"}
+    assert cpt["shots"] == [0, 1, 2] and cpt["mean"] == pytest.approx([by_k[k].acc_mean for k in (0, 1, 2)])
     assert cpt["n_seeds"] == [1, 5, 5] and len(cpt["seed_points"]) == 10 and not cpt["level"]
     assert sorted(y for _, y in cpt["seed_points"]) == sorted(
         list(seed_acc(store, "cpt-blk", "val", 1).values()) + list(seed_acc(store, "cpt-blk", "val", 2).values()))
@@ -174,8 +174,8 @@ def test_plot_series_and_svg(results, tmp_path):
     _, rsd = figs["rsd"]
     ft = next(s for s in rsd if s["label"] == "ft" and s["split"] == "testA")
     assert ft["shots"] == [1, 2]
-    assert ft["rsd_percent"] == pytest.approx([100 * r["rsd"] for r in rows if r["method"] == "ft" and r["split"] == "testA"
-                                               and r["shots"] > 0])
+    assert ft["rsd_percent"] == pytest.approx([100 * r.rsd for r in rows if r.method == "ft" and r.split == "testA"
+                                               and r.shots > 0])
     _, cands = figs["candidates"]
     got = {s["label"]: s for s in cands}
     assert set(got) == {"cpt-blk", "ft", "random", "oracle*"}  # k=1 rows plus the methods that do not train

@@ -5,12 +5,12 @@ A neutral module: commands import it, it imports no command.
 
 from __future__ import annotations
 
-import os
-
 import click
 
+from cptbench.results.layout import default_results_dir
+
 #: the results folder of every command (``--results``), unless $CPTBENCH_RESULTS says otherwise
-DEFAULT_RESULTS = os.environ.get("CPTBENCH_RESULTS", "cptbench-results")
+DEFAULT_RESULTS = default_results_dir()
 
 
 def command_line() -> str:
@@ -79,21 +79,23 @@ def show_leaderboard(state, store, tasks=None, published: bool = False, all_publ
     ``published``: also the published reference rows of the tasks shown (``all_published``: of
     every task). ``fmt``: ``table`` (rich, ``layout`` compact/wide/auto), ``md``, ``csv`` (the long
     CSV), ``json`` or ``latex`` (booktabs), printed to stdout."""
-    from cptbench.report.aggregate import aggregate, latex, long_csv, long_json, markdown, wide_tables, write_leaderboard
-    from cptbench.results.selection import load_records, of_tasks
     from cptbench.cli.ui import print_tables
+    from cptbench.report.aggregate import aggregate
+    from cptbench.report.leaderboard import write_leaderboard
+    from cptbench.report.tables import CSV_SCHEMA_VERSION, latex, long_csv, long_json, markdown, wide_tables
+    from cptbench.results.selection import load_records, of_tasks
 
-    out = write_leaderboard(store, aggregate(load_records(store)))
+    board = write_leaderboard(store, aggregate(load_records(store)))
     if tasks:  # rows keep the labels given over all rows: the printed table names them as the files do
-        rows = of_tasks(store, out["rows"], tasks)
+        rows = of_tasks(store, board.rows, tasks)
         tables = wide_tables(rows)
     else:
-        rows, tables = out["rows"], out["tables"]
+        rows, tables = board.rows, board.tables
     pub = None
     if published or all_published:
         from cptbench.report.references import published_rows, published_tables
 
-        shown = sorted({r["task"] for r in rows})
+        shown = sorted({r.task for r in rows})
         pub = published_tables(None if all_published else shown)
         if not pub and fmt == "table":
             others = sorted({r["task"] for r in published_rows()})
@@ -110,15 +112,13 @@ def show_leaderboard(state, store, tasks=None, published: bool = False, all_publ
     elif fmt == "json":
         import json
 
-        from cptbench.report.aggregate import CSV_SCHEMA_VERSION
-
         doc = {"schema_version": CSV_SCHEMA_VERSION, "rows": long_json(rows)}
         if pub is not None:
             from cptbench.report.references import published_rows
 
-            names = {r["task"] for r in rows}
+            names = {r.task for r in rows}
             doc["published"] = [r for r in published_rows() if all_published or r["task"] in names]
         click.echo(json.dumps(doc, indent=1, sort_keys=True, allow_nan=False))
     else:
         raise click.BadParameter(f"--format must be table, md, csv, json or latex, got {fmt!r}")
-    state.log(f"[dim]wrote {out['paths']['long']}, {out['paths']['wide'].name}, {out['paths']['markdown'].name}[/]")
+    state.log(f"[dim]wrote {board.paths['long']}, {board.paths['wide'].name}, {board.paths['markdown'].name}[/]")

@@ -50,7 +50,7 @@ def compare(state, a, b, results, task, shots, splits, model, proposals, fmt) ->
     if fmt == "json":
         import json
 
-        from cptbench.report.aggregate import json_safe
+        from cptbench.report.tables import json_safe
 
         # NaN (a split without expressions) as null, as `leaderboard --format json`: the output stays JSON
         click.echo(json.dumps(json_safe(cmp.to_json()), indent=1, sort_keys=True, default=float, allow_nan=False))
@@ -59,16 +59,18 @@ def compare(state, a, b, results, task, shots, splits, model, proposals, fmt) ->
 
 
 def print_comparison(cmp, console=None) -> None:
+    """Print a :class:`~cptbench.report.compare.Comparison` as rich tables (seed-paired, then
+    expression-paired), its headline figures and its notes."""
     from rich import box
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    from cptbench.report.compare import (EXPRESSION_HEADER, SEED_HEADER, expression_rows, headline_lines, note_lines, seed_counts,
-                                  seed_rows)
+    from cptbench.report.compare import (EXPRESSION_HEADER, SEED_HEADER, expression_rows, headline_lines, note_lines,
+                                         seed_counts, seed_rows)
 
     out = console or Console()
-    la, lb = cmp.splits[0].a["label"], cmp.splits[0].b["label"]
+    la, lb = cmp.splits[0].a.label, cmp.splits[0].b.label
     tasks = sorted({sc.task for sc in cmp.splits})
     out.print(f"[bold]A = {escape(la)}[/]   [bold]B = {escape(lb)}[/]   task {escape(', '.join(tasks))}   (A-B in accuracy points)",
               highlight=False)

@@ -41,8 +41,8 @@ def errors(state, method, task, split, shots, min_wrong, top, csv_path, model, r
     from rich.markup import escape
     from rich.table import Table
 
-    from cptbench.report.aggregate import aggregate
     from cptbench.core.errors import UsageError
+    from cptbench.report.aggregate import aggregate
     from cptbench.report.data import open_task
     from cptbench.report.hardest import hardest, to_csv
     from cptbench.results.selection import load_records, records_of, select_rows
@@ -51,21 +51,22 @@ def errors(state, method, task, split, shots, min_wrong, top, csv_path, model, r
     store = ResultsStore(results)
     records = load_records(store)
     rows = select_rows(aggregate(records), method, task=task, splits=[split], model=model)
-    ks = sorted({r["shots"] for r in rows})
+    ks = sorted({r.shots for r in rows})
     k = shots if shots is not None else next((x for x in ks if x > 0), ks[0])
-    rows = [r for r in rows if r["shots"] == k]
+    rows = [r for r in rows if r.shots == k]
     if not rows:
         raise UsageError(f"{method!r} has no runs on {task} {split} at k={k} (it has k = {', '.join(map(str, ks))}).")
     if len(rows) > 1:
         raise UsageError(f"{method!r} matches several configs or models on {task} {split} k={k} ("
-                         + ", ".join(f"{r['label']} ({r['model']})" for r in rows) + "); name one label, or give --model.")
+                         + ", ".join(f"{r.label} ({r.model})" for r in rows) + "); name one label, or give --model.")
     recs = records_of(records, rows[0])
     _, ds = open_task(task, data_root, images)
     items = hardest(store, recs, ds, min_wrong=min_wrong, proposals_file=proposals_file)
     need = f"at least {min_wrong} of" if min_wrong else "all"
     out = Console()
-    out.print(f"{escape(rows[0]['label'])} on {task} {split}, k={k}: {len(items)} of {rows[0]['n']} expressions wrong at "
-              f"{need} {len(recs)} seed(s) ({rows[0]['model']}, proposals {rows[0]['proposals']})", highlight=False)
+    row = rows[0]
+    out.print(f"{escape(row.label)} on {task} {split}, k={k}: {len(items)} of {row.n} expressions wrong at "
+              f"{need} {len(recs)} seed(s) ({row.model}, proposals {row.proposals})", highlight=False)
     if items:
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
         table.add_column("#", justify="right")

@@ -25,15 +25,18 @@ class LazyCommands(click.Group):
             return False
 
     def list_commands(self, ctx):
+        """The names whose module is installed, sorted (nothing is imported)."""
         return sorted(n for n in self.commands_table if self._available(n))
 
     def get_command(self, ctx, name):
+        """The command ``name``, imported now; None for an unknown or uninstalled name."""
         if name not in self.commands_table or not self._available(name):
             return None
         module, attr = self.commands_table[name]
         return getattr(importlib.import_module(module), attr)
 
     def resolve_command(self, ctx, args):
+        """As Click's, but an unknown command name is a usage error with "did you mean"."""
         name = args[0] if args else None
         if name is not None and not name.startswith("-") and self.get_command(ctx, name) is None:
             from cptbench.core.registry import unknown_name_message

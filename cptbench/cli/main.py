@@ -35,6 +35,8 @@ class LazyGroup(LazyCommands):
     """The root group: lazy subcommands plus the CLI's one error boundary."""
 
     def invoke(self, ctx):
+        """Run the command; Ctrl-C and any exception Click does not handle become one message and
+        an exit code (:func:`~cptbench.cli.state.describe_error`; ``--debug`` re-raises instead)."""
         try:
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):

@@ -9,6 +9,7 @@ import click
 from cptbench.cli.common import DEFAULT_RESULTS, parse_name_list
 from cptbench.cli.state import pass_state
 
+#: the figure kinds, in the order they are drawn by default
 KINDS = ("shots", "rsd", "candidates")
 
 
@@ -30,8 +31,8 @@ def plot(state, results, out, tasks, methods, kinds, shots, formats) -> None:
     Example:
       cptbench plot -m cpt-blk,ft --kind shots,rsd
     """
-    from cptbench.report.aggregate import aggregate
     from cptbench.core.errors import UsageError
+    from cptbench.report.aggregate import aggregate
     from cptbench.report.plots import all_figures, file_stem, save
     from cptbench.results.selection import group_key, load_records, select_all
     from cptbench.results.store import ResultsStore
@@ -51,7 +52,7 @@ def plot(state, results, out, tasks, methods, kinds, shots, formats) -> None:
         rows = select_all(rows, names)
         keys = {group_key(r) for r in rows}
         records = [r for r in records if group_key(r) in keys]
-    folder = Path(out) if out else store.root / "plots"
+    folder = Path(out) if out else store.layout.plots
     written = []
     for kind, key, fig, series in all_figures(store, records, rows, want, shots):
         written += save(fig, folder / file_stem(kind, key), fmts)

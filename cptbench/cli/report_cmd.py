@@ -40,7 +40,7 @@ def report(state, results, output, tasks, pairs, n_gallery, data_root, images, p
     from cptbench.results.store import ResultsStore
 
     store = ResultsStore(results)
-    out = Path(output) if output else store.root / "report.html"
+    out = Path(output) if output else store.layout.report
     if out.suffix.lower() not in (".html", ".htm", ".md"):
         raise UsageError(f"-o {out}: the report is .html (self-contained) or .md (Markdown); pick one of those suffixes.")
     parsed = []

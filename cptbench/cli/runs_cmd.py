@@ -6,11 +6,10 @@ import click
 
 from cptbench.cli.common import DEFAULT_RESULTS, parse_name_list
 from cptbench.cli.state import parse_int_list, pass_state
+from cptbench.results.layout import ResultsLayout
 
-#: where deleted records go (appended, in the runs.jsonl format: append them back to restore)
-DELETED_RUNS = "runs.deleted.jsonl"
-#: where the predictions files of deleted runs go
-DELETED_PREDICTIONS = "deleted/predictions"
+#: the layout's names relative to the results folder, for the help text
+_NAMES = ResultsLayout("")
 
 
 def _config_filter(spec: str):
@@ -38,7 +37,8 @@ def _config_filter(spec: str):
 @click.option("--since", default=None, help="Created on or after this date/time (ISO, e.g. 2025-01-31 or 2025-01-31T12:00).")
 @click.option("--until", default=None, help="Created before this date/time (ISO; a date means before that day ends).")
 @click.option("--run-id", "run_ids", multiple=True, help="Run id prefixes (repeatable or comma list).")
-@click.option("--delete", is_flag=True, help=f"Move the selected runs aside: records to {DELETED_RUNS}, predictions to {DELETED_PREDICTIONS}/.")
+@click.option("--delete", is_flag=True, help=f"Move the selected runs aside: records to {_NAMES.deleted_runs}, "
+                                           f"predictions to {_NAMES.deleted_predictions_dir}/.")
 @click.option("--yes", is_flag=True, help="With --delete: do not ask for confirmation.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @pass_state
@@ -64,7 +64,7 @@ def runs(state, results, tasks, methods, models, shots, seeds, splits, configs, 
     store = ResultsStore(results)
     records = load_records(store)
     rows = aggregate(records)
-    label_of = {group_key(r): r["label"] for r in rows}
+    label_of = {group_key(r): r.label for r in rows}
     # every option is parsed (and a bad one refused) once, before any filtering
     task_list, model_list, split_list = parse_name_list(tasks), parse_name_list(models), parse_name_list(splits)
     shot_list = parse_int_list(shots, "--shots") if shots else None
@@ -97,7 +97,7 @@ def runs(state, results, tasks, methods, models, shots, seeds, splits, configs, 
     if fmt == "json" and not delete:
         import json
 
-        from cptbench.report.aggregate import json_safe
+        from cptbench.report.tables import json_safe
 
         click.echo(json.dumps(json_safe([r.to_json() for r in sel]), indent=1, sort_keys=True, default=str, allow_nan=False))
         return
@@ -112,29 +112,31 @@ def runs(state, results, tasks, methods, models, shots, seeds, splits, configs, 
 
         if not sys.stdin.isatty():
             raise UsageError(f"--delete would move {len(sel)} runs aside; add --yes to confirm (no terminal to ask).")
-        click.confirm(f"Move these {len(sel)} runs to {store.root / DELETED_RUNS}?", abort=True)
+        click.confirm(f"Move these {len(sel)} runs to {store.layout.deleted_runs}?", abort=True)
     moved = _move_aside(store, sel)
-    state.log(f"moved {moved} records to {store.root / DELETED_RUNS} and their predictions to "
-              f"{store.root / DELETED_PREDICTIONS}/; {len(records) - moved} runs remain")
-    if len(records) - moved:
-        from cptbench.report.aggregate import write_leaderboard
+    state.log(f"moved {moved} records to {store.layout.deleted_runs} and their predictions to "
+              f"{store.layout.deleted_predictions_dir}/; {len(records) - moved} runs remain")
+    from cptbench.report.leaderboard import remove_leaderboard, write_leaderboard
 
+    if len(records) - moved:
         write_leaderboard(store)
     else:
-        for name in ("leaderboard.csv", "leaderboard_wide.csv", "leaderboard.md"):
-            (store.root / name).unlink(missing_ok=True)
+        remove_leaderboard(store.layout)
 
 
 def _move_aside(store, sel) -> int:
+    """Move the records of ``sel`` to the deleted runs and their predictions files to the deleted
+    predictions folder; returns how many records moved. Every predictions path is checked (inside
+    the results folder) before anything moves."""
     import os
     import time
 
-    lines = store.move_records([r.run_id for r in sel], store.root / DELETED_RUNS)
-    dest = store.root / DELETED_PREDICTIONS
+    sources = [store.layout.inside(r.predictions_path, "predictions_path") for r in sel if r.predictions_path]
+    lines = store.move_records([r.run_id for r in sel], store.layout.deleted_runs)
+    dest = store.layout.deleted_predictions_dir
     dest.mkdir(parents=True, exist_ok=True)
-    for r in sel:
-        src = store.root / r.predictions_path if r.predictions_path else None
-        if src is None or not src.is_file():
+    for src in sources:
+        if not src.is_file():
             continue
         target = dest / src.name
         if target.exists():  # the same run deleted before: keep both
@@ -149,7 +151,7 @@ def _print(sel, label_of, total: int) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from cptbench.report.aggregate import shots_text
+    from cptbench.report.tables import shots_text
     from cptbench.results.selection import group_key
 
     out = Console()

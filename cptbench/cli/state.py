@@ -12,6 +12,8 @@ import click
 
 @dataclass
 class AppState:
+    """Options every command shares (``-v``/``-q`` verbosity, ``--debug``) and the log console."""
+
     verbosity: int = 0
     debug: bool = False
     _console: Any = field(default=None, repr=False)
@@ -26,6 +28,7 @@ class AppState:
         return self._console
 
     def log(self, message: str, level: int = 0) -> None:
+        """Print ``message`` (rich markup) on the log console when verbosity is at least ``level``."""
         if self.verbosity >= level:
             self.console.print(message, highlight=False)
 

@@ -29,6 +29,7 @@ class RunReporter:
         return self.progress.__exit__(*exc)
 
     def on_progress(self, stage: str, done: int, total: int) -> None:
+        """Advance the bar of ``stage`` (created on first use, removed when done)."""
         bar = self._bars.get(stage)
         if bar is None:
             bar = self._bars[stage] = self.progress.add_task(stage, total=total)
@@ -38,6 +39,7 @@ class RunReporter:
             del self._bars[stage]
 
     def on_event(self, kind: str, info: Mapping[str, Any]) -> None:
+        """Log one runner event (``job``, ``skip``, ``load``, ``data``, ``retry``, ``busy``, ``done``)."""
         log = self.progress.console.print if self.state.verbosity >= 0 else (lambda *a, **k: None)
         if kind == "job":
             log(f"[cyan][{info['index']}/{info['total']}][/] {info['task']} · {info['method']} · k={info['shots']} · seed {info['seed']}", highlight=False)
@@ -77,7 +79,7 @@ def _measured_table(t, compact: bool, show_model: bool):
     from rich.markup import escape
     from rich.table import Table
 
-    from cptbench.report.aggregate import cell, cell_lines, shots_text
+    from cptbench.report.tables import cell, cell_lines, shots_text
 
     models = [m for m in t.models if m != "none"]
     title = escape(t.title if show_model or not models else f"{t.title} · model {models[0]}")
@@ -101,7 +103,7 @@ def _measured_table(t, compact: bool, show_model: bool):
                 cells.append(lines[0] + "".join(f"\n[dim]{x}[/]" for x in lines[1:]))
             else:
                 cells.append(escape(cell(c)))
-        multi = compact and any(c is not None and c.get("n_seeds", 0) > 1 for c in e.cells.values())
+        multi = compact and any(c.n_seeds > 1 for c in e.cells.values())
         last = i == len(t.entries) - 1
         table.add_row(*([escape(e.model)] if show_model else []), escape(e.label), shots_text(e.shots, compact), e.seeds_text(), *cells,
                       end_section=multi and not last)
@@ -116,7 +118,7 @@ def print_tables(state: AppState, tables, published=None, layout: str = "auto", 
     from rich.markup import escape
     from rich.table import Table
 
-    from cptbench.report.aggregate import LEGEND
+    from cptbench.report.tables import LEGEND
 
     out = console or Console()
     for t in tables:

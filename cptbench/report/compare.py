@@ -18,12 +18,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from cptbench.report.aggregate import split_order
 from cptbench.core.errors import UsageError
+from cptbench.report.aggregate import LeaderboardRow
 from cptbench.report.stats import ExpressionTest, Headline, SeedTest, headline, paired_expression_test, paired_seed_test
+from cptbench.report.tables import split_order
+from cptbench.results.records import RunRecord
 from cptbench.results.selection import load_predictions, records_of, select_rows
+from cptbench.results.store import ResultsStore
 
-#: what must agree for a like-for-like comparison (aggregate-row fields), with how to name it
+#: what must agree for a like-for-like comparison (leaderboard-row fields), with how to name it
 LIKE_FOR_LIKE = (("model", "model"), ("model_fingerprint", "model content (fingerprint)"),
                  ("proposals", "proposals"), ("data_fingerprint", "data content (fingerprint)"),
                  ("task_version", "task version"), ("limit", "limit (expressions per split)"),
@@ -37,11 +40,14 @@ def _short(v: Any) -> str:
 
 @dataclass
 class SplitComparison:
+    """A against B at one task, split and k: the rows paired, their per-seed accuracies, the test
+    that applies (seed-paired or expression-paired), and what differs between the two sides."""
+
     task: str
     split: str
     shots: int
-    a: dict[str, Any]  # aggregate rows
-    b: dict[str, Any]
+    a: LeaderboardRow
+    b: LeaderboardRow
     a_values: dict[int, float]  # seed -> accuracy
     b_values: dict[int, float]
     seed_test: SeedTest | None = None
@@ -52,6 +58,7 @@ class SplitComparison:
 
     @property
     def shared_seeds(self) -> list[int]:
+        """The seeds both sides ran, ascending."""
         return sorted(set(self.a_values) & set(self.b_values))
 
     def paired_values(self) -> tuple[list[float], list[float]]:
@@ -63,9 +70,10 @@ class SplitComparison:
         return list(self.a_values.values()), list(self.b_values.values())
 
     def to_json(self) -> dict[str, Any]:
-        return {"task": self.task, "split": self.split, "shots": self.shots, "a": self.a["label"], "b": self.b["label"],
+        """The comparison as a JSON-ready dict (labels, seeds, values, tests, differences, notes)."""
+        return {"task": self.task, "split": self.split, "shots": self.shots, "a": self.a.label, "b": self.b.label,
                 "a_seeds": sorted(self.a_values), "b_seeds": sorted(self.b_values), "a_values": self.a_values,
-                "b_values": self.b_values, "a_mean": self.a["acc_mean"], "b_mean": self.b["acc_mean"],
+                "b_values": self.b_values, "a_mean": self.a.acc_mean, "b_mean": self.b.acc_mean,
                 "seed_test": self.seed_test.to_json() if self.seed_test else None,
                 "expression_test": self.expression_test.to_json() if self.expression_test else None,
                 "expression_runs": list(self.expression_runs) if self.expression_runs else None,
@@ -74,6 +82,9 @@ class SplitComparison:
 
 @dataclass
 class Comparison:
+    """``compare A B``: one :class:`SplitComparison` per task/split/k both ran, the headline figures
+    per (task, k), and notes on the whole."""
+
     a: str
     b: str
     splits: list[SplitComparison]
@@ -81,19 +92,21 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        """The comparison as a JSON-ready dict."""
         return {"a": self.a, "b": self.b, "splits": [s.to_json() for s in self.splits],
                 "headlines": [{"task": t, "shots": k, **h.to_json()} for t, k, h in self.headlines], "notes": self.notes}
 
 
-def differences(a: dict[str, Any], b: dict[str, Any], recs_a: Sequence[Any], recs_b: Sequence[Any]) -> list[str]:
+def differences(a: LeaderboardRow, b: LeaderboardRow, recs_a: Sequence[RunRecord],
+                recs_b: Sequence[RunRecord]) -> list[str]:
     """What keeps two rows from being like for like, in words (empty when nothing does)."""
     out = []
     for key, what in LIKE_FOR_LIKE:
-        if a.get(key) != b.get(key):
-            out.append(f"{what}: {_short(a.get(key))} vs {_short(b.get(key))}")
+        if getattr(a, key) != getattr(b, key):
+            out.append(f"{what}: {_short(getattr(a, key))} vs {_short(getattr(b, key))}")
     if recs_a and recs_b and dict(recs_a[0].metric) != dict(recs_b[0].metric):
         out.append(f"metric: {dict(recs_a[0].metric)} vs {dict(recs_b[0].metric)}")
-    if a["shots"] > 0:
+    if a.shots > 0:
         ma = {r.seed: r.manifest_sha256 for r in recs_a}
         mb = {r.seed: r.manifest_sha256 for r in recs_b}
         bad = sorted(s for s in set(ma) & set(mb) if ma[s] != mb[s])
@@ -103,16 +116,17 @@ def differences(a: dict[str, Any], b: dict[str, Any], recs_a: Sequence[Any], rec
     return out
 
 
-def _pick_pair(task: str, split: str, shots: int, cands_a: list[dict], cands_b: list[dict]) -> tuple[dict, dict, list[str]]:
+def _pick_pair(task: str, split: str, shots: int, cands_a: list[LeaderboardRow],
+               cands_b: list[LeaderboardRow]) -> tuple[LeaderboardRow, LeaderboardRow, list[str]]:
     scored = []
     for ra in cands_a:
         for rb in cands_b:
-            scored.append((sum(ra.get(k) != rb.get(k) for k, _ in LIKE_FOR_LIKE), ra, rb))
+            scored.append((sum(getattr(ra, k) != getattr(rb, k) for k, _ in LIKE_FOR_LIKE), ra, rb))
     scored.sort(key=lambda x: x[0])
     best = [s for s in scored if s[0] == scored[0][0]]
     if len(best) > 1:
-        opts = "; ".join(f"{ra['label']} ({ra['model']}, proposals {ra['proposals']}, limit {_short(ra['limit'])}) vs "
-                         f"{rb['label']} ({rb['model']}, proposals {rb['proposals']}, limit {_short(rb['limit'])})"
+        opts = "; ".join(f"{ra.label} ({ra.model}, proposals {ra.proposals}, limit {_short(ra.limit)}) vs "
+                         f"{rb.label} ({rb.model}, proposals {rb.proposals}, limit {_short(rb.limit)})"
                          for _, ra, rb in best)
         raise UsageError(f"{task} {split} k={shots}: several equally close pairs of runs ({opts}); narrow them with "
                          f"--model or --proposals, or name a config by its label.")
@@ -124,7 +138,8 @@ def _pick_pair(task: str, split: str, shots: int, cands_a: list[dict], cands_b: 
     return ra, rb, notes
 
 
-def _expression_pair(store, recs_a, recs_b, shots: int, sc: SplitComparison) -> None:
+def _expression_pair(store: ResultsStore, recs_a: Sequence[RunRecord], recs_b: Sequence[RunRecord], shots: int,
+                     sc: SplitComparison) -> None:
     by_a = {r.seed: r for r in recs_a}
     by_b = {r.seed: r for r in recs_b}
     shared = sorted(set(by_a) & set(by_b))
@@ -150,18 +165,18 @@ def _expression_pair(store, recs_a, recs_b, shots: int, sc: SplitComparison) -> 
     sc.expression_runs = (ra.run_id, rb.run_id)
 
 
-def compare(store, records: Sequence[Any], rows: Sequence[dict[str, Any]], a: str, b: str, *,
+def compare(store: ResultsStore, records: Sequence[RunRecord], rows: Sequence[LeaderboardRow], a: str, b: str, *,
             task: str | None = None, shots: Sequence[int] | None = None, splits: Sequence[str] | None = None,
             model: str | None = None, proposals: str | None = None) -> Comparison:
     """Compare ``a`` against ``b`` (labels or method names) at every task/split/k both have."""
     rows_a = select_rows(rows, a, task=task, shots=shots, splits=splits, model=model, proposals=proposals)
     rows_b = select_rows(rows, b, task=task, shots=shots, splits=splits, model=model, proposals=proposals)
-    by_key_a: dict[tuple, list[dict]] = {}
-    by_key_b: dict[tuple, list[dict]] = {}
+    by_key_a: dict[tuple, list[LeaderboardRow]] = {}
+    by_key_b: dict[tuple, list[LeaderboardRow]] = {}
     for r in rows_a:
-        by_key_a.setdefault((r["task"], r["split"], r["shots"]), []).append(r)
+        by_key_a.setdefault((r.task, r.split, r.shots), []).append(r)
     for r in rows_b:
-        by_key_b.setdefault((r["task"], r["split"], r["shots"]), []).append(r)
+        by_key_b.setdefault((r.task, r.split, r.shots), []).append(r)
     keys = sorted(set(by_key_a) & set(by_key_b), key=lambda k: (k[0], k[2], split_order(k[1])))
     if not keys:
         have_a = sorted({(t, k) for t, _, k in by_key_a})
@@ -172,8 +187,8 @@ def compare(store, records: Sequence[Any], rows: Sequence[dict[str, Any]], a: st
     for key in keys:
         t, s, k = key
         ra, rb, notes = _pick_pair(t, s, k, by_key_a[key], by_key_b[key])
-        if ra is rb or (ra["label"] == rb["label"] and ra["method_config_hash"] == rb["method_config_hash"]
-                        and ra.get("model_fingerprint") == rb.get("model_fingerprint")):
+        if ra is rb or (ra.label == rb.label and ra.method_config_hash == rb.method_config_hash
+                        and ra.model_fingerprint == rb.model_fingerprint):
             raise UsageError(f"{a!r} and {b!r} name the same runs; compare two different methods or configs.")
         recs_a, recs_b = records_of(records, ra), records_of(records, rb)
         sc = SplitComparison(t, s, k, ra, rb, {r.seed: float(r.accuracy) for r in recs_a},

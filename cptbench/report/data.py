@@ -14,6 +14,7 @@ from cptbench.core.errors import UsageError
 
 
 def open_task(task: str, data_root=None, images=None):
+    """(task card, dataset) of ``task``, its data read from ``data_root`` / ``images``."""
     from cptbench.data.source import open_dataset
     from cptbench.tasks.cards import get_task
 

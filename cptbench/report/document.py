@@ -15,14 +15,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from cptbench.report.aggregate import LEGEND, WideTable, aggregate, cell, shots_text, table_title, wide_tables
 from cptbench.core.errors import CptbenchError
-from cptbench.report.compare import (EXPRESSION_HEADER, SEED_HEADER, Comparison, compare, expression_rows, headline_lines, note_lines,
-                      seed_counts, seed_rows)
+from cptbench.report.aggregate import LeaderboardRow, aggregate
+from cptbench.report.compare import (EXPRESSION_HEADER, SEED_HEADER, Comparison, compare, expression_rows, headline_lines,
+                                     note_lines, seed_counts, seed_rows)
 from cptbench.report.gallery import Gallery, build_gallery
-from cptbench.report.plots import _trains, all_figures, figure_title, file_stem, png_bytes, save
+from cptbench.report.plots import all_figures, figure_title, file_stem, method_trains, png_bytes, save
 from cptbench.report.provenance import Command, build_commands
+from cptbench.report.tables import LEGEND, WideTable, cell, shots_text, table_title, wide_tables
+from cptbench.results.records import RunRecord
 from cptbench.results.selection import group_key, load_records, predictions_cache
+from cptbench.results.store import ResultsStore
 
 #: the columns of the setting table, in order (the keys of each :func:`_settings` entry)
 SETTING_KEYS = ("table", "task", "task version", "proposals", "models", "data content", "metric", "limit", "data policy")
@@ -30,6 +33,9 @@ SETTING_KEYS = ("table", "task", "task version", "proposals", "models", "data co
 
 @dataclass
 class Figure:
+    """One plot of the report: its kind and table key, the PNG, caption, plotted series, file stem
+    and the matplotlib figure (for the Markdown twin's PNG and SVG files)."""
+
     kind: str
     key: tuple
     png: bytes
@@ -41,6 +47,9 @@ class Figure:
 
 @dataclass
 class Report:
+    """Everything the report shows, built once by :func:`build_report` and written by
+    :func:`to_html` or :func:`to_markdown`."""
+
     title: str
     generated_at: str
     results: str
@@ -68,11 +77,11 @@ CAPTIONS = {
 }
 
 
-def _trained_labels(rows) -> list[str]:
-    return sorted({r["label"] for r in rows if _trains(r["method"]) and not r.get("uses_eval_labels")})
+def _trained_labels(rows: Sequence[LeaderboardRow]) -> list[str]:
+    return sorted({r.label for r in rows if method_trains(r.method) and not r.uses_eval_labels})
 
 
-def default_pairs(rows) -> tuple[list[tuple[str, str]], str]:
+def default_pairs(rows: Sequence[LeaderboardRow]) -> tuple[list[tuple[str, str]], str]:
     """The paper's question by default: every trained method against ``ft`` where ``ft`` ran,
     else the first two trained methods."""
     labels = _trained_labels(rows)
@@ -83,35 +92,39 @@ def default_pairs(rows) -> tuple[list[tuple[str, str]], str]:
     return [], "fewer than two trained methods: nothing to compare"
 
 
-def _settings(rows, records) -> list[dict[str, str]]:
-    groups: dict[tuple, list[dict]] = {}
+def _settings(rows: Sequence[LeaderboardRow], records: Sequence[RunRecord]) -> list[dict[str, str]]:
+    groups: dict[tuple, list[LeaderboardRow]] = {}
     for r in rows:
-        groups.setdefault((r["task"], r["proposals"], r["limit"]), []).append(r)
+        groups.setdefault((r.task, r.proposals, r.limit), []).append(r)
     out = []
     for (task, proposals, limit), here in sorted(groups.items(), key=lambda x: tuple(str(v) for v in x[0])):
-        models = sorted({f"{r['model']} (content {str(r.get('model_fingerprint'))[:12]})" for r in here if r["model"] != "none"})
+        models = sorted({f"{r.model} (content {str(r.model_fingerprint)[:12]})" for r in here if r.model != "none"})
         keys = {group_key(r) for r in here}
         metric = sorted({", ".join(f"{k} {v}" for k, v in sorted(dict(rec.metric).items()))
                          for rec in records if group_key(rec) in keys})
         out.append({"table": table_title(task, proposals, limit), "task": task,
-                    "task version": ", ".join(sorted({str(r["task_version"]) for r in here})),
+                    "task version": ", ".join(sorted({str(r.task_version) for r in here})),
                     "proposals": proposals, "models": "; ".join(models) or "none",
-                    "data content": ", ".join(sorted({str(r.get("data_fingerprint"))[:12] for r in here})),
+                    "data content": ", ".join(sorted({str(r.data_fingerprint)[:12] for r in here})),
                     "metric": "; ".join(metric), "limit": str(limit or "none (full splits)"),
-                    "data policy": "skip bad data" if any(r.get("skip_bad") for r in here) else "refuse bad data"})
+                    "data policy": "skip bad data" if any(r.skip_bad for r in here) else "refuse bad data"})
     return out
 
 
 @predictions_cache()  # the plots, every comparison and the gallery read each predictions file once
-def build_report(store, *, tasks: Sequence[str] | None = None, pairs: Sequence[tuple[str, str]] | None = None,
+def build_report(store: ResultsStore, *, tasks: Sequence[str] | None = None, pairs: Sequence[tuple[str, str]] | None = None,
                  data_root=None, images=None, proposals_file=None, gallery: bool = True, n_gallery: int = 3,
                  kinds: Sequence[str] = ("shots", "rsd", "candidates"), title: str | None = None) -> Report:
+    """The report of ``store`` (of ``tasks`` only, when given): tables, published rows, the plots
+    of ``kinds``, comparisons of ``pairs`` (default: :func:`default_pairs`), galleries and
+    provenance. What cannot be built (a missing predictions file, data not available here) becomes
+    a note, not an error."""
     from cptbench import __version__
 
     records = load_records(store, tasks)
     rows = aggregate(records)
     tables = wide_tables(rows)
-    present = sorted({r["task"] for r in rows})
+    present = sorted({r.task for r in rows})
     from cptbench.report.references import published_tables
 
     published = published_tables(present)
@@ -141,7 +154,7 @@ def build_report(store, *, tasks: Sequence[str] | None = None, pairs: Sequence[t
         for task in present:
             try:
                 _, ds = open_task(task, data_root, images)
-                g = build_gallery(store, records, [r for r in rows if r["task"] == task], ds, n_right=n_gallery,
+                g = build_gallery(store, records, [r for r in rows if r.task == task], ds, n_right=n_gallery,
                                   n_wrong=n_gallery, proposals_file=proposals_file)
             except CptbenchError as exc:
                 gnotes.append(f"{task}: no gallery ({exc})")
@@ -226,7 +239,7 @@ def _plain_table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str)
 
 
 def _comparison_html(c: Comparison) -> str:
-    la, lb = c.splits[0].a["label"], c.splits[0].b["label"]
+    la, lb = c.splits[0].a.label, c.splits[0].b.label
     out = [f'<h3 class="comparison" data-a="{_e(la)}" data-b="{_e(lb)}">A = {_e(la)} vs B = {_e(lb)} '
            f'({_e(c.splits[0].task)}; A-B in accuracy points)</h3>']
     sr, er = seed_rows(c), expression_rows(c)
@@ -263,6 +276,7 @@ def _gallery_html(g: Gallery) -> str:
 
 
 def to_html(r: Report) -> str:
+    """The report as one self-contained HTML page (images as data URIs)."""
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(r.title)}</title>",
              f"<style>{_CSS}</style><script>{_SCRIPT}</script></head><body>",
              f"<h1>{_e(r.title)}</h1>",
@@ -294,8 +308,8 @@ def to_html(r: Report) -> str:
     parts += [_gallery_html(g) for g in r.galleries]
     parts += [f"<p class='note'>{_e(n)}</p>" for n in r.gallery_notes]
     parts.append("<h2 id='provenance'>Commands and versions behind every number</h2>")
-    parts.append("<p class='dim'>Commands are rebuilt from the records (runs.jsonl stores no command line); run in the same "
-                 "results folder they reproduce the same run ids.</p>")
+    parts.append("<p class='dim'>Commands are rebuilt from the records (the command line each run was launched with is "
+                 "shown as 'as launched'); run in the same results folder they reproduce the same run ids.</p>")
     for c in r.commands:
         start, end = c.created
         vers = "; ".join(f"{v} ({n} runs)" for v, n in c.versions())
@@ -342,7 +356,7 @@ def to_markdown(r: Report, assets: Path, link_prefix: str) -> str:
         md += [f"![{f.caption}]({link_prefix}/{f.stem}.png)", "", f"*{f.caption}* ([SVG]({link_prefix}/{f.stem}.svg))", ""]
     md += ["## Comparisons", ""] + [f"{n}" for n in r.comparison_notes] + [""]
     for c in r.comparisons:
-        la, lb = c.splits[0].a["label"], c.splits[0].b["label"]
+        la, lb = c.splits[0].a.label, c.splits[0].b.label
         md += [f"### A = {la} vs B = {lb} ({c.splits[0].task})", ""]
         sr, er = seed_rows(c), expression_rows(c)
         if sr:

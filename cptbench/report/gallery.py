@@ -17,15 +17,20 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cptbench.report.aggregate import split_order
+from cptbench.report.aggregate import LeaderboardRow
 from cptbench.report.data import load_examples
+from cptbench.report.tables import split_order
+from cptbench.results.records import RunRecord
 from cptbench.results.selection import load_predictions, records_of
+from cptbench.results.store import ResultsStore
 
 GT_COLOUR = (0, 200, 83)
 
 
 @dataclass
 class GalleryItem:
+    """One painted prompt: the expression, the run's choice and score, right or wrong, and the PNG."""
+
     example_id: str
     split: str
     expression: str
@@ -41,6 +46,8 @@ class GalleryItem:
 
 @dataclass
 class Gallery:
+    """The painted prompts of one run (``run_id``), with notes on examples that could not be shown."""
+
     label: str
     task: str
     split: str
@@ -63,17 +70,18 @@ def painting_method(method: str):
     return cls if isinstance(cls, type) and issubclass(cls, CptMethod) else None
 
 
-def pick_run(rows: Sequence[dict[str, Any]], records: Sequence[Any], label: str | None = None):
+def pick_run(rows: Sequence[LeaderboardRow], records: Sequence[RunRecord],
+             label: str | None = None) -> tuple[LeaderboardRow, RunRecord] | tuple[None, None]:
     """(row, record) to show: the first painting method's row (or ``label``'s) at the smallest
-    k > 0 (else 0), first split in paper order, smallest seed."""
-    cands = [r for r in rows if painting_method(r["method"]) is not None and (label is None or r["label"] == label)]
+    k > 0 (else 0), first split in paper order, smallest seed; ``(None, None)`` when none painted."""
+    cands = [r for r in rows if painting_method(r.method) is not None and (label is None or r.label == label)]
     if not cands:
         return None, None
-    ks = sorted({r["shots"] for r in cands})
+    ks = sorted({r.shots for r in cands})
     k = next((x for x in ks if x > 0), ks[0])
-    here = [r for r in cands if r["shots"] == k]
-    first_label = sorted({r["label"] for r in here})[0] if label is None else label
-    row = sorted((r for r in here if r["label"] == first_label), key=lambda r: split_order(r["split"]))[0]
+    here = [r for r in cands if r.shots == k]
+    first_label = sorted({r.label for r in here})[0] if label is None else label
+    row = sorted((r for r in here if r.label == first_label), key=lambda r: split_order(r.split))[0]
     rec = records_of(records, row)[0]
     return row, rec
 
@@ -100,7 +108,7 @@ def _render(painted: np.ndarray, gt_box: np.ndarray, target: int = 200) -> bytes
     return buf.getvalue()
 
 
-def build_gallery(store, records: Sequence[Any], rows: Sequence[dict[str, Any]], ds, *, label: str | None = None,
+def build_gallery(store: ResultsStore, records: Sequence[RunRecord], rows: Sequence[LeaderboardRow], ds, *, label: str | None = None,
                   n_right: int = 3, n_wrong: int = 3, proposals_file=None) -> Gallery | None:
     """The gallery for the run :func:`pick_run` chooses (None when no painting method ran)."""
     from cptbench.cpt.painting import Painter, candidate_groups, parse_palette
@@ -138,4 +146,4 @@ def build_gallery(store, records: Sequence[Any], rows: Sequence[dict[str, Any]],
         notes.append(f"fewer than {n_right} right answers in this run")
     if sum(not i.correct for i in items) < n_wrong:
         notes.append(f"fewer than {n_wrong} wrong answers in this run")
-    return Gallery(row["label"], rec.task, rec.split, rec.shots, rec.seed, rec.run_id, items, notes)
+    return Gallery(row.label, rec.task, rec.split, rec.shots, rec.seed, rec.run_id, items, notes)

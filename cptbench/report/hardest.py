@@ -20,14 +20,19 @@ import numpy as np
 from cptbench.core.boxes import iou_matrix, is_hit
 from cptbench.core.errors import ResultsError
 from cptbench.report.data import load_examples
+from cptbench.results.records import RunRecord
 from cptbench.results.selection import load_predictions
+from cptbench.results.store import ResultsStore
 
+#: the columns of :func:`to_csv`, in order
 CSV_COLUMNS = ("rank", "example_id", "ref_id", "sent_id", "split", "expression", "n_wrong", "n_seeds", "chosen",
                "chosen_box", "chosen_iou", "true_box", "best_hit", "margin_mean", "picks", "n_candidates")
 
 
 @dataclass
 class HardExpression:
+    """An expression the method got wrong at ``n_wrong`` of ``n_seeds`` seeds, with what it chose."""
+
     example_id: str
     split: str
     expression: str
@@ -43,6 +48,7 @@ class HardExpression:
     n_candidates: int = 0
 
     def to_row(self, rank: int) -> dict[str, Any]:
+        """The CSV row (:data:`CSV_COLUMNS`) of this expression at ``rank``."""
         ref, _, sent = self.example_id.partition(":")
         box = lambda b: "" if b is None else " ".join(f"{v:.1f}" for v in b)  # noqa: E731
         return {"rank": rank, "example_id": self.example_id, "ref_id": ref, "sent_id": sent, "split": self.split,
@@ -53,8 +59,10 @@ class HardExpression:
                 "picks": " ".join(f"{s}:{p}" for s, p in sorted(self.picks.items())), "n_candidates": self.n_candidates}
 
 
-def hardest(store, records: Sequence[Any], ds, *, min_wrong: int | None = None, proposals_file=None) -> list[HardExpression]:
-    """Records: the runs of one method at one task, split and k (one per seed)."""
+def hardest(store: ResultsStore, records: Sequence[RunRecord], ds, *, min_wrong: int | None = None,
+            proposals_file=None) -> list[HardExpression]:
+    """The expressions wrong at ``min_wrong`` (default: all) of ``records``, the runs of one method
+    at one task, split and k (one per seed); hardest first (most seeds wrong, then the largest margin)."""
     if not records:
         return []
     split = records[0].split
@@ -105,6 +113,7 @@ def hardest(store, records: Sequence[Any], ds, *, min_wrong: int | None = None, 
 
 
 def to_csv(items: Sequence[HardExpression]) -> str:
+    """``items`` as CSV, ranked in their order."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     w.writeheader()

@@ -13,8 +13,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cptbench.report.aggregate import split_order, table_title
+from cptbench.report.aggregate import LeaderboardRow
+from cptbench.report.tables import split_order, table_title
+from cptbench.results.records import RunRecord
 from cptbench.results.selection import group_key, load_predictions
+from cptbench.results.store import ResultsStore
 
 #: candidate-count bins when a task has more distinct counts than fit on an axis
 CANDIDATE_BINS = ((1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 7), (8, 10), (11, 15), (16, 20), (21, 30), (31, 50), (51, 10**6))
@@ -35,7 +38,7 @@ def _figure(n_panels: int, width_per: float = 3.6, height: float = 3.2):
     return fig, axes
 
 
-def _trains(method: str) -> bool:
+def method_trains(method: str) -> bool:
     """Whether a method trains (its accuracy can change with k); unknown plug-ins count as training."""
     try:
         from cptbench.methods.registry import get_method_class
@@ -45,40 +48,41 @@ def _trains(method: str) -> bool:
         return True
 
 
-def _panels(rows: Sequence[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+def _panels(rows: Sequence[LeaderboardRow]) -> dict[tuple, list[LeaderboardRow]]:
     """Rows per figure: (task, proposals, limit), as the leaderboard's tables."""
-    out: dict[tuple, list[dict[str, Any]]] = {}
+    out: dict[tuple, list[LeaderboardRow]] = {}
     for r in rows:
-        out.setdefault((r["task"], r["proposals"], r["limit"]), []).append(r)
+        out.setdefault((r.task, r.proposals, r.limit), []).append(r)
     return out
 
 
 def figure_title(key: tuple) -> str:
+    """The title of the figures of a table key (task, proposals, limit), as the table's."""
     return table_title(*key)
 
 
-def _label(r: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
-    models = {x["model"] for x in rows if x["model"] != "none"}
-    return r["label"] + (f" ({r['model']})" if len(models) > 1 and r["model"] != "none" else "")
+def _label(r: LeaderboardRow, rows: Sequence[LeaderboardRow]) -> str:
+    models = {x.model for x in rows if x.model != "none"}
+    return r.label + (f" ({r.model})" if len(models) > 1 and r.model != "none" else "")
 
 
-def accuracy_vs_shots(records: Sequence[Any], rows: Sequence[dict[str, Any]], key: tuple):
+def accuracy_vs_shots(records: Sequence[RunRecord], rows: Sequence[LeaderboardRow], key: tuple):
     """One panel per split: per method, the mean accuracy over seeds against k (evenly spaced k
     positions), a mean ± population-std band, and every seed as a point. A method that does not
     train and ran at one k only (random, oracle) is a dashed horizontal level."""
     return _over_shots(records, rows, key, "acc")
 
 
-def rsd_vs_shots(records: Sequence[Any], rows: Sequence[dict[str, Any]], key: tuple):
+def rsd_vs_shots(records: Sequence[RunRecord], rows: Sequence[LeaderboardRow], key: tuple):
     """One panel per split: per method, RSD (population std / mean, %) against k, for the k with
     two or more seeds."""
     return _over_shots(records, rows, key, "rsd")
 
 
-def _over_shots(records, rows, key, what: str):
-    rows = [r for r in rows if (r["task"], r["proposals"], r["limit"]) == key]
-    splits = sorted({r["split"] for r in rows}, key=split_order)
-    ks = sorted({r["shots"] for r in rows})
+def _over_shots(records: Sequence[RunRecord], rows: Sequence[LeaderboardRow], key: tuple, what: str):
+    rows = [r for r in rows if (r.task, r.proposals, r.limit) == key]
+    splits = sorted({r.split for r in rows}, key=split_order)
+    ks = sorted({r.shots for r in rows})
     pos = {k: i for i, k in enumerate(ks)}
     acc_by_group: dict[tuple, dict[int, float]] = {}
     for rec in records:
@@ -88,54 +92,54 @@ def _over_shots(records, rows, key, what: str):
     labels = sorted({_label(r, rows) for r in rows})
     colours = {lab: f"C{i % 10}" for i, lab in enumerate(labels)}
     for ax, split in zip(axes, splits):
-        here = [r for r in rows if r["split"] == split]
+        here = [r for r in rows if r.split == split]
         for lab in labels:
-            pts = sorted((r for r in here if _label(r, rows) == lab), key=lambda r: r["shots"])
+            pts = sorted((r for r in here if _label(r, rows) == lab), key=lambda r: r.shots)
             if what == "rsd":
-                pts = [r for r in pts if r["n_seeds"] >= 2 and r["rsd"] == r["rsd"]]
+                pts = [r for r in pts if r.n_seeds >= 2 and r.rsd == r.rsd]
             if not pts:
                 continue
             c = colours[lab]
             sid = f"{split}-{slug(lab)}"
-            level = len(pts) == 1 and len(ks) > 1 and not _trains(pts[0]["method"])
+            level = len(pts) == 1 and len(ks) > 1 and not method_trains(pts[0].method)
             if what == "acc":
-                mean = np.array([r["acc_mean"] for r in pts])
-                std = np.array([r["acc_std"] for r in pts])
+                mean = np.array([r.acc_mean for r in pts])
+                std = np.array([r.acc_std for r in pts])
                 seeds = [acc_by_group.get(group_key(r), {}) for r in pts]
                 if level:
                     x = np.array([0, len(ks) - 1], dtype=float)
                     mean, std = np.repeat(mean, 2), np.repeat(std, 2)
                     ax.plot(x, mean, "--", color=c, lw=1.2, label=f"{lab} (does not train)", gid=f"mean-{sid}")
                 else:
-                    x = np.array([pos[r["shots"]] for r in pts], dtype=float)
+                    x = np.array([pos[r.shots] for r in pts], dtype=float)
                     ax.plot(x, mean, "-o", color=c, lw=1.5, ms=3.5, label=lab, gid=f"mean-{sid}")
-                banded = any(r["n_seeds"] > 1 for r in pts)
+                banded = any(r.n_seeds > 1 for r in pts)
                 if banded:
                     ax.fill_between(x, mean - std, mean + std, color=c, alpha=0.15, lw=0, gid=f"band-{sid}")
                 sx, sy = [], []
                 for r, vals in zip(pts, seeds):
-                    if r["n_seeds"] < 2 or level:
+                    if r.n_seeds < 2 or level:
                         continue
                     offs = np.linspace(-0.12, 0.12, len(vals)) if len(vals) > 1 else np.zeros(1)
-                    sx += list(pos[r["shots"]] + offs)
+                    sx += list(pos[r.shots] + offs)
                     sy += [vals[s] for s in sorted(vals)]
                 if sx:
                     ax.scatter(sx, sy, s=9, color=c, alpha=0.55, lw=0, gid=f"seeds-{sid}")
-                series.append({"kind": "acc", "split": split, "label": lab, "shots": [r["shots"] for r in pts],
+                series.append({"kind": "acc", "split": split, "label": lab, "shots": [r.shots for r in pts],
                                "mean": [float(v) for v in mean[: len(pts)]] if not level else [float(mean[0])],
-                               "std": [float(r["acc_std"]) for r in pts], "n_seeds": [int(r["n_seeds"]) for r in pts],
+                               "std": [float(r.acc_std) for r in pts], "n_seeds": [int(r.n_seeds) for r in pts],
                                "seed_points": list(zip(map(float, sx), map(float, sy))), "level": level, "id": sid})
             elif level:
-                y = np.repeat(100 * pts[0]["rsd"], 2)
+                y = np.repeat(100 * pts[0].rsd, 2)
                 ax.plot([0, len(ks) - 1], y, "--", color=c, lw=1.2, label=f"{lab} (does not train)", gid=f"rsd-{sid}")
-                series.append({"kind": "rsd", "split": split, "label": lab, "shots": [pts[0]["shots"]],
-                               "rsd_percent": [float(y[0])], "n_seeds": [int(pts[0]["n_seeds"])], "level": True, "id": sid})
+                series.append({"kind": "rsd", "split": split, "label": lab, "shots": [pts[0].shots],
+                               "rsd_percent": [float(y[0])], "n_seeds": [int(pts[0].n_seeds)], "level": True, "id": sid})
             else:
-                x = np.array([pos[r["shots"]] for r in pts], dtype=float)
-                y = np.array([100 * r["rsd"] for r in pts])
+                x = np.array([pos[r.shots] for r in pts], dtype=float)
+                y = np.array([100 * r.rsd for r in pts])
                 ax.plot(x, y, "-o", color=c, lw=1.5, ms=3.5, label=lab, gid=f"rsd-{sid}")
-                series.append({"kind": "rsd", "split": split, "label": lab, "shots": [r["shots"] for r in pts],
-                               "rsd_percent": [float(v) for v in y], "n_seeds": [int(r["n_seeds"]) for r in pts],
+                series.append({"kind": "rsd", "split": split, "label": lab, "shots": [r.shots for r in pts],
+                               "rsd_percent": [float(v) for v in y], "n_seeds": [int(r.n_seeds) for r in pts],
                                "level": False, "id": sid})
         ax.set_xticks(range(len(ks)), [("0\n(zero-shot)" if k == 0 else str(k)) for k in ks])
         ax.set_xlabel("k (training expressions)")
@@ -156,24 +160,24 @@ def _over_shots(records, rows, key, what: str):
     return fig, series
 
 
-def default_candidate_shots(rows: Sequence[dict[str, Any]]) -> int:
+def default_candidate_shots(rows: Sequence[LeaderboardRow]) -> int:
     """The k the candidates plot uses unless told: the smallest k > 0 present, else 0."""
-    ks = sorted({r["shots"] for r in rows if r["shots"] > 0})
+    ks = sorted({r.shots for r in rows if r.shots > 0})
     return ks[0] if ks else 0
 
 
-def accuracy_vs_candidates(store, records: Sequence[Any], rows: Sequence[dict[str, Any]], key: tuple,
+def accuracy_vs_candidates(store: ResultsStore, records: Sequence[RunRecord], rows: Sequence[LeaderboardRow], key: tuple,
                            shots: int | None = None):
     """Accuracy against the number of candidates of an expression (read from the predictions
     files: the length of each score list), pooled over seeds and splits, at one k (methods that do
     not train at their only k). A dotted line marks 1/n, the chance of a uniform pick with one
     right candidate. Marker area grows with the number of (expression, seed) trials in the bin."""
-    rows = [r for r in rows if (r["task"], r["proposals"], r["limit"]) == key]
+    rows = [r for r in rows if (r.task, r.proposals, r.limit) == key]
     k = default_candidate_shots(rows) if shots is None else shots
-    chosen = [r for r in rows if r["shots"] == k]
-    labels_at_k = {r["label"] for r in chosen}
-    chosen += [r for r in rows if r["label"] not in labels_at_k and len({x["shots"] for x in rows if x["label"] == r["label"]}) == 1
-               and not _trains(r["method"])]
+    chosen = [r for r in rows if r.shots == k]
+    labels_at_k = {r.label for r in chosen}
+    chosen += [r for r in rows if r.label not in labels_at_k and len({x.shots for x in rows if x.label == r.label}) == 1
+               and not method_trains(r.method)]
     per_label: dict[str, list[tuple[int, bool]]] = {}
     keys = {group_key(r): _label(r, rows) for r in chosen}
     for rec in records:
@@ -227,12 +231,13 @@ def save(fig, stem: Path, formats: Sequence[str] = ("png", "svg")) -> list[Path]
 
 
 def png_bytes(fig, dpi: int = 110) -> bytes:
+    """``fig`` as PNG bytes."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
 
 
-def all_figures(store, records: Sequence[Any], rows: Sequence[dict[str, Any]], kinds: Sequence[str] = ("shots", "candidates", "rsd"),
+def all_figures(store: ResultsStore, records: Sequence[RunRecord], rows: Sequence[LeaderboardRow], kinds: Sequence[str] = ("shots", "candidates", "rsd"),
                 candidate_shots: int | None = None) -> list[tuple[str, tuple, Any, list[dict]]]:
     """``(kind, table key, figure, series)`` for every results table and kind asked for; a kind
     with nothing to draw for a table (RSD with one seed, one k) is skipped."""
@@ -243,7 +248,7 @@ def all_figures(store, records: Sequence[Any], rows: Sequence[dict[str, Any]], k
         if "shots" in kinds:
             fig, s = accuracy_vs_shots(records, here, key)
             out.append(("shots", key, fig, s))
-        if "rsd" in kinds and any(r["n_seeds"] >= 2 for r in here):
+        if "rsd" in kinds and any(r.n_seeds >= 2 for r in here):
             fig, s = rsd_vs_shots(records, here, key)
             if s:
                 out.append(("rsd", key, fig, s))
@@ -255,6 +260,7 @@ def all_figures(store, records: Sequence[Any], rows: Sequence[dict[str, Any]], k
 
 
 def file_stem(kind: str, key: tuple) -> str:
+    """The file name (without suffix) of a figure: ``<task>[_<proposals>][_limit<n>]_<kind>``."""
     task, proposals, limit = key
     base = {"shots": "accuracy_vs_shots", "rsd": "rsd_vs_shots", "candidates": "accuracy_vs_candidates"}[kind]
     extra = "" if proposals == "gt" else "_" + slug(proposals)

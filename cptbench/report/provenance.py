@@ -13,21 +13,28 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from cptbench.report.aggregate import option_value, split_order
+from cptbench.report.aggregate import option_value
+from cptbench.report.tables import split_order
+from cptbench.results.records import RunRecord
 from cptbench.results.selection import group_key
 
+#: the record fields that one ``cptbench run`` command holds fixed
 JOB_KEYS = ("task", "method", "method_config_hash", "model", "proposals", "limit", "skip_bad")
 
 
 @dataclass
 class Command:
+    """A rebuilt ``cptbench run`` command (``id`` ``c1``, ``c2``, ...), the records it reproduces
+    and notes on how it was rebuilt."""
+
     id: str
     argv: list[str]
-    records: list[Any] = field(default_factory=list)
+    records: list[RunRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
+        """The command as a shell line."""
         return " ".join(shlex.quote(a) for a in self.argv)
 
     def versions(self) -> list[tuple[str, int]]:
@@ -39,10 +46,12 @@ class Command:
         return sorted(seen.items(), key=lambda x: -x[1])
 
     def distinct(self, attr: str) -> list[str]:
+        """The distinct values of a record field over the command's runs (``not recorded`` for empty)."""
         return sorted({str(getattr(r, attr, "") or "not recorded") for r in self.records})
 
     @property
     def created(self) -> tuple[str, str]:
+        """The first and last ``created_at`` of its runs (empty strings when none is recorded)."""
         dates = sorted(r.created_at for r in self.records if r.created_at)
         return (dates[0], dates[-1]) if dates else ("", "")
 
@@ -74,11 +83,11 @@ def _ints(values) -> str:
     return ",".join(str(v) for v in sorted(values))
 
 
-def build_commands(records: Sequence[Any]) -> tuple[list[Command], dict[tuple, str]]:
+def build_commands(records: Sequence[RunRecord]) -> tuple[list[Command], dict[tuple, str]]:
     """Commands behind ``records`` and, per aggregation group (:func:`group_key`), its command id."""
-    jobs: dict[tuple, list[Any]] = {}
+    jobs: dict[tuple, list[RunRecord]] = {}
     for r in records:
-        jobs.setdefault(tuple(r.get(k) for k in JOB_KEYS), []).append(r)
+        jobs.setdefault(tuple(getattr(r, k) for k in JOB_KEYS), []).append(r)
     commands: list[Command] = []
     of_group: dict[tuple, str] = {}
     for key in sorted(jobs, key=lambda k: tuple(str(x) for x in k)):
@@ -124,7 +133,7 @@ def build_commands(records: Sequence[Any]) -> tuple[list[Command], dict[tuple, s
             cid = f"c{len(commands) + 1}"
             argv = ["cptbench", "run", *argv_common[:4], "-k", _ints(ks), "--seeds", _ints(seeds), *argv_common[4:]]
             mine = [r for r in recs if r.shots in ks and r.seed in seeds]
-            launched = sorted({r.get("command") for r in mine if r.get("command")})
+            launched = sorted({r.command for r in mine if r.command})
             extra = [f"as launched: {c}" for c in launched[:3]] + (
                 [f"... and {len(launched) - 3} more launch commands"] if len(launched) > 3 else [])
             commands.append(Command(cid, argv, mine, list(notes) + extra))

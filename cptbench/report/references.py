@@ -1,6 +1,6 @@
 """Published reference numbers, shown beside measured rows but never mixed with them.
 
-Rows come from the ``cptbench.report.references`` entry-point group: each entry point is a zero-argument
+Rows come from the ``cptbench.references`` entry-point group: each entry point is a zero-argument
 callable returning dicts with task, split, method, backbone, shots, proposals, accuracy, source.
 (cptbench's own baselines package provides the numbers quoted in the protocol notes.)
 """
@@ -10,13 +10,16 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Any, Sequence
 
-from cptbench.report.aggregate import WideTable, split_order
+from cptbench.report.tables import WideTable, split_order
 
 ENTRY_POINT_GROUP = "cptbench.references"
+#: the keys every published row must have
 REQUIRED = ("task", "split", "method", "backbone", "shots", "proposals", "accuracy", "source")
 
 
 def published_rows() -> list[dict[str, Any]]:
+    """Every published row of every installed entry point (a :class:`ValueError` for a row that
+    lacks a :data:`REQUIRED` key)."""
     rows: list[dict[str, Any]] = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         for i, row in enumerate(ep.load()()):

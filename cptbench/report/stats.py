@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from cptbench.report.aggregate import _isnan, seed_stats
+from cptbench.report.aggregate import is_missing, seed_stats
 
 #: sign-flip permutations are enumerated exactly up to this many pairs (2**20 assignments)
 EXACT_PERMUTATION_MAX = 20
@@ -39,7 +39,7 @@ _SD_RTOL = 1e-9
 
 
 def _nan_to_none(x: float | None) -> float | None:
-    return None if _isnan(x) else float(x)
+    return None if is_missing(x) else float(x)
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,11 @@ class SeedTest:
 
     @property
     def n(self) -> int:
+        """The number of shared seeds."""
         return len(self.seeds)
 
     def to_json(self) -> dict:
+        """The test as a JSON-ready dict."""
         return {"seeds": list(self.seeds), "a": list(self.a), "b": list(self.b), "n": self.n,
                 "diff_mean": self.diff_mean, "diff_sd": self.diff_sd, "t": self.t, "df": self.df,
                 "t_p": self.t_p, "ci95": list(self.ci95) if self.ci95 else None, "perm_p": self.perm_p,
@@ -194,9 +196,11 @@ class ExpressionTest:
 
     @property
     def diff(self) -> float:
+        """acc_a - acc_b (points)."""
         return self.acc_a - self.acc_b
 
     def to_json(self) -> dict:
+        """The test as a JSON-ready dict."""
         return {"n": self.n, "acc_a": self.acc_a, "acc_b": self.acc_b, "diff": self.diff,
                 "both_right": self.both_right, "a_only": self.a_only, "b_only": self.b_only,
                 "both_wrong": self.both_wrong, "mcnemar_p": self.mcnemar_p, "boot_ci95": list(self.boot_ci95),
@@ -257,7 +261,7 @@ def paired_expression_test(a: Mapping[str, bool], b: Mapping[str, bool], resampl
 def population_rsd(values: Sequence[float]) -> float | None:
     """std (ddof 0) / mean; None for a zero or undefined mean."""
     rsd = seed_stats(values).rsd
-    return None if _isnan(rsd) else rsd
+    return None if is_missing(rsd) else rsd
 
 
 @dataclass(frozen=True)
@@ -279,6 +283,7 @@ class Headline:
                  "split-averaged RSDs, 1 - mean RSD_A / mean RSD_B, is given beside it)")
 
     def to_json(self) -> dict:
+        """The figures as a JSON-ready dict, with the averaging stated."""
         return {"splits": list(self.splits), "gain": dict(self.gain), "rsd_a": dict(self.rsd_a),
                 "rsd_b": dict(self.rsd_b), "rsd_reduction": dict(self.rsd_reduction), "gain_mean": self.gain_mean,
                 "rsd_reduction_mean": self.rsd_reduction_mean, "rsd_reduction_of_means": self.rsd_reduction_of_means,
@@ -321,6 +326,7 @@ def headline(per_split: Mapping[str, tuple[Sequence[float], Sequence[float]]]) -
 
 
 def format_p(p: float | None) -> str:
+    """A p value for a table: ``n/a``, ``<1e-4``, or 2-3 significant digits."""
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "n/a"
     if p < 1e-4:

@@ -37,6 +37,9 @@ class RecordError(ResultsError):
 
 @dataclass(frozen=True)
 class RunRecord:
+    """One finished run (one split of one job): its identity, setting, result, timings and
+    provenance. Read with :meth:`from_json`, written with :func:`dumps`."""
+
     run_id: str
     task: str
     task_version: int
@@ -89,6 +92,7 @@ class RunRecord:
     precision: str = ""
 
     def to_json(self) -> dict[str, Any]:
+        """Every field as plain JSON values (mappings as dicts, tuples as lists)."""
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def __getitem__(self, key: str) -> Any:
@@ -99,6 +103,7 @@ class RunRecord:
             raise KeyError(key) from None
 
     def get(self, key: str, default: Any = None) -> Any:
+        """Mapping-style ``get``, for scripts written against schema 1."""
         return getattr(self, key, default)
 
     def stable_view(self) -> dict[str, Any]:
@@ -109,6 +114,8 @@ class RunRecord:
         return d
 
     def same_result(self, other: "RunRecord") -> bool:
+        """Whether ``other`` has the same accuracy and counts (NaN equals NaN) and, where both
+        record one, the same predictions hash."""
         keys = ("accuracy", "n", "n_correct", "n_invalid", "n_no_candidates")
         a, b = self.to_json(), other.to_json()
         same = all(_eq(a[k], b[k]) for k in keys)
@@ -118,6 +125,8 @@ class RunRecord:
 
     @classmethod
     def from_json(cls, data: Any, where: str = "record") -> "RunRecord":
+        """A validated record from a parsed ``runs.jsonl`` line (schema 1 upgraded); a
+        :class:`RecordError` naming ``where`` otherwise. Unknown keys are ignored."""
         if not isinstance(data, Mapping):
             raise RecordError(f"{where}: a run record is a JSON object, got {type(data).__name__}.")
         data = dict(data)
@@ -196,4 +205,5 @@ def _plain(v: Any) -> Any:
 
 
 def dumps(record: RunRecord) -> str:
+    """``record`` as one ``runs.jsonl`` line (sorted keys, no newline)."""
     return json.dumps(record.to_json(), sort_keys=True, allow_nan=True)

@@ -10,19 +10,23 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence, TypeVar
 
-from cptbench.report.aggregate import GROUP_KEYS
 from cptbench.core.errors import ResultsError, UsageError
+from cptbench.report.aggregate import GROUP_KEYS, LeaderboardRow
+from cptbench.results.records import RunRecord
 from cptbench.results.store import ResultsStore, read_jsonl
 
-
-def group_key(r: Any) -> tuple:
-    """The aggregation group of a record or of an aggregate row."""
-    return tuple(r.get(k) if hasattr(r, "get") else r[k] for k in GROUP_KEYS)
+#: a run record or a leaderboard row: both carry task and the :data:`GROUP_KEYS`
+Item = TypeVar("Item", RunRecord, LeaderboardRow)
 
 
-def load_records(store: ResultsStore, tasks: Sequence[str] | None = None) -> list[Any]:
+def group_key(r: RunRecord | LeaderboardRow) -> tuple:
+    """The aggregation group of a record or of a leaderboard row."""
+    return tuple(getattr(r, k) for k in GROUP_KEYS)
+
+
+def load_records(store: ResultsStore, tasks: Sequence[str] | None = None) -> list[RunRecord]:
     """The finished runs of ``store`` (of ``tasks`` only, when given); a :class:`ResultsError`
     when there are none, naming the tasks the folder holds."""
     records = store.records()
@@ -31,11 +35,11 @@ def load_records(store: ResultsStore, tasks: Sequence[str] | None = None) -> lis
     return of_tasks(store, records, tasks) if tasks else records
 
 
-def of_tasks(store: ResultsStore, items: Sequence[Any], tasks: Sequence[str]) -> list[Any]:
-    """The records or aggregate rows of ``tasks``; a :class:`ResultsError` when there are none."""
-    picked = [x for x in items if x["task"] in tasks]
+def of_tasks(store: ResultsStore, items: Sequence[Item], tasks: Sequence[str]) -> list[Item]:
+    """The records or leaderboard rows of ``tasks``; a :class:`ResultsError` when there are none."""
+    picked = [x for x in items if x.task in tasks]
     if not picked:
-        have = sorted({x["task"] for x in items})
+        have = sorted({x.task for x in items})
         raise ResultsError(f"no runs of task(s) {', '.join(tasks)} in {store.runs_path}; it holds {', '.join(have)}.")
     return picked
 
@@ -51,48 +55,50 @@ def _canonical_method(name: str) -> str | None:
         return None
 
 
-def match_rows(rows: Sequence[dict[str, Any]], spec: str) -> list[dict[str, Any]]:
-    """Aggregate rows that ``spec`` names: an exact label (with or without the ``*`` mark), a
+def match_rows(rows: Sequence[LeaderboardRow], spec: str) -> list[LeaderboardRow]:
+    """Leaderboard rows that ``spec`` names: an exact label (with or without the ``*`` mark), a
     ``method#hash`` prefix, or a method name / alias (all its configs)."""
     spec = spec.strip()
-    exact = [r for r in rows if r["label"] in (spec, spec + "*") or r["label"].rstrip("*") == spec]
+    exact = [r for r in rows if r.label in (spec, spec + "*") or r.label.rstrip("*") == spec]
     if exact:
         return exact
     if "#" in spec:
         name, _, prefix = spec.partition("#")
-        hits = [r for r in rows if r["method"] == name and r["method_config_hash"].startswith(prefix)]
+        hits = [r for r in rows if r.method == name and r.method_config_hash.startswith(prefix)]
         if hits:
             return hits
-    hits = [r for r in rows if r["method"] == spec]
+    hits = [r for r in rows if r.method == spec]
     if not hits:
         canonical = _canonical_method(spec)
-        hits = [r for r in rows if canonical and r["method"] == canonical]
+        hits = [r for r in rows if canonical and r.method == canonical]
     return hits
 
 
-def known_labels(rows: Iterable[dict[str, Any]]) -> list[str]:
-    return sorted({r["label"] for r in rows})
+def known_labels(rows: Iterable[LeaderboardRow]) -> list[str]:
+    """The distinct labels of ``rows``, sorted."""
+    return sorted({r.label for r in rows})
 
 
-def select_rows(rows: Sequence[dict[str, Any]], spec: str, *, task: str | None = None, shots: Sequence[int] | None = None,
-                splits: Sequence[str] | None = None, model: str | None = None, proposals: str | None = None) -> list[dict[str, Any]]:
+def select_rows(rows: Sequence[LeaderboardRow], spec: str, *, task: str | None = None, shots: Sequence[int] | None = None,
+                splits: Sequence[str] | None = None, model: str | None = None,
+                proposals: str | None = None) -> list[LeaderboardRow]:
     """Rows of ``spec`` under the filters; a usage error naming the labels that exist otherwise."""
     hits = match_rows(rows, spec)
     if not hits:
         from cptbench.core.registry import unknown_name_message
 
         raise UsageError(unknown_name_message("method in the results:", spec, known_labels(rows)))
-    out = [r for r in hits if (task is None or r["task"] == task) and (shots is None or r["shots"] in shots)
-           and (splits is None or r["split"] in splits) and (model is None or r["model"] == model)
-           and (proposals is None or r["proposals"] == proposals)]
+    out = [r for r in hits if (task is None or r.task == task) and (shots is None or r.shots in shots)
+           and (splits is None or r.split in splits) and (model is None or r.model == model)
+           and (proposals is None or r.proposals == proposals)]
     if not out:
-        have = sorted({(r["task"], r["shots"]) for r in hits})
+        have = sorted({(r.task, r.shots) for r in hits})
         raise UsageError(f"{spec!r} has no runs with the filters given (it has task/k: "
                          + ", ".join(f"{t} k={k}" for t, k in have) + "); change --task/--shots/--split/--model.")
     return out
 
 
-def select_all(rows: Sequence[dict[str, Any]], specs: Iterable[str]) -> list[dict[str, Any]]:
+def select_all(rows: Sequence[LeaderboardRow], specs: Iterable[str]) -> list[LeaderboardRow]:
     """The rows that any of ``specs`` names (in ``rows``' order); a usage error for a spec that
     names none, listing the labels that exist."""
     keys: set[tuple] = set()
@@ -101,8 +107,8 @@ def select_all(rows: Sequence[dict[str, Any]], specs: Iterable[str]) -> list[dic
     return [r for r in rows if group_key(r) in keys]
 
 
-def records_of(records: Sequence[Any], row: dict[str, Any]) -> list[Any]:
-    """The records behind an aggregate row, sorted by seed."""
+def records_of(records: Sequence[RunRecord], row: LeaderboardRow) -> list[RunRecord]:
+    """The records behind a leaderboard row, sorted by seed."""
     key = group_key(row)
     return sorted((r for r in records if group_key(r) == key), key=lambda r: r.seed)
 
@@ -123,13 +129,14 @@ def predictions_cache() -> Iterator[None]:
         _PREDICTIONS.reset(token)
 
 
-def load_predictions(store: ResultsStore, rec: Any) -> list[dict[str, Any]]:
+def load_predictions(store: ResultsStore, rec: RunRecord) -> list[dict[str, Any]]:
     """The per-example prediction rows of a run (``example_id``, ``pred``, ``iou``, ``correct``,
-    ``status``, ``scores``); read once per :func:`predictions_cache` block."""
+    ``status``, ``scores``); read once per :func:`predictions_cache` block. A record whose
+    ``predictions_path`` leaves the results folder is refused (:meth:`ResultsLayout.inside`)."""
     if not rec.predictions_path:
         raise ResultsError(f"run {rec.run_id} ({rec.method} k={rec.shots} seed {rec.seed} {rec.split}) names no predictions "
                            f"file (a schema-1 record); run it again to get per-example predictions.")
-    path = store.root / rec.predictions_path
+    path = store.layout.inside(rec.predictions_path, "predictions_path")
     if not path.is_file():
         raise ResultsError(f"{path}: predictions file of run {rec.run_id} ({rec.method} k={rec.shots} seed {rec.seed} "
                            f"{rec.split}) is missing; restore it, or delete the run (`cptbench runs --run-id "

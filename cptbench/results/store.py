@@ -133,6 +133,8 @@ def _sweep_stale_temps(path: Path) -> None:
 
 
 def write_atomic(path: Path, data: bytes, kill_point: str = "") -> None:
+    """Replace ``path`` with ``data`` atomically (a fsynced temporary file renamed over it), so a
+    reader sees the old file or the new one, never part of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     _sweep_stale_temps(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -194,6 +196,7 @@ class ResultsStore:
         return out
 
     def finished_ids(self) -> set[str]:
+        """The run ids of :meth:`records`."""
         return {r.run_id for r in self.records()}
 
     def append_record(self, record: RunRecord) -> bool:
@@ -246,6 +249,7 @@ class ResultsStore:
         return RunLock(path, fd)
 
     def lock_holder(self, run_id: str) -> str:
+        """Who holds the run's lock, as its lock file says (``pid ... on host since ...``)."""
         try:
             info = json.loads(self.lock_path(run_id).read_text() or "{}")
             return f"pid {info.get('pid')} on {info.get('host')} since {info.get('since')}"
@@ -278,6 +282,7 @@ class ResultsStore:
         return hashlib.sha256(data).hexdigest()
 
     def drop_partial(self, run_id: str) -> None:
+        """Delete the run's resume file and the append lock beside it (once the run is recorded)."""
         p = self.predictions_path(run_id, partial=True)
         p.unlink(missing_ok=True)
         p.with_name(p.name + ".lock").unlink(missing_ok=True)
