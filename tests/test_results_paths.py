@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from cptbench.cli.main import cli
 from cptbench.core.errors import ResultsError
-from cptbench.results.selection import load_predictions
+from cptbench.report.selection import load_predictions
 from cptbench.results.store import ResultsStore
 from record_fixture import make_record
 

@@ -83,7 +83,7 @@ def show_leaderboard(state, store, tasks=None, published: bool = False, all_publ
     from cptbench.report.aggregate import aggregate
     from cptbench.report.leaderboard import write_leaderboard
     from cptbench.report.tables import CSV_SCHEMA_VERSION, latex, long_csv, long_json, markdown, wide_tables
-    from cptbench.results.selection import load_records, of_tasks
+    from cptbench.report.selection import load_records, of_tasks
 
     board = write_leaderboard(store, aggregate(load_records(store)))
     if tasks:  # rows keep the labels given over all rows: the printed table names them as the files do

@@ -38,7 +38,7 @@ def compare(state, a, b, results, task, shots, splits, model, proposals, fmt) ->
     """
     from cptbench.report.aggregate import aggregate
     from cptbench.report.compare import compare as run_compare
-    from cptbench.results.selection import load_records
+    from cptbench.report.selection import load_records
     from cptbench.results.store import ResultsStore
 
     store = ResultsStore(results)

@@ -45,7 +45,7 @@ def errors(state, method, task, split, shots, min_wrong, top, csv_path, model, r
     from cptbench.report.aggregate import aggregate
     from cptbench.report.data import open_task
     from cptbench.report.hardest import hardest, to_csv
-    from cptbench.results.selection import load_records, records_of, select_rows
+    from cptbench.report.selection import load_records, records_of, select_rows
     from cptbench.results.store import ResultsStore
 
     store = ResultsStore(results)

@@ -34,7 +34,7 @@ def plot(state, results, out, tasks, methods, kinds, shots, formats) -> None:
     from cptbench.core.errors import UsageError
     from cptbench.report.aggregate import aggregate
     from cptbench.report.plots import all_figures, file_stem, save
-    from cptbench.results.selection import group_key, load_records, select_all
+    from cptbench.report.selection import group_key, load_records, select_all
     from cptbench.results.store import ResultsStore
 
     store = ResultsStore(results)

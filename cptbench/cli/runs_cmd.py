@@ -58,7 +58,7 @@ def runs(state, results, tasks, methods, models, shots, seeds, splits, configs, 
     """
     from cptbench.report.aggregate import aggregate
     from cptbench.core.errors import UsageError
-    from cptbench.results.selection import group_key, load_records, select_all
+    from cptbench.report.selection import group_key, load_records, select_all
     from cptbench.results.store import ResultsStore
 
     store = ResultsStore(results)
@@ -152,7 +152,7 @@ def _print(sel, label_of, total: int) -> None:
     from rich.table import Table
 
     from cptbench.report.tables import shots_text
-    from cptbench.results.selection import group_key
+    from cptbench.report.selection import group_key
 
     out = Console()
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 0),

@@ -15,7 +15,7 @@
 - :mod:`.provenance` - the command and versions behind every number
 - :mod:`.document` - the self-contained HTML report and its Markdown twin
 
-Records are selected by method label in :mod:`cptbench.results.selection`.
+Records are selected by method label in :mod:`cptbench.report.selection`.
 
 Library code: nothing here prints; matplotlib is imported only by the functions that draw.
 """

@@ -23,7 +23,7 @@ from cptbench.report.aggregate import LeaderboardRow
 from cptbench.report.stats import ExpressionTest, Headline, SeedTest, headline, paired_expression_test, paired_seed_test
 from cptbench.report.tables import split_order
 from cptbench.results.records import RunRecord
-from cptbench.results.selection import load_predictions, records_of, select_rows
+from cptbench.report.selection import load_predictions, records_of, select_rows
 from cptbench.results.store import ResultsStore
 
 #: what must agree for a like-for-like comparison (leaderboard-row fields), with how to name it

@@ -24,7 +24,7 @@ from cptbench.report.plots import all_figures, figure_title, file_stem, method_t
 from cptbench.report.provenance import Command, build_commands
 from cptbench.report.tables import LEGEND, WideTable, cell, shots_text, table_title, wide_tables
 from cptbench.results.records import RunRecord
-from cptbench.results.selection import group_key, load_records, predictions_cache
+from cptbench.report.selection import group_key, load_records, predictions_cache
 from cptbench.results.store import ResultsStore
 
 #: the columns of the setting table, in order (the keys of each :func:`_settings` entry)

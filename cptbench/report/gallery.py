@@ -21,7 +21,7 @@ from cptbench.report.aggregate import LeaderboardRow
 from cptbench.report.data import load_examples
 from cptbench.report.tables import split_order
 from cptbench.results.records import RunRecord
-from cptbench.results.selection import load_predictions, records_of
+from cptbench.report.selection import load_predictions, records_of
 from cptbench.results.store import ResultsStore
 
 GT_COLOUR = (0, 200, 83)

@@ -21,7 +21,7 @@ from cptbench.core.boxes import iou_matrix, is_hit
 from cptbench.core.errors import ResultsError
 from cptbench.report.data import load_examples
 from cptbench.results.records import RunRecord
-from cptbench.results.selection import load_predictions
+from cptbench.report.selection import load_predictions
 from cptbench.results.store import ResultsStore
 
 #: the columns of :func:`to_csv`, in order

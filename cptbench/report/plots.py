@@ -16,7 +16,7 @@ import numpy as np
 from cptbench.report.aggregate import LeaderboardRow
 from cptbench.report.tables import split_order, table_title
 from cptbench.results.records import RunRecord
-from cptbench.results.selection import group_key, load_predictions
+from cptbench.report.selection import group_key, load_predictions
 from cptbench.results.store import ResultsStore
 
 #: candidate-count bins when a task has more distinct counts than fit on an axis

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from cptbench.report.aggregate import option_value
 from cptbench.report.tables import split_order
 from cptbench.results.records import RunRecord
-from cptbench.results.selection import group_key
+from cptbench.report.selection import group_key
 
 #: the record fields that one ``cptbench run`` command holds fixed
 JOB_KEYS = ("task", "method", "method_config_hash", "model", "proposals", "limit", "skip_bad")

@@ -1,1 +1,1 @@
-"""The results folder: its layout, the append-only store, the typed run records and their selection."""
+"""The results folder: its layout, the append-only store and the typed run records."""
