@@ -467,7 +467,7 @@ def test_gallery_shows_a_choice_whose_score_is_infinite(scratch):
 
 
 def test_predictions_are_read_once_per_report(results, monkeypatch):
-    from cptbench.results import selection
+    from cptbench.report import selection
 
     store, _, _ = results
     rec = store.records()[0]
