@@ -56,17 +56,17 @@ class RunReporter:
             log(f"[yellow][{info['index']}/{info['total']}] {info['task']} · {info['method']} · k={info['shots']} · seed "
                 f"{info['seed']} · {info['split']}: skipped, being computed by {info['holder']}[/]", highlight=False)
         elif kind == "done":
-            extra = f", {info['n_invalid']} invalid" if info["n_invalid"] else ""
-            if info.get("n_no_candidates"):
-                extra += f", {info['n_no_candidates']} without candidates"
-            skipped = sum((info.get("n_skipped") or {}).values())
+            rec = info["record"]  # the typed RunRecord
+            extra = f", {rec.n_invalid} invalid" if rec.n_invalid else ""
+            if rec.n_no_candidates:
+                extra += f", {rec.n_no_candidates} without candidates"
+            skipped = sum((rec.n_skipped or {}).values())
             if skipped:
                 extra += f", {skipped} bad skipped"
-            resumed = f", {info['resumed_examples']} resumed" if info.get("resumed_examples") else ""
-            acc = info.get("accuracy")
+            resumed = f", {rec.resumed_examples} resumed" if rec.resumed_examples else ""
+            acc = rec.accuracy
             acc_text = "   n/a " if acc is None or acc != acc else f"{acc:6.2f}%"  # n/a: a split with no expression
-            log(f"    {info['split']:>6}: {acc_text}  ({info['n_correct']}/{info['n']}{extra}{resumed}, {info['seconds']:.1f}s)", highlight=False)
-
+            log(f"    {rec.split:>6}: {acc_text}  ({rec.n_correct}/{rec.n}{extra}{resumed}, {rec.seconds:.1f}s)", highlight=False)
 
 def _table_width(console, table) -> int:
     from rich.measure import Measurement

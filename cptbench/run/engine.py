@@ -10,8 +10,11 @@ Order of work (:meth:`Runner.run`):
    context builder (:mod:`.context`), fitted and run split by split (:mod:`.execute`), and each
    finished split is recorded (:mod:`.record`).
 
-Library code: it reports through callbacks only (``progress(stage, done, total)`` and
-``event(kind, info)``).
+Library code: it reports through callbacks only: ``progress(stage, done, total)`` and
+``event(kind, info)`` with kinds ``load`` / ``data`` (a task's data opened), ``job`` / ``skip`` (a job
+started or already recorded; info: index, total, task, method, shots, seed), ``busy`` (a run held
+by another process; also split, holder), ``fit`` and ``done`` (info ``record``: the typed
+:class:`~cptbench.results.records.RunRecord` just written).
 """
 
 from __future__ import annotations
@@ -121,7 +124,7 @@ class Runner:
         record = finish(self.store, job, result, device=self.device, command=self.request.command,
                         world_size=self.dist.world, precision=method_precision(job.method_cls, job.config, self.device))
         if record is not None:
-            self.event("done", record.to_json())
+            self.event("done", {"record": record, "split": record.split})
         return record
 
     def _finished(self) -> set[str]:
