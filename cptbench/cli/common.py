@@ -1,4 +1,5 @@
-"""What several commands share: the results-folder default, option parsing, progress bars, the leaderboard printout.
+"""What several commands share: option parsing, progress bars, the leaderboard printout (shared
+option declarations: :mod:`cptbench.cli.options`).
 
 A neutral module: commands import it, it imports no command.
 """
@@ -7,10 +8,6 @@ from __future__ import annotations
 
 import click
 
-from cptbench.results.layout import default_results_dir
-
-#: the results folder of every command (``--results``), unless $CPTBENCH_RESULTS says otherwise
-DEFAULT_RESULTS = default_results_dir()
 
 
 def command_line() -> str:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import click
 
-from cptbench.cli.common import DEFAULT_RESULTS, parse_name_list
+from cptbench.cli.options import results_option
+from cptbench.cli.common import parse_name_list
 from cptbench.cli.state import parse_int_list, pass_state
 
 
 @click.command()
 @click.argument("a")
 @click.argument("b")
-@click.option("--results", type=click.Path(file_okay=False), default=DEFAULT_RESULTS, show_default=True, help="Results folder.")
+@results_option
 @click.option("-t", "--task", default=None, help="Only this task (default: every task both ran).")
 @click.option("-k", "--shots", multiple=True, help="Only these k (repeatable or comma list; default: every k both ran).")
 @click.option("--split", "splits", multiple=True, help="Only these splits (repeatable or comma list).")

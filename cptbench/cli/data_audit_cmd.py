@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import click
 
+from cptbench.cli.options import data_options
 from cptbench.cli.common import parse_name_list
 from cptbench.cli.state import pass_state
 
 
 @click.command()
 @click.argument("task")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None, envvar="CPTBENCH_DATA_ROOT",
-              help="Folder with <dataset>/refs(<splitBy>).p and <dataset>/instances.json (synthref: its cache).")
-@click.option("--images", type=click.Path(file_okay=False), default=None, help="Image folder (default: found under the data root).")
+@data_options
 @click.option("--proposals", default=None, help="Candidates: 'gt' or a detections JSON file (default: the task card's).")
 @click.option("--split", "splits", multiple=True,
               help="Eval split(s) to audit (repeat or comma list; default: the task's eval splits).")

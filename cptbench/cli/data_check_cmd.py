@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import click
 
+from cptbench.cli.options import data_options
 from cptbench.data.download import DEFAULT_SEEDS, DEFAULT_SHOTS
 from cptbench.cli.state import parse_int_list, pass_state
 
 
 @click.command()
 @click.argument("task")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None, envvar="CPTBENCH_DATA_ROOT",
-              help="Folder with <dataset>/refs(<splitBy>).p and <dataset>/instances.json.")
-@click.option("--images", type=click.Path(file_okay=False), default=None, help="Image folder (default: <data-root>/images/train2014).")
+@data_options
 @click.option("--proposals", default=None, help="A detections JSON file: also report its recall (the oracle ceiling) per eval split.")
 @click.option("--skip-images", is_flag=True, help="Do not look for the image files.")
 @click.option("-k", "--shots", multiple=True, default=(",".join(map(str, DEFAULT_SHOTS)),), show_default=True,

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from cptbench.cli.common import DEFAULT_RESULTS
+from cptbench.cli.options import data_options, results_option
+
 from cptbench.cli.state import pass_state
 
 
@@ -21,10 +22,8 @@ from cptbench.cli.state import pass_state
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, help="Rows to print (the CSV holds all).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Write every hard expression to this CSV.")
 @click.option("--model", default=None, help="Only runs of this model (when the method ran with several).")
-@click.option("--results", type=click.Path(file_okay=False), default=DEFAULT_RESULTS, show_default=True, help="Results folder.")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None, envvar="CPTBENCH_DATA_ROOT",
-              help="Where the task's data is (expressions and boxes are read again from it).")
-@click.option("--images", type=click.Path(file_okay=False), default=None, help="Image folder, as for `run`.")
+@results_option
+@data_options
 @click.option("--proposals", "proposals_file", default=None, help="The detections file the runs used (runs with det: proposals).")
 @pass_state
 def errors(state, method, task, split, shots, min_wrong, top, csv_path, model, results, data_root, images, proposals_file) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import click
 
-from cptbench.cli.common import DEFAULT_RESULTS, parse_name_list, show_leaderboard
+from cptbench.cli.options import results_option
+from cptbench.cli.common import parse_name_list, show_leaderboard
 from cptbench.cli.state import pass_state
 
 
 @click.command()
-@click.option("--results", type=click.Path(file_okay=False), default=DEFAULT_RESULTS, show_default=True, help="Results folder.")
+@results_option
 @click.option("-t", "--task", "tasks", multiple=True, help="Only these tasks in the printed table (repeatable or comma list; the CSVs hold all).")
 @click.option("--published", is_flag=True, help="Also show published reference numbers of the tasks shown (marked as published, with their proposal setting).")
 @click.option("--all-published", is_flag=True, help="Show the published reference numbers of every task, not only of those in the results.")

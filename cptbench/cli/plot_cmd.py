@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from cptbench.cli.common import DEFAULT_RESULTS, parse_name_list
+from cptbench.cli.options import results_option
+from cptbench.cli.common import parse_name_list
 from cptbench.cli.state import pass_state
 
 #: the figure kinds, in the order they are drawn by default
@@ -14,7 +15,7 @@ KINDS = ("shots", "rsd", "candidates")
 
 
 @click.command()
-@click.option("--results", type=click.Path(file_okay=False), default=DEFAULT_RESULTS, show_default=True, help="Results folder.")
+@results_option
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: <results>/plots).")
 @click.option("-t", "--task", "tasks", multiple=True, help="Only these tasks (repeatable or comma list).")
 @click.option("-m", "--method", "methods", multiple=True, help="Only these methods/labels (repeatable or comma list).")

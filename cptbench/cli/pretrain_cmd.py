@@ -36,14 +36,7 @@ def pretrain_mini(state, out, steps, seed, corpus_size, threads, validate) -> No
     if threads:
         overrides["threads"] = threads
     settings = PretrainSettings().with_overrides(**overrides)
-    validation = None
-    if validate:
-        from cptbench.mini.validate import evaluate, validation_set
-
-        examples = validation_set(settings.val_examples)
-
-        def validation(adapter, step):
-            return evaluate(adapter, examples)
+    validation = _validation(settings) if validate else None
 
     state.log(f"pretraining mini-vilt: {settings.steps} steps, batch {settings.batch_size}, "
               f"{settings.corpus_size} captioned images, seed {settings.seed}, {settings.threads} thread(s) -> {out}")
@@ -56,3 +49,15 @@ def pretrain_mini(state, out, steps, seed, corpus_size, threads, validate) -> No
         from cptbench.mini.validate import summary_line
 
         state.log(f"validation ({v['examples']} scenes of the model's own stream): {summary_line(v)}")
+
+
+def _validation(settings):
+    """The validation callback of a pretraining run: the model's own held-out scenes."""
+    from cptbench.mini.validate import evaluate, validation_set
+
+    examples = validation_set(settings.val_examples)
+
+    def validation(adapter, step):
+        return evaluate(adapter, examples)
+
+    return validation

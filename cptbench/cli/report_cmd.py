@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
-from cptbench.cli.common import DEFAULT_RESULTS, parse_name_list
+from cptbench.cli.options import data_options, results_option
+from cptbench.cli.common import parse_name_list
 from cptbench.cli.state import pass_state
 
 
 @click.command()
-@click.option("--results", type=click.Path(file_okay=False), default=DEFAULT_RESULTS, show_default=True, help="Results folder.")
+@results_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="report.html (self-contained: images as data URIs) or report.md (images under report_files/); "
                    "default: <results>/report.html.")
@@ -20,9 +21,7 @@ from cptbench.cli.state import pass_state
               help="Compare method A against B (repeatable); default: every trained method against ft.")
 @click.option("--gallery", "n_gallery", type=click.IntRange(min=0), default=3, show_default=True,
               help="Right and wrong painted prompts to show (each); 0 = no gallery.")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None, envvar="CPTBENCH_DATA_ROOT",
-              help="Where the task's data is (the gallery re-reads its images).")
-@click.option("--images", type=click.Path(file_okay=False), default=None, help="Image folder, as for `run`.")
+@data_options
 @click.option("--proposals", "proposals_file", default=None, help="The detections file of runs with det: proposals (gallery).")
 @pass_state
 def report(state, results, output, tasks, pairs, n_gallery, data_root, images, proposals_file) -> None:

@@ -6,7 +6,9 @@ import os
 
 import click
 
-from cptbench.cli.common import DEFAULT_RESULTS, command_line, parse_name_list, parse_sets
+from cptbench.core.defaults import CHUNK_SIZE, DEFAULT_SEEDS, DEFAULT_TASK, EVAL_BATCH_SIZE
+from cptbench.cli.options import data_options, results_option
+from cptbench.cli.common import command_line, parse_name_list, parse_sets
 from cptbench.cli.state import parse_int_list, pass_state
 
 
@@ -35,31 +37,26 @@ BATCH_SIZE = BatchSizeType()
 @click.option("-k", "--shots", multiple=True, default=("1",), show_default=True,
               help="Training expressions per run (repeatable or comma list, e.g. -k 0,1,2,4,8,16); 0 = zero-shot.")
 @click.option("-t", "--task", "tasks", multiple=True, help="Task card name (repeatable or comma list); default: the bundled synthref.")
-@click.option("--seeds", default="0,1,2,3,4", show_default=True, help="Comma list of seeds (k-shot draws); zero-shot runs use the first only.")
+@click.option("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), show_default=True, help="Comma list of seeds (k-shot draws); zero-shot runs use the first only.")
 @click.option("--split", "splits", multiple=True, help="Evaluate only these eval splits (repeatable or comma list; default: all of the task card).")
 @click.option("--proposals", default=None, help="'gt' (all COCO annotations) or a detections JSON file; default: the task card's.")
 @click.option("--model", default=None, help="Hub id or local folder of the backbone; default: the task card's.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Method option (repeatable), e.g. --set palette=release5 or --set cpt-seg.alpha=0.5.")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None, envvar="CPTBENCH_DATA_ROOT",
-              help="Folder with <dataset>/refs(<splitBy>).p and <dataset>/instances.json.")
-@click.option("--images", type=click.Path(file_okay=False), default=None,
-              help="Image folder (default: found under the data root: images/train2014, the refer toolkit's "
-                   "images/mscoco/images/train2014, or train2014).")
-@click.option("--results", type=click.Path(file_okay=False), default=DEFAULT_RESULTS, show_default=True,
-              help="Results folder (runs.jsonl, predictions, manifests, leaderboards); env CPTBENCH_RESULTS.")
+@data_options
+@results_option
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N expressions of each split (smoke tests).")
 @click.option("--skip-bad", is_flag=True,
               help="Drop degenerate boxes and empty expressions (counted in every record) instead of refusing the data.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda or cuda:1.")
-@click.option("--batch-size", type=BATCH_SIZE, default="32", show_default=True,
+@click.option("--batch-size", type=BATCH_SIZE, default=str(EVAL_BATCH_SIZE), show_default=True,
               help="Evaluation batch size (forward passes), or 'auto': the largest the device holds, found once "
                    "per model, device and image size and cached (CPU: 32); halved on out-of-memory.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=None,
               help="Numerics of every model method, CPT and ft alike (its 'precision' option): auto = bf16 autocast "
                    "with fp32 master weights on CUDA, fp32 elsewhere; fp32 = the release's numerics. Default: each "
                    "method's option (auto).")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=64, show_default=True,
+@click.option("--chunk-size", type=click.IntRange(min=1), default=CHUNK_SIZE, show_default=True,
               help="Predictions are saved every N expressions (what a kill can lose at most).")
 @click.option("--no-leaderboard", is_flag=True, help="Do not rebuild and print the leaderboard afterwards.")
 @pass_state
@@ -80,7 +77,7 @@ def run(state, methods, shots, tasks, seeds, splits, proposals, model, sets, dat
     from cptbench.tasks.cards import get_task
     from cptbench.cli.ui import RunReporter
 
-    task_specs = [get_task(t) for t in (parse_name_list(tasks) or ["synthref"])]
+    task_specs = [get_task(t) for t in (parse_name_list(tasks) or [DEFAULT_TASK])]
     request = RunRequest(
         tasks=task_specs, methods=parse_name_list(methods), shots=parse_int_list(shots, "--shots"),
         seeds=parse_int_list(seeds, "--seeds"), proposals=proposals, model=model, options=parse_sets(sets),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from cptbench.cli.common import DEFAULT_RESULTS, parse_name_list
+from cptbench.cli.options import results_option
+from cptbench.cli.common import parse_name_list
 from cptbench.cli.state import parse_int_list, pass_state
 from cptbench.results.layout import ResultsLayout
 
@@ -25,7 +26,7 @@ def _config_filter(spec: str):
 
 
 @click.command()
-@click.option("--results", type=click.Path(file_okay=False), default=DEFAULT_RESULTS, show_default=True, help="Results folder.")
+@results_option
 @click.option("-t", "--task", "tasks", multiple=True, help="Tasks (repeatable or comma list).")
 @click.option("-m", "--method", "methods", multiple=True, help="Methods: names, aliases or labels as tables print them (repeatable or comma list).")
 @click.option("--model", "models", multiple=True, help="Models (repeatable or comma list).")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from cptbench.cli.options import data_options
 from cptbench.cli.common import parse_sets
 from cptbench.cli.state import pass_state
 
@@ -20,8 +21,7 @@ from cptbench.cli.state import pass_state
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--model", default=None, help="Backbone (default: the task card's).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Method option, as in `run`.")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None, envvar="CPTBENCH_DATA_ROOT")
-@click.option("--images", type=click.Path(file_okay=False), default=None)
+@data_options
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: ./cptbench-show/<task>-<ref>-<sent>).")
 @click.option("--device", default="cpu", show_default=True)
 @pass_state

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from cptbench.cli.common import DEFAULT_RESULTS, command_line, parse_name_list, parse_sets
+from cptbench.cli.options import DEFAULT_RESULTS, data_root_option
+from cptbench.cli.common import command_line, parse_name_list, parse_sets
 from cptbench.cli.state import parse_int_list, pass_state
 
 
@@ -16,7 +17,7 @@ from cptbench.cli.state import parse_int_list, pass_state
 @click.option("--seeds", default=None, help="Comma list of seeds; overrides the study file.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable), added to the study's options.")
 @click.option("--model", default=None, help="Backbone (default: the study's, else each task card's).")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None, envvar="CPTBENCH_DATA_ROOT")
+@data_root_option
 @click.option("--device", default=None, help="torch device for local cells (Ray cells with GPUs use cuda).")
 @click.option("--results", type=click.Path(file_okay=False), default=None,
               help=f"Results folder (default: the study's, else {DEFAULT_RESULTS}).")

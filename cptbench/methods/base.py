@@ -13,7 +13,6 @@ Register a method through the ``cptbench.methods`` entry-point group of your pac
 
 from __future__ import annotations
 
-import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
