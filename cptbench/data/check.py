@@ -17,12 +17,13 @@ from typing import Any, Sequence
 
 from cptbench.run.fingerprint import SOURCE_FILE
 from cptbench.tasks.spec import TaskSpec
-from cptbench.data.download import DEFAULT_SEEDS, DEFAULT_SHOTS, FileCheck, check_files, kshot_images, load_provenance
+from cptbench.core.defaults import DEFAULT_SEEDS
+from cptbench.data.image_download import DEFAULT_SHOTS, kshot_images
+from cptbench.data.provenance import FileCheck, check_files, load_provenance
 from cptbench.core.errors import DataError
 from cptbench.data.refer import ReferDataset
 
-__all__ = ["DEFAULT_SEEDS", "DEFAULT_SHOTS", "FileCheck", "SplitReport", "ProvenanceReport", "CheckReport",
-           "check_provenance", "check_dataset"]
+__all__ = ["SplitReport", "ProvenanceReport", "CheckReport", "check_provenance", "check_dataset"]
 
 
 @dataclass

@@ -29,7 +29,7 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from cptbench import __version__
 from cptbench.core.errors import DataError
@@ -39,6 +39,23 @@ USER_AGENT = f"cptbench/{__version__} (python-urllib)"
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# -------------------------------------------------------------------------------- callbacks
+#: ``progress(label, done, total)``: how far a download is (total None when unknown)
+ProgressFn = Callable[[str, int, "int | None"], None]
+#: ``event(kind, info)``: a note for the console (library code never prints)
+EventFn = Callable[[str, Mapping[str, Any]], None]
+
+
+def no_progress(label: str, done: int, total: int | None) -> None:
+    """The default :data:`ProgressFn`: reports nothing."""
+    return None
+
+
+def no_event(kind: str, info: Mapping[str, Any]) -> None:
+    """The default :data:`EventFn`: reports nothing."""
+    return None
 
 
 # ----------------------------------------------------------------------------------- errors

@@ -45,7 +45,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from cptbench.run.fingerprint import file_sha256
-from cptbench.data.download import file_entries, now_iso, provenance_record, read_provenance, verify_image, write_provenance
+from cptbench.data.fetch import now_iso
+from cptbench.data.images import verify_image
+from cptbench.data.provenance import file_entries, provenance_record, read_provenance, write_provenance
 from cptbench.core.errors import DataError
 
 LAYOUT_COLUMNS = {

@@ -12,7 +12,7 @@ so each is decoded once per run), a decode counter per image and optional prefet
 :func:`check_image_file` is the cheap pre-flight check run before any fit: the file exists, is not
 empty, its header decodes, its size is what the annotations say, and its end marker is present
 (JPEG ``FFD9``, PNG ``IEND``), which catches files truncated by an interrupted download without
-decoding the pixels.
+decoding the pixels. :func:`verify_image` adds a full decode (for downloaded and imported files).
 """
 
 from __future__ import annotations
@@ -116,6 +116,19 @@ def check_image_file(path: str | Path, expected_size: tuple[int, int] | None = N
             return f"{p}: cannot read the image file ({exc.strerror or exc})"
         if not any(t in tail for t in trailers):
             return f"{p}: {fmt} image is truncated (no end marker); download it again"
+    return None
+
+
+def verify_image(path: Path, size: tuple[int, int] | None) -> str | None:
+    """``None`` if ``path`` is a complete image of ``size`` that decodes in full (as runs decode it,
+    :func:`decode_rgb`), else what is wrong (one line naming the file)."""
+    problem = check_image_file(path, size if size and tuple(size) != (0, 0) else None)
+    if problem:
+        return problem
+    try:
+        decode_rgb(path)
+    except ImageFileError as exc:
+        return str(exc)
     return None
 
 
