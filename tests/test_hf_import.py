@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from cptbench.core.errors import DataError
-from cptbench.data.hf_import import import_hf, scan_inputs
+from cptbench.data.hf_import import import_hf
+from cptbench.data.hf_inputs import scan_inputs
 from cptbench.data.refer import ReferDataset
 from cptbench.run.fingerprint import SOURCE_FILE
 from refer_fixture import write_refer_fixture
