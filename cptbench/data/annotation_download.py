@@ -31,6 +31,9 @@ DOWNLOAD_DIR = ".cptbench-downloads"
 
 @dataclass
 class AnnotationResult:
+    """What :func:`download_annotations` did for one dataset: its ``status``, the source used, how the
+    files were verified, and their sizes and sha256."""
+
     dataset: str
     status: str  # downloaded | unpacked (from a local file) | present
     source: str  # the URL or file used ("" when present)
@@ -41,6 +44,8 @@ class AnnotationResult:
 
 
 def manual_annotation_hint(task, root: Path, entry: ArchiveSource, urls: Sequence[str]) -> str:
+    """How to get ``entry``'s archive by hand (its size and sha256 when known, the URLs to try) and where
+    its files must end up."""
     known = []
     if entry.size:
         known.append(f"{entry.size:,} bytes")

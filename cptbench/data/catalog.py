@@ -24,6 +24,9 @@ CHECKSUMS_FILE = "download-checksums.json"
 
 @dataclass(frozen=True)
 class ArchiveSource:
+    """One dataset's annotation archive in the sources file: its file name, the URLs to try in order, and
+    its size and sha256 (or a published sha256 prefix) when known."""
+
     dataset: str
     archive: str
     urls: tuple[str, ...]
@@ -34,11 +37,15 @@ class ArchiveSource:
 
     @property
     def expected_sha256(self) -> str | None:
+        """The full sha256 when known, else the published prefix; None when neither is."""
         return self.sha256 or self.sha256_prefix
 
 
 @dataclass(frozen=True)
 class Catalog:
+    """The parsed sources file: the annotation archive of each dataset, the URL patterns of the COCO
+    train2014 images and the name of the whole image archive."""
+
     path: str
     annotations: Mapping[str, ArchiveSource]
     image_patterns: tuple[str, ...]
@@ -142,10 +149,14 @@ def checksum_store() -> Path:
 
 
 def recorded_checksum(key: str) -> dict | None:
+    """The entry (sha256, size, url, recorded_at) recorded for ``key`` (``<dataset>|<archive>``) on its
+    first download, or None."""
     return (read_json(checksum_store()) or {}).get(key)
 
 
 def record_checksum(key: str, entry: dict) -> None:
+    """Record ``entry`` for ``key`` in the checksum store (thread-safe; a store that cannot be written is
+    left as it is)."""
     with _store_lock:
         data = read_json(checksum_store()) or {}
         data[key] = entry

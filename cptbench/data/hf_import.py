@@ -63,6 +63,9 @@ def _box_agrees(column: Any, xywh: Sequence[float]) -> bool:
 
 @dataclass
 class Converted:
+    """The refer records built so far from the rows (refs; image and annotation records by id) and the
+    embedded images written or kept."""
+
     refs: list[dict] = field(default_factory=list)
     images: dict[int, dict] = field(default_factory=dict)
     anns: dict[int, dict] = field(default_factory=dict)
@@ -191,6 +194,9 @@ def _complete_from_coco(coco_path: Path, layout: str, out: Converted) -> dict[st
 # ---------------------------------------------------------------------------------- import
 @dataclass
 class ImportResult:
+    """What :func:`import_hf` did: each split's decision, the refs and sentences written per split, the
+    images written or kept, the caveats recorded and the paths of the files."""
+
     task: str
     layout: str
     decisions: list[SplitDecision]

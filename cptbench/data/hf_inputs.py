@@ -44,12 +44,16 @@ def _pyarrow():
 
 @dataclass
 class InputFile:
+    """One parquet or arrow file of the copy: its Hugging Face split, row count and column names."""
+
     path: Path
     hf_split: str
     rows: int
     columns: list[str]
 
     def batches(self, columns: Sequence[str] | None = None) -> Iterator[list[dict[str, Any]]]:
+        """The file's rows as dicts, a batch at a time; ``columns`` keeps only those (of the ones the file
+        has)."""
         pa = _pyarrow()
         cols = [c for c in columns if c in self.columns] if columns is not None else None
         if self.path.suffix == ".parquet":
@@ -120,6 +124,8 @@ def scan_inputs(paths: Sequence[str | Path]) -> list[InputFile]:
 
 
 def detect_layout(files: Sequence[InputFile]) -> str:
+    """The column layout (``jxu124`` or ``lmms-lab``) every file has; raises :class:`DataError` when a file
+    matches none or the files mix layouts."""
     layouts = set()
     for f in files:
         got = [name for name, cols in LAYOUT_COLUMNS.items() if cols <= set(f.columns)]

@@ -20,6 +20,9 @@ from cptbench.data.hf_inputs import InputFile
 
 @dataclass
 class SplitDecision:
+    """What one Hugging Face split becomes: the refer split it is imported as (``target``) and its
+    ``status`` with the reason, and the rows a correction drops."""
+
     hf_split: str
     rows: int
     target: str | None  # refer split, None when it is none of the task's
@@ -30,6 +33,7 @@ class SplitDecision:
 
     @property
     def used(self) -> bool:
+        """Whether the split's rows are imported (as they are or corrected)."""
         return self.status in ("import", "corrected")
 
 
@@ -39,6 +43,8 @@ def _expected_refs(task, split: str) -> int | None:
 
 
 def lmms_key(row: dict) -> tuple:
+    """What identifies an lmms-lab row across the copy's splits: file name, box (to 0.1 px) and the
+    normalised expressions."""
     return (str(row.get("file_name")), tuple(round(float(v), 1) for v in row.get("bbox") or ()),
             tuple(str(a).strip().lower() for a in row.get("answer") or ()))
 
@@ -124,6 +130,7 @@ def _correct_lmms_val(task, layout: str, decisions: list[SplitDecision], by_spli
 
 
 def refusal_message(task, decisions: Sequence[SplitDecision], source: str) -> str:
+    """Why the import is refused, split by split, and what to do instead."""
     lines = "\n  ".join(f"{d.hf_split} ({d.rows:,} rows) -> {d.target or '-'}: {d.status}: {d.reason}" for d in decisions)
     order = [task.train_split, *task.eval_splits]
     good = sorted((d.target for d in decisions if d.used), key=order.index)

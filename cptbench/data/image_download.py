@@ -29,6 +29,8 @@ MISSING_IMAGES_FILE = "cptbench-missing-images.txt"
 
 @dataclass(frozen=True)
 class ImageNeed:
+    """One image a run reads: its id, file name, annotated size and the URLs to try in order."""
+
     image_id: int
     file_name: str
     size: tuple[int, int]  # (W, H) from the annotations; (0, 0) when unknown
@@ -37,6 +39,9 @@ class ImageNeed:
 
 @dataclass
 class ImageSelection:
+    """The images to fetch, counted per reason, with notes on the k the split cannot give and a description
+    of the selection."""
+
     needs: list[ImageNeed]
     counts: dict[str, int]  # images per reason: eval splits, k-shot draws (new ones), whole train split
     notes: list[str]
@@ -44,6 +49,8 @@ class ImageSelection:
 
 
 def image_urls(file_name: str, coco_url: str | None, catalog: Catalog, image_sources: Sequence[str] = ()) -> tuple[str, ...]:
+    """The URLs to try for one image, in order: ``image_sources``, the image mirror, the record's
+    ``coco_url`` (when it names this file), then the sources file's patterns."""
     out = [join_url(p, file_name) for p in image_sources]
     mirror = os.environ.get(IMAGE_MIRROR_ENV, "").strip()
     if mirror:
@@ -121,6 +128,9 @@ def _not_an_image(path: Path, size) -> str | None:
 
 @dataclass
 class ImageFetchReport:
+    """What :func:`fetch_images` did: images fetched, skipped (already valid) and failed (each with why),
+    and the hosts found unreachable."""
+
     image_dir: Path
     needed: int
     fetched: int = 0
@@ -131,6 +141,7 @@ class ImageFetchReport:
 
     @property
     def offline(self) -> bool:
+        """Whether nothing could be fetched because the image hosts could not be reached (no network)."""
         return bool(self.failed) and self.fetched == 0 and bool(self.unreachable_hosts)
 
     def message(self, task_name: str = "", archive: str = "") -> str:

@@ -60,6 +60,7 @@ class FileCheck:
 
     @property
     def ok(self) -> bool:
+        """False only when the file changed since it was recorded."""
         return self.status != "changed since recorded"
 
 
@@ -79,12 +80,14 @@ def check_files(ds_dir: Path, names: Iterable[str], record: Mapping[str, Any] | 
 
 
 def write_provenance(ds_dir: Path, record: Mapping[str, Any]) -> Path:
+    """Write ``record`` as ``ds_dir``'s provenance record (atomically); returns its path."""
     path = Path(ds_dir) / SOURCE_FILE
     write_json(path, dict(record))
     return path
 
 
 def file_entries(ds_dir: Path, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The size and sha256 of each named file of ``ds_dir`` (a record's ``files``)."""
     out = {}
     for name in names:
         p = Path(ds_dir) / name
@@ -94,12 +97,15 @@ def file_entries(ds_dir: Path, names: Iterable[str]) -> dict[str, dict[str, Any]
 
 def provenance_record(task, method: str, source: Mapping[str, Any], files: Mapping[str, Any],
                       caveats: Sequence[str] = ()) -> dict[str, Any]:
+    """A new provenance record: the task, how the files were made (``method``: download, import, local),
+    where from (``source``), the ``files``, caveats, the time and the cptbench version."""
     return {"format": 1, "task": task.name, "dataset": task.dataset, "split_by": task.split_by, "method": method,
             "source": dict(source), "files": dict(files), "caveats": list(caveats),
             "created_at": now_iso(), "cptbench_version": __version__}
 
 
 def update_image_provenance(ds_dir: Path, summary: Mapping[str, Any]) -> None:
+    """Set the ``images`` summary of ``ds_dir``'s provenance record (nothing when there is no record)."""
     record = read_provenance(ds_dir)
     if record is not None:
         record["images"] = {**dict(summary), "updated_at": now_iso()}

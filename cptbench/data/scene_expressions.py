@@ -77,6 +77,7 @@ class ExprParts:
 
 
 def expression_text(parts: ExprParts) -> str:
+    """The text of ``parts`` (the inverse of :func:`parse_expression`)."""
     words = ["the"]
     if parts.position is not None and parts.position_first:
         words.append(parts.position)

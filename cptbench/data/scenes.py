@@ -75,6 +75,7 @@ class SceneObject:
 
     @property
     def category_id(self) -> int:
+        """The shape's category id (its index in :data:`SHAPES` + 1)."""
         return SHAPES.index(self.shape) + 1
 
     @property
@@ -84,6 +85,7 @@ class SceneObject:
 
     @property
     def xywh(self) -> tuple[float, float, float, float]:
+        """The box as ``(x, y, w, h)``."""
         x1, y1, x2, y2 = self.xyxy
         return (x1, y1, round(x2 - x1, 4), round(y2 - y1, 4))
 
@@ -97,6 +99,8 @@ class SceneObject:
 
 @dataclass(frozen=True)
 class Scene:
+    """A square image of ``image_size`` pixels: a flat background and non-overlapping objects."""
+
     image_size: int
     background: tuple[int, int, int]
     objects: tuple[SceneObject, ...]

@@ -74,6 +74,7 @@ class SynthRefError(DataError):
 
 
 def validate_synthref_spec(s: SynthRefSpec) -> None:
+    """Raises ``ValueError`` naming the first setting of ``s`` out of range."""
     if not isinstance(s.seed, int) or s.seed < 0:
         raise ValueError(f"synthref.seed must be a non-negative integer, got {s.seed!r}")
     if not (isinstance(s.image_size, int) and MIN_IMAGE_SIZE <= s.image_size <= MAX_IMAGE_SIZE):
@@ -114,10 +115,12 @@ def settings_hash(spec: TaskSpec) -> str:
 
 
 def cache_dir_name(spec: TaskSpec) -> str:
+    """The cache folder name of ``spec``'s generated files (card version and :func:`settings_hash`)."""
     return f"synthref-v{spec.version}-{settings_hash(spec)}"
 
 
 def image_file_name(image_id: int) -> str:
+    """The file name of synthref image ``image_id``."""
     return f"synthref_{image_id:012d}.png"
 
 
