@@ -5,7 +5,7 @@ smallest box, most central, category prior, ref order and sentence order within 
 expression length) is created from the method registry and run like any method: fitted (the two
 that learn, ``category-prior`` and ``expression-length``, on the *whole* train split, the strongest
 prior the data offer; the others on nothing), shown each eval split in the harness's
-:func:`~cptbench.run.engine.presentation_order`, and scored by :func:`cptbench.run.scoring.score_example`.
+:func:`~cptbench.run.execute.presentation_order`, and scored by :func:`cptbench.run.scoring.score_example`.
 
 Against random. Random's accuracy on an expression with ``n`` candidates is exactly ``1 / n`` in
 expectation, so chance on a split is the mean of ``1 / n`` over its expressions (0 for an

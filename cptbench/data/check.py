@@ -3,8 +3,8 @@ runs need, and the provenance record of the annotation files.
 
 * Counts per split (sentences, refs, images) against the card's ``expected_counts``.
 * Images: every image of the eval splits must be there; of the train split, those of the k-shot
-  draws runs make (k x seeds, drawn as :meth:`cptbench.run.engine.Runner.manifest` draws them; all of
-  them with ``all_train``). Train images nothing draws are counted, not required.
+  draws runs make (k x seeds, drawn as :meth:`cptbench.run.session.DataSession.manifest` draws
+  them; all of them with ``all_train``). Train images nothing draws are counted, not required.
 * No image in both train and an eval split.
 * Provenance (:data:`cptbench.run.fingerprint.SOURCE_FILE`, written by ``data download`` / ``data
   import``): where the annotation files came from, and whether they still have the recorded sha256.
