@@ -16,14 +16,19 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cptbench.data import download as dl
 from cptbench.data import fetch
+from cptbench.data.annotation_download import DOWNLOAD_DIR, download_annotations
+from cptbench.data.archives import archive_problem, unpack_refer_archive
+from cptbench.data.catalog import (MIRROR_ENV, SOURCES_ENV, ArchiveSource, Catalog, annotation_sources, load_catalog,
+                                   recorded_checksum)
+from cptbench.data.fetch import FetchError, HostGate, HttpPolicy, OfflineError, fetch_url
+from cptbench.data.image_download import IMAGE_MIRROR_ENV, ImageNeed, fetch_images, select_images
 from cptbench.core.errors import DataError
 from cptbench.run.fingerprint import SOURCE_FILE
 from http_fixture import FileServer, closed_port_url
 from refer_fixture import write_refer_fixture, write_task_card
 
-FAST = dl.HttpPolicy(timeout=5, retries=3, backoff=0.0, sleep=lambda s: None)
+FAST = HttpPolicy(timeout=5, retries=3, backoff=0.0, sleep=lambda s: None)
 
 
 @pytest.fixture
@@ -37,7 +42,7 @@ def server():
 def isolated(tmp_path, monkeypatch):
     """Own cache (learned checksums), no mirror variables, a toyref task card."""
     monkeypatch.setenv("CPTBENCH_CACHE", str(tmp_path / "cache"))
-    for var in (dl.MIRROR_ENV, dl.IMAGE_MIRROR_ENV, dl.SOURCES_ENV):
+    for var in (MIRROR_ENV, IMAGE_MIRROR_ENV, SOURCES_ENV):
         monkeypatch.delenv(var, raising=False)
     write_task_card(tmp_path / "cards", "toyref")
     monkeypatch.setenv("CPTBENCH_TASKS_PATH", str(tmp_path / "cards"))
@@ -60,9 +65,9 @@ def refer_zip(tmp_path: Path, dataset: str = "toyref", extra_name: str | None = 
     return buf.getvalue(), src
 
 
-def catalog(path: str = "test", **entries) -> dl.Catalog:
-    return dl.Catalog(path, {k: dl.ArchiveSource(k, f"{k}.zip", tuple(v["urls"]), v.get("size"), v.get("sha256"),
-                                                 v.get("sha256_prefix")) for k, v in entries.items()}, (), "")
+def catalog(path: str = "test", **entries) -> Catalog:
+    return Catalog(path, {k: ArchiveSource(k, f"{k}.zip", tuple(v["urls"]), v.get("size"), v.get("sha256"),
+                                           v.get("sha256_prefix")) for k, v in entries.items()}, (), "")
 
 
 def toy_task():
@@ -76,8 +81,8 @@ def test_dropped_connection_is_resumed_with_a_range_request(server, tmp_path):
     data = payload()
     url = server.add("/big.bin", data, drop=1)
     seen = []
-    got = dl.fetch_url(url, tmp_path / "big.bin", expected_sha256=hashlib.sha256(data).hexdigest(), policy=FAST,
-                       progress=lambda done, total: seen.append((done, total)))
+    got = fetch_url(url, tmp_path / "big.bin", expected_sha256=hashlib.sha256(data).hexdigest(), policy=FAST,
+                    progress=lambda done, total: seen.append((done, total)))
     assert (tmp_path / "big.bin").read_bytes() == data
     assert got.attempts == 2 and got.sha256 == hashlib.sha256(data).hexdigest()
     first, second = server.requests("/big.bin")
@@ -93,7 +98,7 @@ def test_partial_file_from_an_earlier_run_is_resumed(server, tmp_path):
     (tmp_path / "a.bin.part").write_bytes(data[:12_345])
     (tmp_path / "a.bin.part.json").write_text(json.dumps({"url": url, "total": len(data),
                                                           "validator": '"' + hashlib.sha1(data).hexdigest() + '"'}))
-    got = dl.fetch_url(url, dest, policy=FAST)
+    got = fetch_url(url, dest, policy=FAST)
     assert dest.read_bytes() == data and got.resumed_from == 12_345
     assert server.requests("/a.bin") == ["bytes=12345-"]
 
@@ -103,48 +108,48 @@ def test_changed_resource_or_ignored_range_restarts_from_zero(server, tmp_path):
     url = server.add("/c.bin", data)
     (tmp_path / "c.bin.part").write_bytes(b"stale bytes of an older version")
     (tmp_path / "c.bin.part.json").write_text(json.dumps({"url": url, "validator": '"old-etag"'}))
-    dl.fetch_url(url, tmp_path / "c.bin", policy=FAST)  # If-Range mismatch: the server sends it all
+    fetch_url(url, tmp_path / "c.bin", policy=FAST)  # If-Range mismatch: the server sends it all
     assert (tmp_path / "c.bin").read_bytes() == data
     url2 = server.add("/n.bin", data, no_range=True, drop=1)  # a server that ignores Range
-    dl.fetch_url(url2, tmp_path / "n.bin", policy=FAST)
+    fetch_url(url2, tmp_path / "n.bin", policy=FAST)
     assert (tmp_path / "n.bin").read_bytes() == data and len(server.requests("/n.bin")) == 2
 
 
 def test_wrong_checksum_is_refused_and_deleted(server, tmp_path):
     url = server.add("/w.bin", payload(10_000))
-    with pytest.raises(dl.FetchError) as err:
-        dl.fetch_url(url, tmp_path / "out" / "w.bin", expected_sha256="ab" * 32, policy=FAST)
+    with pytest.raises(FetchError) as err:
+        fetch_url(url, tmp_path / "out" / "w.bin", expected_sha256="ab" * 32, policy=FAST)
     assert err.value.kind == "checksum" and "does not match the expected" in str(err.value) and "deleted" in str(err.value)
     assert not list((tmp_path / "out").iterdir())
-    with pytest.raises(dl.FetchError, match="offers 10,000 bytes, expected 999"):
-        dl.fetch_url(url, tmp_path / "out" / "w.bin", expected_size=999, policy=FAST)
+    with pytest.raises(FetchError, match="offers 10,000 bytes, expected 999"):
+        fetch_url(url, tmp_path / "out" / "w.bin", expected_size=999, policy=FAST)
 
 
 def test_404_and_transient_errors(server, tmp_path):
-    with pytest.raises(dl.FetchError) as err:
-        dl.fetch_url(server.url("/nope.zip"), tmp_path / "x", policy=FAST)
+    with pytest.raises(FetchError) as err:
+        fetch_url(server.url("/nope.zip"), tmp_path / "x", policy=FAST)
     assert err.value.kind == "http" and "HTTP 404" in str(err.value)
     url = server.add("/flaky.bin", b"ok" * 100, fail=2)  # 503 twice, then fine: retried with back-off
     sleeps = []
-    policy = dl.HttpPolicy(retries=3, backoff=0.1, sleep=sleeps.append)
-    assert dl.fetch_url(url, tmp_path / "f", policy=policy).attempts == 3
+    policy = HttpPolicy(retries=3, backoff=0.1, sleep=sleeps.append)
+    assert fetch_url(url, tmp_path / "f", policy=policy).attempts == 3
     assert len(sleeps) == 2 and sleeps[1] > sleeps[0]
 
 
 def test_unreachable_host_fails_at_once_without_retries(tmp_path, monkeypatch):
     sleeps = []
-    policy = dl.HttpPolicy(retries=5, sleep=sleeps.append)
+    policy = HttpPolicy(retries=5, sleep=sleeps.append)
     t = time.perf_counter()
-    with pytest.raises(dl.FetchError) as err:
-        dl.fetch_url(closed_port_url(), tmp_path / "x", policy=policy)
+    with pytest.raises(FetchError) as err:
+        fetch_url(closed_port_url(), tmp_path / "x", policy=policy)
     assert err.value.kind == "unreachable" and time.perf_counter() - t < 2 and not sleeps
 
     def no_dns(*args, **kwargs):
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)
-    with pytest.raises(dl.FetchError) as err:
-        dl.fetch_url("http://refer.example.invalid/refcoco.zip", tmp_path / "y", policy=policy)
+    with pytest.raises(FetchError) as err:
+        fetch_url("http://refer.example.invalid/refcoco.zip", tmp_path / "y", policy=policy)
     assert err.value.kind == "unreachable" and "resolve" in err.value.detail and not sleeps
 
 
@@ -155,13 +160,13 @@ def test_download_tries_sources_in_order_verifies_unpacks_and_records(server, tm
     good = server.add("/good/toyref.zip", data)
     cat = catalog(toyref={"urls": [server.url("/gone/toyref.zip"), bad, good], "size": len(data)})
     root = tmp_path / "root"
-    res = dl.download_annotations(toy_task(), root, catalog=cat, policy=FAST)
+    res = download_annotations(toy_task(), root, catalog=cat, policy=FAST)
     assert res.status == "downloaded" and res.source == good
     assert any("HTTP 404" in f for f in res.failures) and any("not a readable zip" in f for f in res.failures)
     ds_dir = root / "toyref"
     for name in ("instances.json", "refs(unc).p", "refs(google).p"):
         assert (ds_dir / name).read_bytes() == (src / "toyref" / name).read_bytes() if name != "refs(google).p" else True
-    assert not (root / dl.DOWNLOAD_DIR).exists()  # the archive is gone once unpacked
+    assert not (root / DOWNLOAD_DIR).exists()  # the archive is gone once unpacked
     side = json.loads((ds_dir / SOURCE_FILE).read_text())
     assert side["source"]["url"] == good and side["source"]["sha256"] == hashlib.sha256(data).hexdigest()
     assert side["files"]["refs(unc).p"]["sha256"] == hashlib.sha256((ds_dir / "refs(unc).p").read_bytes()).hexdigest()
@@ -173,24 +178,24 @@ def test_download_tries_sources_in_order_verifies_unpacks_and_records(server, tm
     assert len(ReferDataset(root, "toyref", "unc", root).refs_of("val")) == 6
     # a second run keeps the files (checked against the record), without touching the network
     n = len(server.log)
-    assert dl.download_annotations(toy_task(), root, catalog=cat, policy=FAST).status == "present"
+    assert download_annotations(toy_task(), root, catalog=cat, policy=FAST).status == "present"
     assert len(server.log) == n
     # ... and refuses files that changed since
     with open(ds_dir / "instances.json", "a") as f:
         f.write(" ")
     with pytest.raises(DataError, match="changed since it was recorded.*--force"):
-        dl.download_annotations(toy_task(), root, catalog=cat, policy=FAST)
+        download_annotations(toy_task(), root, catalog=cat, policy=FAST)
 
 
 def test_first_download_checksum_is_checked_afterwards(server, tmp_path):
     data, _ = refer_zip(tmp_path)
     url = server.add("/toyref.zip", data)
     cat = catalog(toyref={"urls": [url]})
-    dl.download_annotations(toy_task(), tmp_path / "r1", catalog=cat, policy=FAST)
+    download_annotations(toy_task(), tmp_path / "r1", catalog=cat, policy=FAST)
     other, _ = refer_zip(tmp_path / "o", extra_name="toyref/README")  # the "same" archive, other bytes
     server.add("/toyref.zip", other)
     with pytest.raises(DataError) as err:
-        dl.download_annotations(toy_task(), tmp_path / "r2", catalog=cat, policy=FAST)
+        download_annotations(toy_task(), tmp_path / "r2", catalog=cat, policy=FAST)
     msg = str(err.value)
     assert "expected" in msg and "recorded on the first download" in msg and "toyref|toyref.zip" in msg
     assert not (tmp_path / "r2" / "toyref").exists()
@@ -201,40 +206,40 @@ def test_known_checksum_mismatch_and_local_source(server, tmp_path):
     url = server.add("/toyref.zip", data)
     cat = catalog(toyref={"urls": [url], "sha256": "0" * 64})
     with pytest.raises(DataError, match=r"(?s)could not get toyref.zip.*does not match"):
-        dl.download_annotations(toy_task(), tmp_path / "r", catalog=cat, policy=FAST)
+        download_annotations(toy_task(), tmp_path / "r", catalog=cat, policy=FAST)
     (tmp_path / "manual").mkdir()
     local = tmp_path / "manual" / "toyref.zip"  # downloaded by hand, as the offline message says
     local.write_bytes(data)
     with pytest.raises(DataError, match="does not match"):  # checked like a download
-        dl.download_annotations(toy_task(), tmp_path / "r", sources=[str(local)], catalog=catalog(
+        download_annotations(toy_task(), tmp_path / "r", sources=[str(local)], catalog=catalog(
             toyref={"urls": [], "sha256": "0" * 64}), policy=FAST)
     cat = catalog(toyref={"urls": [url], "sha256": hashlib.sha256(data).hexdigest()})
-    res = dl.download_annotations(toy_task(), tmp_path / "r", sources=[str(local)], catalog=cat, policy=FAST)
+    res = download_annotations(toy_task(), tmp_path / "r", sources=[str(local)], catalog=cat, policy=FAST)
     assert res.source == str(local) and res.status == "unpacked" and local.exists() and "sources file" in res.checksum
     assert (tmp_path / "r" / "toyref" / "refs(unc).p").is_file()
     # other packaging (another file name): not the catalog's archive; its own digest is recorded
     other = tmp_path / "manual" / "toyref-annotations.zip"
     other.write_bytes(data)
-    res = dl.download_annotations(toy_task(), tmp_path / "r3", sources=[str(other)], catalog=cat, policy=FAST)
-    assert "recorded on this first download" in res.checksum and dl.recorded_checksum("toyref|toyref-annotations.zip")
+    res = download_annotations(toy_task(), tmp_path / "r3", sources=[str(other)], catalog=cat, policy=FAST)
+    assert "recorded on this first download" in res.checksum and recorded_checksum("toyref|toyref-annotations.zip")
     # a source that legitimately changed: --expect-sha256 replaces the known digest
     cat = catalog(toyref={"urls": [url], "sha256": "0" * 64, "size": 5})
-    res = dl.download_annotations(toy_task(), tmp_path / "r2", catalog=cat, policy=FAST,
-                                  expect_sha256=hashlib.sha256(data).hexdigest())
+    res = download_annotations(toy_task(), tmp_path / "r2", catalog=cat, policy=FAST,
+                               expect_sha256=hashlib.sha256(data).hexdigest())
     assert res.status == "downloaded" and "--expect-sha256" in res.checksum
 
 
 def test_not_an_annotations_archive(server, tmp_path):
     url = server.add("/toyref.zip", b"<html>moved</html>")
     with pytest.raises(DataError, match="neither a zip nor a tar"):
-        dl.download_annotations(toy_task(), tmp_path / "r", catalog=catalog(toyref={"urls": [url]}), policy=FAST)
+        download_annotations(toy_task(), tmp_path / "r", catalog=catalog(toyref={"urls": [url]}), policy=FAST)
 
 
 def test_offline_fails_fast_and_says_what_to_download_by_hand(tmp_path):
     cat = catalog(toyref={"urls": [closed_port_url("/a/toyref.zip"), closed_port_url("/b/toyref.zip")], "size": 1234})
     t = time.perf_counter()
-    with pytest.raises(dl.OfflineError) as err:
-        dl.download_annotations(toy_task(), tmp_path / "root", catalog=cat, policy=dl.HttpPolicy(retries=5))
+    with pytest.raises(OfflineError) as err:
+        download_annotations(toy_task(), tmp_path / "root", catalog=cat, policy=HttpPolicy(retries=5))
     assert time.perf_counter() - t < 3
     msg = str(err.value)
     assert "no network?" in msg and "by hand" in msg and "/a/toyref.zip" in msg and "1,234 bytes" in msg
@@ -242,25 +247,25 @@ def test_offline_fails_fast_and_says_what_to_download_by_hand(tmp_path):
 
 
 def test_bundled_catalog_names_the_three_datasets():
-    cat = dl.load_catalog()
+    cat = load_catalog()
     assert {"refcoco", "refcoco+", "refcocog"} <= set(cat.annotations)
     assert all(e.urls and all(u.startswith("https://") for u in e.urls) for e in cat.annotations.values())
     assert cat.image_patterns and "{file_name}" in cat.image_patterns[0]
-    entry, urls = dl.annotation_sources(cat, "refcoco+", ["file:///tmp/x.zip"])
+    entry, urls = annotation_sources(cat, "refcoco+", ["file:///tmp/x.zip"])
     assert urls[0] == "file:///tmp/x.zip" and urls[1:] == list(entry.urls)
 
 
 def test_catalog_errors_name_file_and_key(tmp_path, monkeypatch):
     bad = tmp_path / "s.yaml"
     bad.write_text("format: 1\nannotations:\n  refcoco: {archive: r.zip, urls: [http://x/r.zip], sha: 12}\nimages: {train2014: []}\n")
-    monkeypatch.setenv(dl.SOURCES_ENV, str(bad))
+    monkeypatch.setenv(SOURCES_ENV, str(bad))
     with pytest.raises(DataError, match=r"s.yaml: annotations.refcoco: unknown key\(s\) \['sha'\]"):
-        dl.load_catalog()
+        load_catalog()
 
 
 def test_mirror_variable_is_tried_first(monkeypatch):
-    monkeypatch.setenv(dl.MIRROR_ENV, "https://mirror.example/refer/")
-    _, urls = dl.annotation_sources(dl.load_catalog(), "refcoco+")
+    monkeypatch.setenv(MIRROR_ENV, "https://mirror.example/refer/")
+    _, urls = annotation_sources(load_catalog(), "refcoco+")
     assert urls[0] == "https://mirror.example/refer/refcoco+.zip"
 
 
@@ -281,21 +286,21 @@ def test_image_selection_is_what_runs_draw(tmp_path):
     root = write_refer_fixture(tmp_path / "d", splits=splits)
     task = toy_task()
     ds = open_dataset(task, root)
-    sel = dl.select_images(task, ds, shots=(1, 2, 4), seeds=(0, 1, 2))
+    sel = select_images(task, ds, shots=(1, 2, 4), seeds=(0, 1, 2))
     runner = Runner(RunRequest(tasks=[task], methods=["random"], shots=[1], data_root=str(root)), ResultsStore(tmp_path / "res"))
     ref_image = {int(r["ref_id"]): int(r["image_id"]) for r in ds.refs}
     expected = {int(r["image_id"]) for s in task.eval_splits for r in ds.refs_of(s)}
     drawn = {ref_image[r] for k in (1, 2, 4) for s in (0, 1, 2) for r, _ in runner.session.manifest(task, k, s).examples}
     assert {n.image_id for n in sel.needs} == expected | drawn
     assert sel.counts["eval splits"] == 7 and 0 < sel.counts["k-shot draws"] < 10
-    assert len(dl.select_images(task, ds, all_train=True).needs) == 17
-    assert any("k=64 left out" in n for n in dl.select_images(task, ds, shots=(64,), seeds=(0,)).notes)
+    assert len(select_images(task, ds, all_train=True).needs) == 17
+    assert any("k=64 left out" in n for n in select_images(task, ds, shots=(64,), seeds=(0,)).notes)
     need = sel.needs[0]
     assert need.urls[-1] == f"http://images.cocodataset.org/train2014/{need.file_name}" and need.size == (48, 32)
 
 
 def test_fetch_images_counts_verifies_and_resumes(server, tmp_path):
-    mk = lambda i, url: dl.ImageNeed(i, f"COCO_train2014_{i:012d}.png", (48, 32), tuple(url))  # noqa: E731
+    mk = lambda i, url: ImageNeed(i, f"COCO_train2014_{i:012d}.png", (48, 32), tuple(url))  # noqa: E731
     imgs = {i: png_bytes(seed=i) for i in range(1, 7)}
     for i in (1, 2, 3):
         server.add(f"/m/COCO_train2014_{i:012d}.png", imgs[i])
@@ -309,7 +314,7 @@ def test_fetch_images_counts_verifies_and_resumes(server, tmp_path):
     needs = [mk(i, [server.url(f"/m/COCO_train2014_{i:012d}.png"), server.url(f"/b/COCO_train2014_{i:012d}.png")])
              for i in range(1, 7)]
     missing = tmp_path / "missing.txt"
-    rep = dl.fetch_images(needs, image_dir, policy=FAST, jobs=3, missing_list=missing)
+    rep = fetch_images(needs, image_dir, policy=FAST, jobs=3, missing_list=missing)
     assert (rep.fetched, rep.skipped, len(rep.failed)) == (3, 1, 2)
     assert server.requests(f"/m/COCO_train2014_{3:012d}.png")[-1].startswith("bytes=")  # resumed after the drop
     for i in (2, 3, 4):
@@ -323,17 +328,17 @@ def test_fetch_images_counts_verifies_and_resumes(server, tmp_path):
     # a second run: everything valid is skipped, only the failures are tried again
     server.add(f"/m/COCO_train2014_{5:012d}.png", imgs[5])
     server.add(f"/m/COCO_train2014_{6:012d}.png", imgs[6])
-    rep = dl.fetch_images(needs, image_dir, policy=FAST, jobs=3, missing_list=missing)
+    rep = fetch_images(needs, image_dir, policy=FAST, jobs=3, missing_list=missing)
     assert (rep.fetched, rep.skipped, rep.failed) == (2, 4, []) and not missing.exists()
 
 
 def test_images_offline_fail_fast(tmp_path):
     dead = closed_port_url("/t/")
-    needs = [dl.ImageNeed(i, f"COCO_train2014_{i:012d}.jpg", (0, 0), (dead + f"COCO_train2014_{i:012d}.jpg",))
+    needs = [ImageNeed(i, f"COCO_train2014_{i:012d}.jpg", (0, 0), (dead + f"COCO_train2014_{i:012d}.jpg",))
              for i in range(200)]
     t = time.perf_counter()
-    rep = dl.fetch_images(needs, tmp_path / "img", policy=dl.HttpPolicy(retries=5), jobs=4,
-                          missing_list=tmp_path / "missing.txt")
+    rep = fetch_images(needs, tmp_path / "img", policy=HttpPolicy(retries=5), jobs=4,
+                       missing_list=tmp_path / "missing.txt")
     assert time.perf_counter() - t < 5 and len(rep.failed) == 200 and rep.offline
     msg = rep.message("refcoco", "http://images.cocodataset.org/zips/train2014.zip")
     assert msg.startswith("no network?") and "train2014.zip" in msg and str(tmp_path / "img") in msg
@@ -349,7 +354,7 @@ def test_cli_download_then_check_reports_provenance(server, tmp_path, monkeypatc
         server.add(f"/img/{p.name}", p.read_bytes())
     sources = tmp_path / "sources.yaml"  # no default image host: the tests never leave 127.0.0.1
     sources.write_text(f"format: 1\nannotations: {{}}\nimages:\n  train2014: ['{server.base}/img/{{file_name}}']\n")
-    monkeypatch.setenv(dl.SOURCES_ENV, str(sources))
+    monkeypatch.setenv(SOURCES_ENV, str(sources))
     monkeypatch.setenv("COLUMNS", "200")  # rich tables: no wrapping inside the cells asserted on
     root = tmp_path / "root"
     r = CliRunner().invoke(cli, ["data", "download", "toyref", "--to", str(root), "--source", url, "--shots", "1,2",
@@ -393,8 +398,8 @@ def test_host_gate_one_refusal_or_three_connect_timeouts():
 
     assert fetch.classify(urllib.error.URLError(TimeoutError("timed out")))[0] == "timeout"
     assert fetch.classify(urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")))[0] == "unreachable"
-    gate = dl.HostGate()
-    slow = dl.FetchError("http://slow.example/a.jpg", "timeout", "connection timed out")
+    gate = HostGate()
+    slow = FetchError("http://slow.example/a.jpg", "timeout", "connection timed out")
     gate.failed(slow)
     gate.failed(slow)
     gate.succeeded("http://slow.example/b.jpg")  # a success in between: one slow connect is no outage
@@ -403,7 +408,7 @@ def test_host_gate_one_refusal_or_three_connect_timeouts():
     assert gate.why_down("http://slow.example/c.jpg") is None
     gate.failed(slow)
     assert gate.why_down("http://slow.example/c.jpg") == "connection timed out"
-    gate.failed(dl.FetchError("http://dead.example/a.jpg", "unreachable", "cannot connect (Connection refused)"))
+    gate.failed(FetchError("http://dead.example/a.jpg", "unreachable", "cannot connect (Connection refused)"))
     assert gate.why_down("http://dead.example/b.jpg") and not gate.why_down("http://other.example/b.jpg")
 
 
@@ -411,8 +416,8 @@ def test_host_gate_one_refusal_or_three_connect_timeouts():
 @pytest.mark.parametrize("url", ["http://127.0.0.1:notaport/toyref.zip", "http://[::1/toyref.zip", "http://a b/toyref.zip"])
 def test_malformed_url_is_a_clean_error_not_retried(tmp_path, url):
     sleeps = []
-    with pytest.raises(dl.FetchError) as err:
-        dl.fetch_url(url, tmp_path / "out" / "x.zip", policy=dl.HttpPolicy(retries=5, sleep=sleeps.append))
+    with pytest.raises(FetchError) as err:
+        fetch_url(url, tmp_path / "out" / "x.zip", policy=HttpPolicy(retries=5, sleep=sleeps.append))
     assert err.value.kind == "url" and "not a valid URL" in err.value.detail and not sleeps  # no retry of a typo
     assert not list((tmp_path / "out").iterdir())
 
@@ -436,9 +441,9 @@ def test_tar_archive_is_checked_and_unpacked(tmp_path):
     with tarfile.open(archive, "w:gz") as tf:
         for name in ("instances.json", "refs(unc).p"):
             tf.add(src / "toyref" / name, f"refer/toyref/{name}")
-    assert dl.archive_problem(archive, "toyref", "unc") is None
-    assert "refs(google).p" in dl.archive_problem(archive, "toyref", "google")
-    written = dl.unpack_refer_archive(archive, tmp_path / "out", "toyref", "unc")
+    assert archive_problem(archive, "toyref", "unc") is None
+    assert "refs(google).p" in archive_problem(archive, "toyref", "google")
+    written = unpack_refer_archive(archive, tmp_path / "out", "toyref", "unc")
     assert written == ["instances.json", "refs(unc).p"]
     for name in written:
         assert (tmp_path / "out" / name).read_bytes() == (src / "toyref" / name).read_bytes()
@@ -456,7 +461,7 @@ def test_malformed_provenance_record_is_a_data_error_naming_the_file(tmp_path, r
     side = root / "toyref" / SOURCE_FILE
     side.write_text(record)
     with pytest.raises(DataError) as err:  # not overwritten silently, not an AttributeError
-        dl.download_annotations(toy_task(), root, catalog=catalog(), policy=FAST)
+        download_annotations(toy_task(), root, catalog=catalog(), policy=FAST)
     assert str(side) in str(err.value) and what in str(err.value) and "--force" in str(err.value)
     assert side.read_text() == record
     r = CliRunner().invoke(cli, ["data", "check", "toyref", "--data-root", str(root), "--skip-images"])

@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from cptbench.core.errors import DataError
-from cptbench.data.hf_import import import_hf, scan_inputs
+from cptbench.data.hf_import import import_hf
+from cptbench.data.hf_inputs import scan_inputs
 from cptbench.data.refer import ReferDataset
 from cptbench.run.fingerprint import SOURCE_FILE
 from refer_fixture import write_refer_fixture
@@ -188,7 +189,7 @@ def test_lmms_val_is_corrected_and_images_written(src, tmp_path):
     assert res.refs == {"val": 6, "testA": 4, "testB": 4} and res.sentences["val"] == 12
     assert res.images_written == 7
     for p in (tmp_path / "out" / "images" / "train2014").iterdir():
-        from cptbench.data.download import verify_image
+        from cptbench.data.images import verify_image
 
         assert verify_image(p, None) is None
     # matched to their COCO annotations by box: the same targets, categories and candidates as the refer files

@@ -14,25 +14,10 @@ import numpy as np
 import pytest
 
 from cptbench.data import synthref as sr
-from cptbench.data.scenes import (
-    COLOURS,
-    PALETTE,
-    POSITIONS,
-    ExprParts,
-    Scene,
-    expression_text,
-    make_object,
-    needs_position,
-    object_mask,
-    parse_expression,
-    refer_expression,
-    render_scene,
-    resolve_expression,
-    sample_scene,
-    scene_caption,
-    scene_rng,
-    valid_expressions,
-)
+from cptbench.data.scenes import COLOURS, PALETTE, Scene, make_object, sample_scene, scene_rng
+from cptbench.data.scene_render import object_mask, render_scene
+from cptbench.data.scene_expressions import (POSITIONS, ExprParts, expression_text, needs_position, parse_expression,
+                                             refer_expression, resolve_expression, scene_caption, valid_expressions)
 from cptbench.tasks.spec import SynthRefSpec, TaskSpec
 
 SMALL = SynthRefSpec(seed=3, image_size=64, min_objects=3, max_objects=8, images={"train": 10, "val": 6, "testA": 8, "testB": 8})

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from cptbench.cli.options import data_options
-from cptbench.data.download import DEFAULT_SEEDS, DEFAULT_SHOTS
+from cptbench.core.defaults import DEFAULT_SEEDS
+from cptbench.data.image_download import DEFAULT_SHOTS
 from cptbench.cli.state import parse_int_list, pass_state
 
 

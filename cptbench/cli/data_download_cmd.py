@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import click
 
-from cptbench.data.download import DEFAULT_SEEDS, DEFAULT_SHOTS
+from cptbench.core.defaults import DEFAULT_SEEDS
+from cptbench.data.image_download import DEFAULT_SHOTS
 from cptbench.cli.common import ProgressBars
 from cptbench.cli.state import parse_int_list, pass_state
 
@@ -54,7 +55,11 @@ def download(state, tasks, root, sources, images, no_images, all_train_images, s
     from rich.markup import escape
     from rich.table import Table
 
-    from cptbench.data import download as dl
+    from cptbench.data.annotation_download import download_annotations
+    from cptbench.data.catalog import load_catalog
+    from cptbench.data.fetch import HttpPolicy
+    from cptbench.data.image_download import MISSING_IMAGES_FILE, fetch_images, select_images
+    from cptbench.data.provenance import update_image_provenance
     from cptbench.data.check import check_dataset
     from cptbench.core.errors import DataError
     from cptbench.data.source import find_image_dir, open_dataset
@@ -70,9 +75,9 @@ def download(state, tasks, root, sources, images, no_images, all_train_images, s
                          "(or set $CPTBENCH_DATA_MIRROR for several).")
     shot_list = parse_int_list(shots, "--shots")
     seed_list = parse_int_list(seeds, "--seeds")
-    policy = dl.HttpPolicy(timeout=timeout, retries=retries)
+    policy = HttpPolicy(timeout=timeout, retries=retries)
     root = Path(root).expanduser()
-    catalog = dl.load_catalog()
+    catalog = load_catalog()
 
     def event(kind, info):
         if kind == "failed":
@@ -87,8 +92,8 @@ def download(state, tasks, root, sources, images, no_images, all_train_images, s
     problems: list[str] = []
     with ProgressBars(state) as bars:
         for spec in specs:
-            ann = dl.download_annotations(spec, root, sources=sources, catalog=catalog, policy=policy, progress=bars,
-                                          event=event, force=force, expect_sha256=expect_sha256)
+            ann = download_annotations(spec, root, sources=sources, catalog=catalog, policy=policy, progress=bars,
+                                       event=event, force=force, expect_sha256=expect_sha256)
             where = f" from {ann.source}" if ann.status != "present" else ""
             resumed = f" (resumed at {ann.resumed_from:,} bytes)" if ann.resumed_from else ""
             state.log(f"{spec.name}: annotations {ann.status}{where}{resumed}; checksum: {ann.checksum}")
@@ -103,15 +108,15 @@ def download(state, tasks, root, sources, images, no_images, all_train_images, s
                     if s.mismatches:
                         state.log(f"[yellow]{spec.name}: split {s.split}: {'; '.join(s.mismatches)} (the published "
                                   f"sizes); see `cptbench data check`[/]")
-                sel = dl.select_images(spec, ds, shots=shot_list, seeds=seed_list, all_train=all_train_images,
-                                       image_sources=image_sources, catalog=catalog)
+                sel = select_images(spec, ds, shots=shot_list, seeds=seed_list, all_train=all_train_images,
+                                    image_sources=image_sources, catalog=catalog)
                 for note in sel.notes:
                     state.log(f"[dim]{spec.name}: {note}[/]")
                 state.log(f"{spec.name}: {len(sel.needs)} images needed ({sel.description}; "
                           + ", ".join(f"{n} for the {w}" for w, n in sel.counts.items()) + f") in {images_dir} (layout: {escape(layout)})")
-                rep = dl.fetch_images(sel.needs, images_dir, policy=policy, jobs=jobs, progress=bars,
-                                      missing_list=ds.dir / dl.MISSING_IMAGES_FILE)
-                dl.update_image_provenance(ds.dir, {
+                rep = fetch_images(sel.needs, images_dir, policy=policy, jobs=jobs, progress=bars,
+                                   missing_list=ds.dir / MISSING_IMAGES_FILE)
+                update_image_provenance(ds.dir, {
                     "dir": str(images_dir), "layout": layout, "selection": sel.description, "needed": rep.needed,
                     "fetched": rep.fetched, "skipped": rep.skipped, "failed": len(rep.failed),
                     "sources": list(image_sources) + list(catalog.image_patterns)})

@@ -5,7 +5,7 @@ smallest box, most central, category prior, ref order and sentence order within 
 expression length) is created from the method registry and run like any method: fitted (the two
 that learn, ``category-prior`` and ``expression-length``, on the *whole* train split, the strongest
 prior the data offer; the others on nothing), shown each eval split in the harness's
-:func:`~cptbench.run.engine.presentation_order`, and scored by :func:`cptbench.run.scoring.score_example`.
+:func:`~cptbench.run.execute.presentation_order`, and scored by :func:`cptbench.run.scoring.score_example`.
 
 Against random. Random's accuracy on an expression with ``n`` candidates is exactly ``1 / n`` in
 expectation, so chance on a split is the mean of ``1 / n`` over its expressions (0 for an
@@ -84,6 +84,9 @@ def excess_interval(correct: Sequence[bool], n_candidates: Sequence[int], cluste
 
 @dataclass(frozen=True)
 class HeuristicResult:
+    """One heuristic on one eval split: its accuracy and interval against chance (percent), and whether the
+    interval lies wholly above chance (``flagged``) or below it (``below``)."""
+
     split: str
     heuristic: str
     rule: str
@@ -102,6 +105,8 @@ class HeuristicResult:
 
 @dataclass(frozen=True)
 class AuditReport:
+    """Every heuristic's result on every eval split of a task, with the setting the audit ran in."""
+
     task: str
     task_version: int
     proposals: str
@@ -114,13 +119,16 @@ class AuditReport:
 
     @property
     def flagged(self) -> list[HeuristicResult]:
+        """The results that beat random (their whole interval lies above chance)."""
         return [r for r in self.results if r.flagged]
 
     @property
     def ok(self) -> bool:
+        """True when no heuristic beats random."""
         return not self.flagged
 
     def to_json(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict, with ``ok``."""
         d = asdict(self)
         d["results"] = [asdict(r) for r in self.results]
         d["ok"] = self.ok

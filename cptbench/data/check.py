@@ -3,8 +3,8 @@ runs need, and the provenance record of the annotation files.
 
 * Counts per split (sentences, refs, images) against the card's ``expected_counts``.
 * Images: every image of the eval splits must be there; of the train split, those of the k-shot
-  draws runs make (k x seeds, drawn as :meth:`cptbench.run.engine.Runner.manifest` draws them; all of
-  them with ``all_train``). Train images nothing draws are counted, not required.
+  draws runs make (k x seeds, drawn as :meth:`cptbench.run.session.DataSession.manifest` draws
+  them; all of them with ``all_train``). Train images nothing draws are counted, not required.
 * No image in both train and an eval split.
 * Provenance (:data:`cptbench.run.fingerprint.SOURCE_FILE`, written by ``data download`` / ``data
   import``): where the annotation files came from, and whether they still have the recorded sha256.
@@ -17,16 +17,19 @@ from typing import Any, Sequence
 
 from cptbench.run.fingerprint import SOURCE_FILE
 from cptbench.tasks.spec import TaskSpec
-from cptbench.data.download import DEFAULT_SEEDS, DEFAULT_SHOTS, FileCheck, check_files, kshot_images, load_provenance
+from cptbench.core.defaults import DEFAULT_SEEDS
+from cptbench.data.image_download import DEFAULT_SHOTS, kshot_images
+from cptbench.data.provenance import FileCheck, check_files, load_provenance
 from cptbench.core.errors import DataError
 from cptbench.data.refer import ReferDataset
 
-__all__ = ["DEFAULT_SEEDS", "DEFAULT_SHOTS", "FileCheck", "SplitReport", "ProvenanceReport", "CheckReport",
-           "check_provenance", "check_dataset"]
+__all__ = ["SplitReport", "ProvenanceReport", "CheckReport", "check_provenance", "check_dataset"]
 
 
 @dataclass
 class SplitReport:
+    """One split's counts against the card's expected ones, and the images runs need that are missing."""
+
     split: str
     sentences: int
     refs: int
@@ -38,6 +41,7 @@ class SplitReport:
 
     @property
     def mismatches(self) -> list[str]:
+        """One line per count (sentences, refs, images) that differs from the card's."""
         out = []
         for key in ("sentences", "refs", "images"):
             want = self.expected.get(key)
@@ -48,6 +52,8 @@ class SplitReport:
 
 @dataclass
 class ProvenanceReport:
+    """The annotation files against their provenance record; ``error`` says why a record could not be read."""
+
     path: str
     record: dict[str, Any] | None
     files: list[FileCheck]
@@ -55,10 +61,12 @@ class ProvenanceReport:
 
     @property
     def ok(self) -> bool:
+        """True when the record is readable and no file changed since it was recorded."""
         return not self.error and all(f.ok for f in self.files)
 
     @property
     def source_text(self) -> str:
+        """Where the files came from, in one line (a URL or file, a Hugging Face dataset, or a note)."""
         if self.record is None:
             return "no record: these files were not fetched by `cptbench data download` or `data import`"
         src = self.record.get("source") or {}
@@ -87,6 +95,8 @@ def check_provenance(ds: ReferDataset) -> ProvenanceReport:
 
 @dataclass
 class CheckReport:
+    """What ``cptbench data check`` found for one task."""
+
     task: str
     refs_path: str
     images_dir: str
@@ -98,6 +108,8 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
+        """True when every count matches, no needed image is missing, no eval image is also a train image
+        and the provenance check passes."""
         return (all(not s.mismatches and not s.missing_images for s in self.splits)
                 and not any(self.shared_images.values())
                 and (self.provenance is None or self.provenance.ok))
@@ -106,6 +118,9 @@ class CheckReport:
 def check_dataset(task: TaskSpec, ds: ReferDataset, check_images: bool = True, *,
                   shots: Sequence[int] = DEFAULT_SHOTS, seeds: Sequence[int] = DEFAULT_SEEDS,
                   all_train: bool = False) -> CheckReport:
+    """Check ``ds`` against ``task``'s card: counts per split, the images runs need (those of the eval
+    splits and of the k-shot draws ``shots`` x ``seeds``, or every train image with ``all_train``; none
+    without ``check_images``), images shared by train and an eval split, and the provenance record."""
     reports = []
     image_sets: dict[str, set[int]] = {}
     needed_train = None

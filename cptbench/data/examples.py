@@ -43,6 +43,7 @@ class Example:
 
     @property
     def n_candidates(self) -> int:
+        """The number of candidate boxes."""
         return int(self.boxes.shape[0])
 
     @property
@@ -73,4 +74,5 @@ class TrainExample:
 
 
 def example_id(ref_id: int, sent_id: int) -> str:
+    """The id of one expression, ``"<ref_id>:<sent_id>"``."""
     return f"{int(ref_id)}:{int(sent_id)}"

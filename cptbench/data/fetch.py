@@ -29,7 +29,7 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from cptbench import __version__
 from cptbench.core.errors import DataError
@@ -38,7 +38,25 @@ USER_AGENT = f"cptbench/{__version__} (python-urllib)"
 
 
 def now_iso() -> str:
+    """The current UTC time, ISO 8601 to the second."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# -------------------------------------------------------------------------------- callbacks
+#: ``progress(label, done, total)``: how far a download is (total None when unknown)
+ProgressFn = Callable[[str, int, "int | None"], None]
+#: ``event(kind, info)``: a note for the console (library code never prints)
+EventFn = Callable[[str, Mapping[str, Any]], None]
+
+
+def no_progress(label: str, done: int, total: int | None) -> None:
+    """The default :data:`ProgressFn`: reports nothing."""
+    return None
+
+
+def no_event(kind: str, info: Mapping[str, Any]) -> None:
+    """The default :data:`EventFn`: reports nothing."""
+    return None
 
 
 # ----------------------------------------------------------------------------------- errors
@@ -69,6 +87,8 @@ class HttpPolicy:
     sleep: Callable[[float], None] = time.sleep
 
     def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry ``attempt`` (from 1): doubling from ``backoff``, capped at
+        ``max_backoff``, plus up to 25 % jitter."""
         return min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * (1.0 + 0.25 * random.random())
 
 
@@ -117,6 +137,7 @@ def _request(url: str, start: int, validator: str | None, policy: HttpPolicy):
 
 
 def read_json(path: Path) -> dict | None:
+    """The JSON object in ``path``; None when the file is missing, unreadable or holds no JSON object."""
     try:
         data = json.loads(path.read_text())
         return data if isinstance(data, dict) else None
@@ -151,6 +172,9 @@ def sha256_of(path: Path) -> str:
 
 @dataclass(frozen=True)
 class Fetched:
+    """A file fetched and verified: the URL it came from, where it is, its size and sha256, the bytes
+    resumed and the attempts made."""
+
     url: str
     path: Path
     size: int
@@ -160,6 +184,7 @@ class Fetched:
 
 
 def discard(*paths: Path) -> None:
+    """Delete ``paths`` (those already gone are ignored)."""
     for p in paths:
         p.unlink(missing_ok=True)
 
@@ -277,16 +302,20 @@ class HostGate:
 
     @staticmethod
     def host(url: str) -> str:
+        """The host (netloc) of ``url``; the URL itself when it is too malformed to split."""
         try:
             return urllib.parse.urlsplit(url).netloc
         except ValueError:  # a malformed URL: fetch_url says so (kind "url")
             return url
 
     def why_down(self, url: str) -> str | None:
+        """Why ``url``'s host was marked down, or None when it was not."""
         with self._lock:
             return self._down.get(self.host(url))
 
     def failed(self, exc: "FetchError") -> None:
+        """Count the failure ``exc`` against its host: a host that cannot be reached is marked down at
+        once, one that times out after :attr:`TIMEOUTS` timeouts."""
         host = self.host(exc.url)
         with self._lock:
             if exc.kind == "timeout":
@@ -297,11 +326,13 @@ class HostGate:
                 self._down.setdefault(host, exc.detail)
 
     def succeeded(self, url: str) -> None:
+        """Forget the timeouts counted against ``url``'s host."""
         with self._lock:
             self._timeouts.pop(self.host(url), None)
 
     @property
     def down(self) -> dict[str, str]:
+        """The hosts marked down, each with why."""
         with self._lock:
             return dict(self._down)
 
@@ -331,10 +362,12 @@ def fetch_first(urls: Sequence[str], dest: Path, *, gate: HostGate | None = None
 
 
 def is_local(source: str) -> bool:
+    """Whether ``source`` is a local file (a ``file://`` URL or a path) rather than a remote URL."""
     return source.startswith("file://") or "://" not in source
 
 
 def local_path(source: str) -> Path:
+    """The file a local ``source`` names (``~`` expanded)."""
     if source.startswith("file://"):
         return Path(urllib.request.url2pathname(urllib.parse.urlsplit(source).path))
     return Path(source).expanduser()

@@ -2,26 +2,10 @@
 reads (``<root>/<dataset>/refs(<splitBy>).p`` + ``instances.json``, images under the card's image
 folder), with their caveats checked and stated, never used silently.
 
-Two column layouts are known (read from the datasets' cards on the hub; see docs/data.md):
+Reading the copy's files and layouts is :mod:`cptbench.data.hf_inputs`; which split becomes which,
+and the split mix-ups of the known copies, :mod:`cptbench.data.hf_splits`. Here the rows are
+converted and written:
 
-* **jxu124** (jxu124/refcoco, jxu124/refcocoplus, jxu124/refcocog): one row per ref with the refer
-  fields (ref_id, ann_id, image_id, split, sentences = [{raw, sent, sent_id, tokens}], sent_ids,
-  category_id, file_name) plus raw_anns (JSON of the referred object's COCO annotation),
-  raw_image_info (JSON of its COCO image record), raw_sentences, image_path, bbox, captions,
-  global_image_id (, anns_id). Splits train / validation / test / testB (refcocog: train /
-  validation / test). No images.
-* **lmms-lab** (lmms-lab/RefCOCO, RefCOCOplus, RefCOCOg): one row per ref: question_id, image
-  (embedded {bytes, path}), question, answer (the referring expressions), segmentation (one
-  flattened polygon), bbox ([x, y, w, h]), iscrowd, file_name. Splits val / test / testA / testB
-  (RefCOCOg: val / test). No train split, no ref / annotation / sentence ids, no category.
-
-Caveats (detected from the row counts against the task card's ``expected_counts``):
-
-* jxu124 calls testA "test": renamed when the rows' own ``split`` field or the count says testA.
-* lmms-lab "val" has more rows than the unc / umd val split (RefCOCO 8,811 = 3,811 + 5,000): the
-  rows that also appear in one of the copy's other splits (its "test") are removed, and the
-  correction is accepted only if exactly the published number of refs is left; otherwise that
-  split is refused. lmms-lab "test" of RefCOCO / RefCOCO+ is no unc split: never imported.
 * Both copies hold only the *referred* objects, not every COCO annotation of an image, so the
   ground-truth candidate setting would differ from the refer files'. ``coco_instances`` (COCO's
   ``instances_train2014.json``, or a refer ``instances.json`` of the same images) restores every
@@ -42,255 +26,18 @@ import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
-from cptbench.run.fingerprint import file_sha256
-from cptbench.data.download import file_entries, now_iso, provenance_record, read_provenance, verify_image, write_provenance
 from cptbench.core.errors import DataError
+from cptbench.data.fetch import now_iso
+from cptbench.data.hf_inputs import detect_layout, hub_identity, scan_inputs
+from cptbench.data.hf_splits import SplitDecision, lmms_key, plan_import, refusal_message
+from cptbench.data.images import verify_image
+from cptbench.data.provenance import file_entries, provenance_record, read_provenance, write_provenance
+from cptbench.run.fingerprint import file_sha256
 
-LAYOUT_COLUMNS = {
-    "jxu124": {"ref_id", "ann_id", "image_id", "sentences"},
-    "lmms-lab": {"question_id", "answer", "bbox", "file_name"},
-}
-_KNOWN_SPLITS = {"train", "val", "validation", "test", "testA", "testB"}
 _IMAGE_ID = re.compile(r"COCO_train2014_(\d{12})")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-_BATCH = 64
-
-
-def _pyarrow():
-    try:
-        import pyarrow  # noqa: F401
-        import pyarrow.parquet  # noqa: F401
-    except ImportError:
-        raise DataError("reading Hugging Face parquet files needs pyarrow: `pip install pyarrow` (or cptbench[test]).") from None
-    import pyarrow
-
-    return pyarrow
-
-
-# ------------------------------------------------------------------------------------ input
-@dataclass
-class InputFile:
-    path: Path
-    hf_split: str
-    rows: int
-    columns: list[str]
-
-    def batches(self, columns: Sequence[str] | None = None) -> Iterator[list[dict[str, Any]]]:
-        pa = _pyarrow()
-        cols = [c for c in columns if c in self.columns] if columns is not None else None
-        if self.path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            for batch in pq.ParquetFile(self.path).iter_batches(batch_size=_BATCH, columns=cols):
-                yield batch.to_pylist()
-        else:
-            with pa.memory_map(str(self.path)) as src:
-                for batch in _arrow_reader(pa, src):
-                    if cols is not None:
-                        batch = batch.select(cols)
-                    yield batch.to_pylist()
-
-
-def _arrow_reader(pa, src):
-    try:
-        return pa.ipc.open_stream(src)
-    except pa.ArrowInvalid:
-        src.seek(0)
-        reader = pa.ipc.open_file(src)
-        return (reader.get_batch(i) for i in range(reader.num_record_batches))
-
-
-def _split_of(path: Path) -> str:
-    m = re.match(r"^([A-Za-z][A-Za-z0-9]*)-\d{5}-of-\d{5}", path.name)
-    if m:
-        return m.group(1)
-    if path.parent.name in _KNOWN_SPLITS:
-        return path.parent.name
-    return path.stem
-
-
-def scan_inputs(paths: Sequence[str | Path]) -> list[InputFile]:
-    """The parquet (or ``save_to_disk`` arrow) files under ``paths``, with their split and row count."""
-    pa = _pyarrow()
-    import pyarrow.parquet as pq
-
-    found: list[Path] = []
-    for p in map(Path, paths):
-        p = p.expanduser()
-        if p.is_dir():
-            found += sorted(q for q in p.rglob("*") if q.suffix in (".parquet", ".arrow") and q.is_file()
-                            and not any(part.startswith(".") for part in q.relative_to(p).parts))
-        elif p.is_file():
-            found.append(p)
-        else:
-            raise DataError(f"{p}: no such file or folder; pass parquet files or a Hugging Face dataset folder.")
-    if not found:
-        raise DataError(f"no .parquet or .arrow files under {', '.join(map(str, paths))}; pass the dataset's parquet "
-                        f"files (e.g. a `huggingface-cli download --repo-type dataset` folder).")
-    out = []
-    for f in found:
-        try:
-            if f.suffix == ".parquet":
-                meta = pq.ParquetFile(f)
-                out.append(InputFile(f, _split_of(f), meta.metadata.num_rows, list(meta.schema_arrow.names)))
-            else:
-                with pa.memory_map(str(f)) as src:
-                    reader = _arrow_reader(pa, src)
-                    batches = list(reader)
-                rows = sum(b.num_rows for b in batches)
-                names = list(batches[0].schema.names) if batches else []
-                out.append(InputFile(f, _split_of(f), rows, names))
-        except (OSError, pa.ArrowException) as exc:
-            raise DataError(f"{f}: not a readable parquet / arrow file ({type(exc).__name__}: {exc}).") from None
-    return out
-
-
-def detect_layout(files: Sequence[InputFile]) -> str:
-    layouts = set()
-    for f in files:
-        got = [name for name, cols in LAYOUT_COLUMNS.items() if cols <= set(f.columns)]
-        if not got:
-            raise DataError(f"{f.path}: columns {sorted(f.columns)} match no known layout (jxu124: "
-                            f"{sorted(LAYOUT_COLUMNS['jxu124'])} ...; lmms-lab: {sorted(LAYOUT_COLUMNS['lmms-lab'])} ...).")
-        layouts.add(got[0])
-    if len(layouts) > 1:
-        raise DataError(f"the input mixes layouts {sorted(layouts)}; import one Hugging Face dataset at a time.")
-    return layouts.pop()
-
-
-def hub_identity(paths: Sequence[str | Path]) -> tuple[str | None, str | None]:
-    """(dataset id, revision) from a Hugging Face cache path (``datasets--OWNER--NAME/snapshots/REV``)
-    or a ``--local-dir`` download's ``.cache/huggingface`` metadata, when there is one."""
-    for p in map(lambda q: Path(q).expanduser().resolve(), paths):
-        m = re.search(r"datasets--([^/]+?)--([^/]+)/snapshots/([0-9a-f]{40})", str(p))
-        if m:
-            return f"{m.group(1)}/{m.group(2)}", m.group(3)
-        root = p if p.is_dir() else p.parent
-        for base in (root, *root.parents[:2]):
-            meta = base / ".cache" / "huggingface" / "download"
-            if meta.is_dir():
-                for f in sorted(meta.rglob("*.metadata")):
-                    first = f.read_text(errors="replace").splitlines()[:1]
-                    if first and re.fullmatch(r"[0-9a-f]{40}", first[0].strip()):
-                        return None, first[0].strip()
-    return None, None
-
-
-# ------------------------------------------------------------------------------------- plan
-@dataclass
-class SplitDecision:
-    hf_split: str
-    rows: int
-    target: str | None  # refer split, None when it is none of the task's
-    status: str  # import | corrected | refused | skipped
-    reason: str
-    drop: set = field(default_factory=set, repr=False)  # row keys removed by a correction
-    caveat: str = ""  # what was renamed or corrected (recorded in the provenance)
-
-    @property
-    def used(self) -> bool:
-        return self.status in ("import", "corrected")
-
-
-def _expected_refs(task, split: str) -> int | None:
-    exp = task.expected_counts.get(split)
-    return exp.refs if exp else None
-
-
-def _lmms_key(row: dict) -> tuple:
-    return (str(row.get("file_name")), tuple(round(float(v), 1) for v in row.get("bbox") or ()),
-            tuple(str(a).strip().lower() for a in row.get("answer") or ()))
-
-
-def _target(task, layout: str, hf_split: str, files: Sequence[InputFile]) -> tuple[str | None, str]:
-    splits = [task.train_split, *task.eval_splits]
-    if hf_split in splits:
-        return hf_split, ""
-    if hf_split == "validation" and "val" in splits:
-        return "val", ""
-    if hf_split == "test" and layout == "jxu124" and "testA" in splits:
-        values = {r.get("split") for f in files for b in f.batches(["split"]) for r in b} - {None}
-        if values and values <= set(splits):
-            if values == {"testA"}:
-                return "testA", "jxu124 calls testA 'test' (its rows say split 'testA'): imported as testA"
-            return None, f"its rows' split field says {sorted(values)}"
-        return "testA", "jxu124 calls testA 'test': imported as testA"
-    return None, ""
-
-
-def plan_import(task, files: Sequence[InputFile], layout: str, splits: Sequence[str] | None = None) -> list[SplitDecision]:
-    """What each Hugging Face split becomes; counts are checked against the task card."""
-    by_split: dict[str, list[InputFile]] = {}
-    for f in files:
-        by_split.setdefault(f.hf_split, []).append(f)
-    decisions = []
-    for hf_split, group in sorted(by_split.items()):
-        rows = sum(f.rows for f in group)
-        target, note = _target(task, layout, hf_split, group)
-        if target is None:
-            why = note or f"not a split of {task.name} (splitBy {task.split_by}: {', '.join([task.train_split, *task.eval_splits])})"
-            decisions.append(SplitDecision(hf_split, rows, None, "skipped", why))
-            continue
-        if splits is not None and target not in splits:
-            decisions.append(SplitDecision(hf_split, rows, target, "skipped", f"not asked for (--splits {','.join(splits)})"))
-            continue
-        want = _expected_refs(task, target)
-        if want is None:
-            decisions.append(SplitDecision(hf_split, rows, target, "import",
-                                           (note + "; " if note else "") + f"{task.name}'s card gives no ref count to check",
-                                           caveat=note))
-        elif rows == want:
-            decisions.append(SplitDecision(hf_split, rows, target, "import",
-                                           (note + "; " if note else "") + f"{rows:,} rows = the published {want:,} refs",
-                                           caveat=note))
-        else:
-            decisions.append(SplitDecision(hf_split, rows, target, "refused",
-                                           f"{rows:,} rows, but {task.name} {target} has {want:,} refs"))
-    _correct_lmms_val(task, layout, decisions, by_split)
-    seen: dict[str, str] = {}
-    for d in decisions:
-        if d.used and d.target in seen:
-            d.status, d.reason = "refused", f"a second source of {d.target} (also {seen[d.target]})"
-        elif d.used:
-            seen[d.target] = d.hf_split
-    return decisions
-
-
-def _correct_lmms_val(task, layout: str, decisions: list[SplitDecision], by_split: dict[str, list[InputFile]]) -> None:
-    """lmms-lab val mixes in rows of another split: drop the rows also found in the copy's other
-    splits, and accept only if exactly the published number is left."""
-    if layout != "lmms-lab":
-        return
-    for d in decisions:
-        want = _expected_refs(task, d.target) if d.target else None
-        if d.status != "refused" or want is None or d.rows <= want:
-            continue
-        others = [o for o in decisions if o is not d and o.status == "skipped" and o.target is None]
-        keys = {_lmms_key(r) for o in others for f in by_split[o.hf_split]
-                for b in f.batches(["file_name", "bbox", "answer"]) for r in b}
-        mine = [_lmms_key(r) for f in by_split[d.hf_split] for b in f.batches(["file_name", "bbox", "answer"]) for r in b]
-        drop = {k for k in mine if k in keys}
-        left = sum(1 for k in mine if k not in drop)
-        names = ", ".join(repr(o.hf_split) for o in others) or "none"
-        if others and left == want:
-            d.status, d.drop = "corrected", drop
-            d.reason = (f"{d.rows:,} rows = {want:,} {d.target} refs + {d.rows - want:,} rows of split(s) {names}: "
-                        f"those were removed, the published {want:,} refs are left")
-            d.caveat = f"{d.hf_split} corrected: {d.reason}"
-        else:
-            d.reason += (f"; removing the rows also in the copy's other split(s) ({names}) leaves {left:,}, not {want:,}: "
-                         f"which rows are {task.name} {d.target} cannot be told")
-
-
-def refusal_message(task, decisions: Sequence[SplitDecision], source: str) -> str:
-    lines = "\n  ".join(f"{d.hf_split} ({d.rows:,} rows) -> {d.target or '-'}: {d.status}: {d.reason}" for d in decisions)
-    order = [task.train_split, *task.eval_splits]
-    good = sorted((d.target for d in decisions if d.used), key=order.index)
-    fix = (f"Import the splits that check out with --splits {','.join(good)}, " if good else "") + \
-          f"or get the refer files instead: `cptbench data download {task.name} --to DIR`."
-    return f"{source}: refused to import as {task.name}:\n  {lines}\n{fix}"
 
 
 # ------------------------------------------------------------------------------- conversion
@@ -316,6 +63,9 @@ def _box_agrees(column: Any, xywh: Sequence[float]) -> bool:
 
 @dataclass
 class Converted:
+    """The refer records built so far from the rows (refs; image and annotation records by id) and the
+    embedded images written or kept."""
+
     refs: list[dict] = field(default_factory=list)
     images: dict[int, dict] = field(default_factory=dict)
     anns: dict[int, dict] = field(default_factory=dict)
@@ -444,6 +194,9 @@ def _complete_from_coco(coco_path: Path, layout: str, out: Converted) -> dict[st
 # ---------------------------------------------------------------------------------- import
 @dataclass
 class ImportResult:
+    """What :func:`import_hf` did: each split's decision, the refs and sentences written per split, the
+    images written or kept, the caveats recorded and the paths of the files."""
+
     task: str
     layout: str
     decisions: list[SplitDecision]
@@ -497,7 +250,7 @@ def import_hf(task, inputs: Sequence[str | Path], root: str | Path, *, splits: S
             for batch in f.batches():
                 for i, row in enumerate(batch):
                     where = f"{f.path}: row {offset + i}"
-                    if layout == "lmms-lab" and _lmms_key(row) in d.drop:
+                    if layout == "lmms-lab" and lmms_key(row) in d.drop:
                         continue
                     if layout == "jxu124":
                         _convert_jxu124(row, d.target, where, out)

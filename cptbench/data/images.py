@@ -12,7 +12,7 @@ so each is decoded once per run), a decode counter per image and optional prefet
 :func:`check_image_file` is the cheap pre-flight check run before any fit: the file exists, is not
 empty, its header decodes, its size is what the annotations say, and its end marker is present
 (JPEG ``FFD9``, PNG ``IEND``), which catches files truncated by an interrupted download without
-decoding the pixels.
+decoding the pixels. :func:`verify_image` adds a full decode (for downloaded and imported files).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class LRUCache:
         self.misses = 0
 
     def get_or_create(self, key: Hashable, factory: Callable[[], Any]) -> Any:
+        """The value cached under ``key``, else ``factory()`` (cached when the capacity is above 0)."""
         if key in self._data:
             self.hits += 1
             self._data.move_to_end(key)
@@ -62,6 +63,7 @@ class LRUCache:
         return len(self._data)
 
     def clear(self) -> None:
+        """Drop every entry (the hit and miss counts stay)."""
         self._data.clear()
 
 
@@ -119,6 +121,19 @@ def check_image_file(path: str | Path, expected_size: tuple[int, int] | None = N
     return None
 
 
+def verify_image(path: Path, size: tuple[int, int] | None) -> str | None:
+    """``None`` if ``path`` is a complete image of ``size`` that decodes in full (as runs decode it,
+    :func:`decode_rgb`), else what is wrong (one line naming the file)."""
+    problem = check_image_file(path, size if size and tuple(size) != (0, 0) else None)
+    if problem:
+        return problem
+    try:
+        decode_rgb(path)
+    except ImageFileError as exc:
+        return str(exc)
+    return None
+
+
 class ImageSource:
     """Decoded images of one dataset by key, through one bounded, thread-safe cache.
 
@@ -137,16 +152,21 @@ class ImageSource:
 
     # -- registration -----------------------------------------------------------------------------
     def add(self, key: str, path: str | Path) -> None:
+        """Register the file of image ``key``."""
         with self._lock:
             self._paths[key] = Path(path)
 
     def handle(self, key: str, size: tuple[int, int]) -> "ImageHandle":
+        """A handle to the registered image ``key`` of ``size`` (W, H); ``KeyError`` for a key not
+        registered."""
         if key not in self._paths:
             raise KeyError(f"no image registered under {key!r}")
         return ImageHandle(key, (int(size[0]), int(size[1])), self)
 
     # -- decoding ---------------------------------------------------------------------------------
     def array(self, key: str) -> np.ndarray:
+        """The decoded image ``key`` (uint8 RGB, read-only, shared), from the cache or decoded once however
+        many threads ask at the same time."""
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
@@ -192,6 +212,7 @@ class ImageSource:
                 self._pinned[k] = self._pinned.get(k, 0) + 1
 
     def unpin(self, keys: Iterable[str]) -> None:
+        """Undo one :meth:`pin` of these images; those no longer pinned may be evicted."""
         with self._lock:
             for k in keys:
                 n = self._pinned.get(k, 0) - 1
@@ -247,6 +268,7 @@ class ImageSource:
         return problems
 
     def stats(self) -> dict[str, Any]:
+        """How often images were decoded: images decoded, decodes in all and per image."""
         with self._lock:
             n = len(self.decodes)
             total = sum(self.decodes.values())

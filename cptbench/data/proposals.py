@@ -21,12 +21,16 @@ from cptbench.core.errors import DataError
 
 @dataclass(frozen=True)
 class Candidates:
+    """The candidate regions of one image: xyxy boxes, a category name each and a segmentation each (None
+    when there is none)."""
+
     boxes: np.ndarray  # (n, 4) xyxy
     categories: tuple[str, ...]
     masks: tuple[Any, ...]
 
     @property
     def n(self) -> int:
+        """The number of candidates."""
         return int(self.boxes.shape[0])
 
 
@@ -44,6 +48,7 @@ class DetectionProposals:
         return f"det:{self.path.name}:{self.sha256[:12]}"
 
     def for_image(self, image_id: int) -> Candidates:
+        """The detections of ``image_id`` (none when the file has none for it)."""
         c = self.by_image.get(int(image_id))
         if c is None:
             return Candidates(np.zeros((0, 4)), (), ())
@@ -67,6 +72,8 @@ def _records(data: Any, path: Path):
 
 
 def load_detections(path: str | Path) -> DetectionProposals:
+    """Read a detections JSON file (any layout of the module docstring), boxes converted to xyxy; raises
+    :class:`DataError` naming the record that does not fit."""
     path = Path(path)
     try:
         raw = path.read_bytes()

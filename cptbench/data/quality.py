@@ -78,9 +78,11 @@ class QualityReport:
     hint: str = ""
 
     def bad_expression(self, what: str) -> None:
+        """Record an expression left out (an empty text or a degenerate ground-truth box)."""
         self.bad_expressions.append(what)
 
     def no_candidates(self, what: str) -> None:
+        """Record an expression whose image has no candidate box."""
         self.without_candidates.append(what)
 
     def clean_candidates(self, cand, image_size: tuple[int, int], where: str):
@@ -105,9 +107,11 @@ class QualityReport:
                           tuple(cand.masks[i] for i in keep) if len(cand.masks) == cand.n else cand.masks)
 
     def skipped(self) -> dict[str, int]:
+        """How many expressions and candidate boxes were left out."""
         return {"expressions": len(self.bad_expressions), "candidates": len(self.bad_candidates)}
 
     def problems(self) -> list[tuple[str, list[str]]]:
+        """(title, items) of each kind of problem found; [] when the split is clean."""
         out = []
         if self.bad_expressions:
             out.append(("expression(s) with an empty text or a degenerate ground-truth box", self.bad_expressions))
@@ -118,6 +122,7 @@ class QualityReport:
         return out
 
     def raise_unless(self, skip_bad: bool, what: str) -> None:
+        """Raise :class:`DataError` listing the problems, unless there are none or ``skip_bad``."""
         problems = self.problems()
         if not problems or skip_bad:
             return

@@ -117,25 +117,33 @@ class ReferDataset:
 
     # -- access --------------------------------------------------------------------------------
     def splits(self) -> list[str]:
+        """The split names of the refs, sorted."""
         return sorted({r["split"] for r in self.refs})
 
     def refs_of(self, split: str) -> list[dict]:
+        """The refs of ``split``, in file order."""
         return [r for r in self.refs if r["split"] == split]
 
     def image_path(self, image_id: int) -> Path:
+        """Where image ``image_id``'s file is expected: its ``file_name`` (else the COCO train2014 name) in
+        the image folder."""
         info = self.coco.imgs[image_id]
         name = info.get("file_name") or f"COCO_train2014_{int(image_id):012d}.jpg"
         return self.images_dir / name
 
     @staticmethod
     def image_key(image_id: int) -> str:
+        """The key of image ``image_id`` in :attr:`images`."""
         return f"image:{int(image_id)}"
 
     def image_size(self, image_id: int) -> tuple[int, int]:
+        """(W, H) of image ``image_id`` from the annotations; 0 where unknown."""
         info = self.coco.imgs[image_id]
         return int(info.get("width") or 0), int(info.get("height") or 0)
 
     def gt_candidates(self, image_id: int) -> Candidates:
+        """Every COCO annotation of image ``image_id`` as candidates (xyxy boxes, category names,
+        segmentations)."""
         anns = self.coco.imgToAnns.get(image_id, [])
         boxes = xywh_to_xyxy(np.array([a["bbox"] for a in anns], dtype=np.float64)).reshape(-1, 4)
         cats = tuple(self._categories.get(a["category_id"], "object") for a in anns)

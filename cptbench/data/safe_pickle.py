@@ -35,6 +35,8 @@ class _PlainUnpickler(pickle.Unpickler):
         self._source = source
 
     def find_class(self, module: str, name: str):
+        """Only the allowed builtins (Python 2 names mapped to Python 3's); anything else raises
+        :class:`UnsafePickleError`."""
         if (module, name) in _ALLOWED:
             if module == "__builtin__":
                 module = "builtins"
@@ -47,10 +49,13 @@ class _PlainUnpickler(pickle.Unpickler):
         )
 
     def persistent_load(self, pid):
+        """Refused: a refs file holds no persistent ids."""
         raise UnsafePickleError(f"{self._source}: refused to load: persistent ids are not allowed")
 
 
 def load_plain_pickle(path: str | Path) -> Any:
+    """The plain data pickled in ``path``; raises :class:`UnsafePickleError` for anything else or a damaged
+    pickle, :class:`DataError` when the file cannot be read."""
     path = Path(path)
     try:
         data = path.read_bytes()

@@ -17,6 +17,9 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Manifest:
+    """One k-shot draw: the task (and card version), k, the seed, the drawn (ref_id, sent_id) pairs in draw
+    order and the sha256 over them."""
+
     task: str
     task_version: int
     shots: int
@@ -25,6 +28,7 @@ class Manifest:
     sha256: str
 
     def to_json(self) -> dict:
+        """The manifest as a JSON-ready dict."""
         return {
             "task": self.task, "task_version": self.task_version, "shots": self.shots, "seed": self.seed,
             "examples": [{"ref_id": r, "sent_id": s} for r, s in self.examples], "sha256": self.sha256,
@@ -32,6 +36,8 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: dict) -> "Manifest":
+        """A manifest read back from :meth:`to_json`'s dict; raises ``ValueError`` when its sha256 does not
+        match its examples."""
         pairs = tuple((int(e["ref_id"]), int(e["sent_id"])) for e in data["examples"])
         m = cls(data["task"], int(data["task_version"]), int(data["shots"]), int(data["seed"]), pairs, data["sha256"])
         if manifest_digest(m.task, m.shots, m.seed, pairs) != m.sha256:
@@ -46,6 +52,7 @@ def rng_for(*parts: object) -> np.random.Generator:
 
 
 def manifest_digest(task: str, shots: int, seed: int, pairs: Iterable[tuple[int, int]]) -> str:
+    """The sha256 of a draw's canonical JSON (task, shots, seed and pairs)."""
     payload = json.dumps({"task": task, "shots": shots, "seed": seed, "examples": [list(p) for p in pairs]},
                          sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()

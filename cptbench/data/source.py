@@ -14,10 +14,13 @@ CACHE_ENV = "CPTBENCH_CACHE"
 
 
 def cache_root() -> Path:
+    """The cptbench cache folder: ``$CPTBENCH_CACHE``, else ``~/.cache/cptbench``."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "cptbench")
 
 
 def resolve_data_root(task: TaskSpec, data_root: str | Path | None) -> Path:
+    """The data root of ``task``: ``data_root``, else ``$CPTBENCH_DATA_ROOT``, else (synthref only) its
+    generated cache folder; raises :class:`DataError` for a refer task with none."""
     if data_root is None:
         data_root = os.environ.get(DATA_ROOT_ENV) or None
     if task.source == "synthref" and data_root is None:
@@ -54,6 +57,8 @@ def find_image_dir(task: TaskSpec, root: Path, images: str | Path | None = None)
 
 
 def open_dataset(task: TaskSpec, data_root: str | Path | None = None, images: str | Path | None = None) -> ReferDataset:
+    """``task``'s dataset loaded from its data root, with the image folder :func:`find_image_dir` finds;
+    raises :class:`DataError` when the root is not a folder or its files do not load."""
     root = resolve_data_root(task, data_root)
     if not root.is_dir():
         raise DataError(f"{root}: --data-root does not exist (or is not a folder). It must hold {task.dataset}/{task.refs_file} "

@@ -20,7 +20,8 @@ testA vs testB (the analogue of RefCOCO's people / other objects):
 * other splits (train, val, ...) mix both kinds of target and expression.
 
 Scenes of testA always contain a group of 2-3 look-alikes; those of the other splits do with
-probability 1/2. Expressions, palette and geometry are described in :mod:`cptbench.data.scenes`.
+probability 1/2. Palette and geometry are described in :mod:`cptbench.data.scenes`, expressions in
+:mod:`cptbench.data.scene_expressions`.
 
 No ordering leaks (generator version 2): nothing about the order of the files tells which candidate
 an expression refers to. Objects (= annotations = candidates) are in a random order; an image's refs
@@ -49,17 +50,9 @@ import numpy as np
 
 from cptbench.tasks.spec import SynthRefSpec, TaskSpec
 from cptbench.core.errors import DataError
-from cptbench.data.scenes import (
-    MAX_IMAGE_SIZE,
-    MIN_IMAGE_SIZE,
-    SHAPES,
-    Scene,
-    needs_position,
-    render_scene,
-    sample_scene,
-    scene_rng,
-    valid_expressions,
-)
+from cptbench.data.scenes import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, SHAPES, Scene, sample_scene, scene_rng
+from cptbench.data.scene_render import render_scene
+from cptbench.data.scene_expressions import needs_position, valid_expressions
 
 #: Bump when the generator's output changes for the same settings (it is part of the cache key).
 GENERATOR_VERSION = 2
@@ -81,6 +74,7 @@ class SynthRefError(DataError):
 
 
 def validate_synthref_spec(s: SynthRefSpec) -> None:
+    """Raises ``ValueError`` naming the first setting of ``s`` out of range."""
     if not isinstance(s.seed, int) or s.seed < 0:
         raise ValueError(f"synthref.seed must be a non-negative integer, got {s.seed!r}")
     if not (isinstance(s.image_size, int) and MIN_IMAGE_SIZE <= s.image_size <= MAX_IMAGE_SIZE):
@@ -121,10 +115,12 @@ def settings_hash(spec: TaskSpec) -> str:
 
 
 def cache_dir_name(spec: TaskSpec) -> str:
+    """The cache folder name of ``spec``'s generated files (card version and :func:`settings_hash`)."""
     return f"synthref-v{spec.version}-{settings_hash(spec)}"
 
 
 def image_file_name(image_id: int) -> str:
+    """The file name of synthref image ``image_id``."""
     return f"synthref_{image_id:012d}.png"
 
 

@@ -12,7 +12,7 @@ that describe the scene the way COCO captions describe COCO images:
 * object lists: ``"a small blue circle on the left and a big gray square ."``.
 
 A caption joins one or two such parts. Every description is true of the image and names its
-object uniquely (synthref's expression grammar and semantics, :mod:`cptbench.data.scenes`). There
+object uniquely (synthref's expression grammar and semantics, :mod:`cptbench.data.scene_expressions`). There
 are no boxes, no region labels and never the CPT template (``"... is in [MASK] color"``): grounding
 is not taught directly. Colour words appear because objects have those colours.
 
@@ -39,9 +39,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from cptbench.data.scenes import (COLOURS, PALETTE, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, ExprParts, Scene,
-                           expression_text, object_phrase, resolve_expression, sample_scene, scene_rng, sides,
-                           render_scene, valid_expressions)
+from cptbench.data.scenes import COLOURS, PALETTE, SHAPES, SIZES, Scene, sample_scene, scene_rng
+from cptbench.data.scene_render import render_scene
+from cptbench.data.scene_expressions import (POSITIONS, POSITION_PHRASES, ExprParts, expression_text, object_phrase,
+                                             resolve_expression, sides, valid_expressions)
 
 RED = "red"
 #: every colour word of the corpus (the benchmark's palette plus red)

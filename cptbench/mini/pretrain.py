@@ -29,7 +29,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cptbench.data.scenes import POSITIONS, SHAPES, SIZES
+from cptbench.data.scenes import SHAPES, SIZES
+from cptbench.data.scene_expressions import POSITIONS
 from cptbench.mini.corpus import COLOUR_WORDS, CorpusSettings, sample_item, vocabulary
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -18,7 +18,8 @@ def binding_probe(adapter, n_scenes: int = 150, seed: int = 7) -> dict[str, floa
     import torch
 
     from cptbench.cpt.painting import paint
-    from cptbench.data.scenes import COLOURS, object_mask, render_scene, sample_scene, scene_rng
+    from cptbench.data.scenes import COLOURS, sample_scene, scene_rng
+    from cptbench.data.scene_render import object_mask, render_scene
     from cptbench.mini.corpus import RED, unique_descriptions
 
     words = [RED, *COLOURS]

@@ -28,7 +28,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cptbench.data.scenes import Scene, needs_position, object_mask, render_scene, sample_scene, scene_rng, valid_expressions
+from cptbench.data.scenes import Scene, sample_scene, scene_rng
+from cptbench.data.scene_render import object_mask, render_scene
+from cptbench.data.scene_expressions import needs_position, valid_expressions
 
 RED_PAINT = (240, 0, 30)
 ALPHA = 127 / 255
