@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 
 from cptbench.tasks.spec import TaskSpec
+from cptbench.core.defaults import DATA_ROOT_ENV
 from cptbench.core.errors import DataError
 from cptbench.data.refer import ReferDataset
 
-DATA_ROOT_ENV = "CPTBENCH_DATA_ROOT"
 CACHE_ENV = "CPTBENCH_CACHE"
 
 
