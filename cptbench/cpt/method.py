@@ -175,7 +175,7 @@ class CptMethod(Method):
         adapters do); ``None``: the reference path (stand-in adapters, or ``pipeline=reference``)."""
         if self.config.pipeline != "device" or not _has_device_path(adapter):
             return None
-        from cptbench.models._common import UnsupportedImageSpec
+        from cptbench.models.image_processing import UnsupportedImageSpec
         from cptbench.cpt.pipeline import DevicePipeline
 
         try:
@@ -230,7 +230,7 @@ class CptMethod(Method):
         """One forward of ``n`` worst-case passes (distinct images, longest text) for auto batch."""
         import torch
 
-        from cptbench.models._common import EncodedText
+        from cptbench.models.hf_adapter import EncodedText
 
         e = self.adapter.encode_text(self._main(example.expression).text)
         length = self.adapter.max_text_length

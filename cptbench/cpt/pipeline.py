@@ -7,7 +7,7 @@ processor, a fresh padded batch), this pipeline does as tensor work where the mo
   decoded once per run by :class:`cptbench.data.images.ImageSource`, prefetched by its threads) and
   uploaded once (uint8, pinned, non-blocking on CUDA). Its resized, cropped, normalised pixel
   values (the *base*) are computed once, by the adapter's own processor settings
-  (:meth:`~cptbench.models._common.HFAdapter.image_spec`: the same size rule, PIL's filter and
+  (:meth:`~cptbench.models.hf_adapter.HFAdapter.image_spec`: the same size rule, PIL's filter and
   rounding, see :mod:`.resample`).
 * **Painting.** A painted copy is the base plus a window: the pixels the group's regions touch,
   blended with a per-colour lookup table built by the reference's own

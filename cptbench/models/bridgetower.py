@@ -22,12 +22,13 @@ from typing import Any, Sequence
 
 import torch
 
-from cptbench.models._common import (
-    HFAdapter, ImageSpec, UnsupportedImageSpec, batch_size, center_crop_offset, check_image_sizes, expand_images,
-    fixed_grid_boxes, head_logits, image_processor_class as _ipc, load_hf_parts, processor_normalisation,
-    processor_resample, shortest_edge_size, size_get as _size_get,
-)
 from cptbench.models.base import RegionFeatures
+from cptbench.models.hf_adapter import HFAdapter, batch_size, check_image_sizes, expand_images, head_logits
+from cptbench.models.image_processing import (
+    ImageSpec, UnsupportedImageSpec, center_crop_offset, fixed_grid_boxes, image_processor_class as _ipc,
+    processor_normalisation, processor_resample, shortest_edge_size, size_get as _size_get,
+)
+from cptbench.models.loading import load_hf_parts
 
 
 def image_processor_class():

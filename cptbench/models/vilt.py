@@ -41,12 +41,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from cptbench.models._common import (
-    HFAdapter, ImageSpec, batch_size, cell_boxes, check_image_sizes, head_logits, image_processor_class as _ipc,
-    load_hf_parts, processor_normalisation, processor_resample, shortest_edge_size, size_get as _size_get,
-    UnsupportedImageSpec,
-)
 from cptbench.models.base import RegionFeatures
+from cptbench.models.hf_adapter import HFAdapter, batch_size, check_image_sizes, head_logits
+from cptbench.models.image_processing import (
+    ImageSpec, UnsupportedImageSpec, cell_boxes, image_processor_class as _ipc, processor_normalisation,
+    processor_resample, shortest_edge_size, size_get as _size_get,
+)
+from cptbench.models.loading import load_hf_parts
 
 
 def image_processor_class():
