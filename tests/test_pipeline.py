@@ -319,7 +319,7 @@ def test_release_training_restores_the_image_cache_and_fit_releases_on_error(tmp
 
 
 def test_axis_resamplers_are_bounded(adapters, monkeypatch):
-    import cptbench.cpt.pipeline as pipeline
+    import cptbench.cpt.device_images as pipeline
 
     monkeypatch.setattr(pipeline, "AXIS_CACHE", 2)
     a = adapters["vilt"]
