@@ -13,7 +13,8 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from cptbench.cpt.method import CptBlockMethod, CptConfig, CptSegMethod  # noqa: E402
+from cptbench.cpt.config import CptConfig  # noqa: E402
+from cptbench.cpt.method import CptBlockMethod, CptSegMethod  # noqa: E402
 from cptbench.cpt.painting import DEFAULT_ALPHA, Painter, parse_palette  # noqa: E402
 from cptbench.cpt.pipeline import DevicePipeline  # noqa: E402
 from cptbench.methods.numerics import (  # noqa: E402

@@ -172,7 +172,8 @@ def _null_forward(method) -> None:
 def measure(fixture: Fixture, adapter: Any, *, device: str, pipeline: str, precision: str = "auto",
             batch_size: int | str = 32, null: bool = False, chunk: int = 64) -> dict[str, Any]:
     """One timed pass over ``fixture`` through ``CptBlockMethod.predict`` (module doc)."""
-    from cptbench.cpt.method import CptBlockMethod, CptConfig
+    from cptbench.cpt.config import CptConfig
+    from cptbench.cpt.method import CptBlockMethod
     from cptbench.run.context import build_context
 
     config = CptConfig(pipeline=pipeline, precision=precision)
@@ -235,7 +236,8 @@ def _timed(fixture: Fixture, method, timer: _Timer, *, null: bool, cuda: bool, c
 def reference_bytes_per_pass(fixture: Fixture, adapter: Any, sample: int = 64) -> float:
     """What the reference path sends to the device per pass: its collated batch (pixel values,
     int64 pixel mask, token ids) for ``sample`` passes, divided by the passes."""
-    from cptbench.cpt.method import CptBlockMethod, CptConfig
+    from cptbench.cpt.config import CptConfig
+    from cptbench.cpt.method import CptBlockMethod
     from cptbench.run.context import build_context
 
     config = CptConfig(pipeline="reference")

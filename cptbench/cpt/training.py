@@ -41,6 +41,7 @@ nothing here: runs differ only by their k-shot training examples.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -214,3 +215,19 @@ def train_prompt(
     finally:
         model.train(was_training)
     return result
+
+
+def save_weights(adapter: Any, out: Path) -> None:
+    """Write the adapter's tuned model (``save_pretrained``, else a ``model.pt`` state dict) and its
+    tokenizer into the folder ``out`` (option ``save_weights``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    model = adapter.model
+    if hasattr(model, "save_pretrained"):
+        model.save_pretrained(out)
+    else:
+        import torch
+
+        torch.save(model.state_dict(), out / "model.pt")
+    tokenizer = getattr(adapter, "tokenizer", None)
+    if hasattr(tokenizer, "save_pretrained"):
+        tokenizer.save_pretrained(out)
