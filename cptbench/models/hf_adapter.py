@@ -29,6 +29,7 @@ def check_image(image: Any) -> np.ndarray:
 
 
 def run_image_processor(processor, image: np.ndarray) -> dict[str, Any]:
+    """The processor's tensors for one channels-last image, without the batch dimension."""
     out = processor(images=[image], return_tensors="pt", input_data_format="channels_last")
     return {k: v[0] for k, v in out.items()}
 
@@ -50,6 +51,8 @@ def stack_same_size(prepared: Sequence[dict[str, Any]], model_name: str) -> dict
 
 
 def check_image_sizes(images: dict[str, Any], image_sizes: Sequence[tuple[int, int]], batch: int) -> list[tuple[int, int]]:
+    """``image_sizes`` as int (W, H) pairs, one per image of the batch, all positive and equal to the
+    ``original_size`` the images were prepared from when the batch carries it."""
     sizes = [(int(w), int(h)) for w, h in image_sizes]
     if len(sizes) != batch:
         raise ValueError(f"got {len(sizes)} image sizes for a batch of {batch} images")
@@ -188,6 +191,8 @@ class HFAdapter(VLAdapter):
         return arrays
 
     def mask_logits(self, images: dict[str, Any], texts: Sequence[str]):
+        """Full-vocabulary logits (B, V) at each text's mask token: the texts are encoded and checked
+        (:meth:`_encode_texts`), then :meth:`mask_logits_encoded` runs."""
         enc, mask_col = self._encode_texts(texts, batch_size(images))
         return self.mask_logits_encoded(images, {**enc, "mask_col": mask_col})
 
@@ -206,6 +211,8 @@ class HFAdapter(VLAdapter):
 
     # -- images ----------------------------------------------------------------------------------
     def prepare_image(self, image: np.ndarray) -> dict[str, Any]:
+        """``pixel_values`` (float) by the model's own image processor, ``pixel_mask`` where the model
+        uses one, and ``original_size`` (H, W) of the checked uint8 RGB image."""
         arr = check_image(image)
         try:
             out = run_image_processor(self.image_processor, arr)
@@ -225,6 +232,7 @@ class HFAdapter(VLAdapter):
     _uses_pixel_mask = False
 
     def collate(self, prepared: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Stack prepared images of one processed size (fixed-size models; ViLT pads instead)."""
         return stack_same_size(prepared, self.model_name)
 
     def _pixel_values(self, images: dict[str, Any]) -> torch.Tensor:

@@ -39,6 +39,7 @@ class UnsupportedModelError(ModelError):
 
 
 def assets_dir() -> Path:
+    """The folder of the bundled models (``cptbench/assets``)."""
     return Path(__file__).resolve().parent.parent / "assets"
 
 
@@ -61,6 +62,7 @@ def resolve_model_path(name_or_path: str) -> str:
 
 
 def supported_model_types() -> list[str]:
+    """The config ``model_type`` values that have an adapter, sorted."""
     return sorted(ADAPTERS)
 
 
@@ -87,6 +89,8 @@ def _model_type(path: str, trust_remote_code: bool) -> str:
 
 
 def adapter_class(model_type: str) -> type:
+    """The adapter class serving ``model_type`` (its module imported now), or
+    :class:`UnsupportedModelError` naming the supported types."""
     if model_type not in ADAPTERS:
         raise UnsupportedModelError(
             f"model type {model_type!r} has no cptbench adapter; supported model types: "
@@ -217,6 +221,7 @@ def check_all_filled(path: str, model) -> None:
 
 
 def local_or_hub(path: str) -> str:
+    """``path`` with ``~`` expanded when it exists locally, else unchanged (a hub id)."""
     p = Path(path).expanduser()
     return str(p) if p.exists() else path
 
