@@ -48,6 +48,9 @@ VILT_VOCAB = 30522
 
 @dataclass
 class Fixture:
+    """A benchmark's synthetic data: the examples, the image source holding their ``n_images`` JPEGs,
+    and the folder the JPEGs were written to."""
+
     examples: list[Example]
     source: ImageSource
     n_images: int
@@ -257,6 +260,8 @@ def peak_host_mib() -> float:
 
 
 def machine() -> dict[str, Any]:
+    """Where the benchmark ran: platform, Python, torch, torch's CPU threads, usable CPUs and the
+    CUDA device's name when there is one."""
     import torch
 
     info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,

@@ -22,7 +22,7 @@ from cptbench.methods.optim import DEFAULT_SEED_POLICY, check_seed_policy
 
 @dataclass(frozen=True)
 class CptConfig:
-    """Options of ``cpt-blk`` / ``cpt-seg`` (``--option key=value``)."""
+    """Options of ``cpt-blk`` / ``cpt-seg`` (``--set key=value``), each checked on construction."""
 
     template: int = 3
     palette: str = "red"

@@ -37,6 +37,7 @@ class Region:
 
     @property
     def empty(self) -> bool:
+        """Whether the region covers no pixel (nothing to paint)."""
         return self.y1 <= self.y0 or self.x1 <= self.x0
 
 

@@ -29,12 +29,11 @@ import numpy as np
 from cptbench.data.examples import Example, TrainExample
 from cptbench.methods.base import ConfigError, Method, MethodContext
 from cptbench.methods.numerics import BatchSizer, precision_context, run_batches
-from cptbench.models.base import ModelVocabularyError
 from cptbench.cpt.config import CptConfig
 from cptbench.cpt.painting import Painter, parse_palette
 from cptbench.cpt.passes import (autobatch_key_of, device_batches, device_pipeline, has_device_path, prefetch_images,
                                  probe_passes, reference_batches, schedule_passes, training_caches, write_scores)
-from cptbench.cpt.prompts import Prompt, PromptBuilder, template_text
+from cptbench.cpt.prompts import Prompt, PromptBuilder, answer_word_ids, template_text
 from cptbench.cpt.score_rules import resolve_rule
 from cptbench.cpt.training import NONE_WORD, TrainResult, TrainSettings, save_weights, train_prompt
 
@@ -73,6 +72,8 @@ class CptMethod(Method):
     # -- setup -----------------------------------------------------------------------------------
     @property
     def adapter(self):
+        """The backbone adapter: the injected one (:meth:`with_adapter`, ``context.adapter``), else
+        ``context.model`` loaded on ``context.device`` at first use."""
         if self._adapter is None:
             if self.context.adapter is not None:
                 self._adapter = self.context.adapter
@@ -90,15 +91,7 @@ class CptMethod(Method):
             return
         adapter = self.adapter
         words = list(self.palette.words) + [NONE_WORD]
-        ids = [adapter.word_id(w) for w in words]  # raises ModelVocabularyError early
-        unk = getattr(adapter.tokenizer, "unk_token_id", None)
-        for word, i in zip(words, ids):
-            if unk is not None and i == unk:
-                raise ModelVocabularyError(
-                    f"the word {word!r} is not in the vocabulary of model {getattr(adapter, 'model_name', '?')!r} "
-                    f"(it maps to the unknown token); choose another palette word or another model")
-        if len(set(ids)) != len(ids):
-            raise ModelVocabularyError(f"palette words and 'none' must be distinct tokens, got ids {dict(zip(words, ids))}")
+        ids = answer_word_ids(adapter, words)  # raises ModelVocabularyError early
         self._word_ids = dict(zip(words, ids))
         self._columns = ids  # gathered logit columns: palette words in order, then "none"
         self.prompts = PromptBuilder(adapter, self.config.template, self.config.category_segment)
@@ -178,6 +171,8 @@ class CptMethod(Method):
 
     # -- Method API ------------------------------------------------------------------------------
     def fit(self, train: Sequence[TrainExample], seed: int) -> None:
+        """Prompt-tune the model's weights in place on the k training expressions (:mod:`.training`);
+        nothing for zero-shot or ``steps=0``. A method instance fits at most once."""
         if not train or self.config.steps == 0:
             return
         if self._trained:
@@ -213,6 +208,9 @@ class CptMethod(Method):
             save_weights(self.adapter, self.context.artifacts_dir / "cpt-weights")
 
     def predict(self, examples: Sequence[Example]) -> list[np.ndarray]:
+        """One score per candidate of each example, from the logits at ``[MASK]`` of every pass in
+        :func:`~cptbench.cpt.passes.schedule_passes` order; counts what it did for
+        :meth:`take_counters`."""
         import torch
 
         self.setup()
@@ -262,6 +260,8 @@ class CptMethod(Method):
         return scores
 
     def take_counters(self) -> dict[str, Any]:
+        """Counts since the last call (expressions, passes, truncated expressions and category
+        segments; mask fallbacks for ``cpt-seg``), restarting them at zero."""
         out, self._counters = self._counters, _new_counters()
         if self.mode != "mask":
             out.pop("mask_fallbacks")
@@ -273,6 +273,8 @@ class CptMethod(Method):
             dist.broadcast_module(self.adapter.model)
 
     def perf_info(self) -> dict[str, Any]:
+        """Pipeline, precision, the evaluation batch size used, and the path's cache counts
+        (empty before setup)."""
         if not self._ready:
             return {}
         out: dict[str, Any] = {"pipeline": self.pipeline_name, "precision": self.precision_name}
@@ -286,6 +288,8 @@ class CptMethod(Method):
 
     @property
     def score_rule(self) -> str:
+        """The score rule in force: the ``score`` option, an ``auto*`` rule resolved by whether the
+        model was tuned."""
         return resolve_rule(self.config.score, self._trained)
 
     def describe(self) -> dict[str, Any]:

@@ -55,6 +55,7 @@ class DevicePipeline(PaintedCopies):
         self.stats.update({"copies_reused": 0, "batches": 0, "passes": 0})
 
     def columns(self, ids: Sequence[int]):
+        """The vocabulary ``ids`` as an int64 tensor on the device, uploaded once per id list."""
         key = tuple(int(i) for i in ids)
         if key not in self._columns_cache:
             self._columns_cache[key] = self.upload(np.asarray(key, dtype=np.int64))
