@@ -30,6 +30,8 @@ def _import(path: str):
 
 @lru_cache(maxsize=1)
 def method_registry() -> Registry[type]:
+    """Every method name and alias: the core methods and the ``cptbench.methods`` entry points
+    (built once; nothing is imported until a class is asked for)."""
     reg: Registry[type] = Registry("method")
     for name, (path, aliases) in _CORE.items():
         reg.add(name, lambda p=path: _import(p), aliases=aliases, origin=f"core: {path.partition(':')[0]}")
@@ -45,14 +47,18 @@ def method_registry() -> Registry[type]:
 
 
 def list_methods() -> list[str]:
+    """The canonical names of every registered method, sorted."""
     return method_registry().names()
 
 
 def canonical_method(name: str) -> str:
+    """The canonical name of a method name or alias (``UnknownNameError`` for neither)."""
     return method_registry().canonical(name)
 
 
 def get_method_class(name: str) -> type[Method]:
+    """The method class of ``name`` (imported now), with its ``name`` set to the canonical one;
+    a ``TypeError`` when it is not a :class:`~cptbench.methods.base.Method` subclass."""
     reg = method_registry()
     canonical = reg.canonical(name)
     cls = reg.get(canonical)
