@@ -97,9 +97,9 @@ class CptMethod(Method):
         self.prompts = PromptBuilder(adapter, self.config.template, self.config.category_segment)
         self.painter = Painter(self.palette, self.config.alpha, self.mode, adapter.prepare_image, cache_size=DEFAULT_CACHE_SIZE,
                                box_pixels=self.config.box_pixels)
-        device = self.config.pipeline == "device"
+        wants_device = self.config.pipeline == "device"  # else the reference path
         self._pipeline = device_pipeline(adapter, self.painter, self._device(), self.precision_name,
-                                         self.name or "cpt") if device else None
+                                         self.name or "cpt") if wants_device else None
         self._sizer = BatchSizer(self.context.eval_batch_size, self._device())
         self._main_cache: dict[str, Prompt] = {}
         self._ready = True

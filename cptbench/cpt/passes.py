@@ -5,11 +5,10 @@ the expression's prompt. Painted copies reach the model through the device pipel
 (:mod:`.pipeline`, chosen by :func:`device_pipeline` for an adapter that has one) or through the
 reference path (the host painter and the adapter's own image processor).
 
-Prediction: :func:`schedule_passes` sorts the passes of all expressions of a predict
-call by (image, candidate set, group), so a painted copy is prepared once and reused by every
-expression of its image. :func:`device_batches` and :func:`reference_batches` give the ``build``
-and ``forward`` steps of :func:`cptbench.methods.numerics.run_batches` for the device pipeline
-(:mod:`.pipeline`) and for the reference path (the adapter's own processor);
+Prediction: :func:`schedule_passes` sorts the passes of all expressions of a predict call by
+(image, candidate set, group), so a painted copy is prepared once and reused by every expression
+of its image. :func:`device_batches` and :func:`reference_batches` give the ``build`` and
+``forward`` steps of :func:`cptbench.methods.numerics.run_batches` on either path;
 :func:`write_scores` turns a batch's logits at the palette words and ``none`` into candidate
 scores (:mod:`.score_rules`).
 
