@@ -89,12 +89,16 @@ class Heuristic(Method):
     rule: ClassVar[str] = ""
 
     def score(self, example: Example) -> np.ndarray:  # pragma: no cover - overridden
+        """The raw score of each candidate of ``example`` (higher: more likely the target)."""
         raise NotImplementedError
 
     def scores(self, examples: Sequence[Example]) -> list[np.ndarray]:
+        """Raw scores of every example of a call; by default :meth:`score` one example at a time."""
         return [self.score(ex) for ex in examples]
 
     def tie_broken(self, example: Example, s: np.ndarray) -> np.ndarray:
+        """``s`` plus a tiny seeded (heuristic, example id) amount per candidate, so ties never fall
+        to candidate order (``s`` unchanged when it does not match the candidates)."""
         s = np.asarray(s, dtype=np.float64).reshape(-1)
         if not example.n_candidates or s.size != example.n_candidates:
             return s
@@ -102,9 +106,11 @@ class Heuristic(Method):
         return s + _TIE * scale * rng_for("heuristic-tie", self.name, example.example_id).random(example.n_candidates)
 
     def predict(self, examples: Sequence[Example]) -> list[np.ndarray]:
+        """The tie-broken :meth:`scores` of ``examples``."""
         return [self.tie_broken(ex, s) for ex, s in zip(examples, self.scores(examples))]
 
     def describe(self) -> dict:
+        """The heuristic's name and rule, and that it reads no pixels."""
         return {"heuristic": self.name, "rule": self.rule, "reads_pixels": False}
 
 
@@ -114,6 +120,7 @@ class FirstCandidate(Heuristic):
     rule = "first candidate in annotation / proposal order"
 
     def score(self, example: Example) -> np.ndarray:
+        """Minus the candidate index: the first candidate scores highest."""
         return -np.arange(example.n_candidates, dtype=np.float64)
 
 
@@ -123,6 +130,7 @@ class LargestBox(Heuristic):
     rule = "largest box area"
 
     def score(self, example: Example) -> np.ndarray:
+        """Each candidate's box area."""
         return _areas(example.boxes)
 
 
@@ -132,6 +140,7 @@ class SmallestBox(Heuristic):
     rule = "smallest box area"
 
     def score(self, example: Example) -> np.ndarray:
+        """Minus each candidate's box area."""
         return -_areas(example.boxes)
 
 
@@ -141,6 +150,7 @@ class MostCentral(Heuristic):
     rule = "box centre nearest the image centre"
 
     def score(self, example: Example) -> np.ndarray:
+        """Minus the distance of each box centre from the image centre, in pixels."""
         b = np.asarray(example.boxes, dtype=np.float64).reshape(-1, 4)
         w, h = example.image_size
         cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
@@ -174,6 +184,8 @@ class CategoryPrior(Heuristic):
         self._n_train = 0
 
     def fit(self, train: Sequence[TrainExample], seed: int) -> None:
+        """Per category, the rate (targets + 1) / (candidates + 2) over the training expressions
+        whose best candidate hits under the task's rule."""
         targets: dict[str, int] = defaultdict(int)
         seen: dict[str, int] = defaultdict(int)
         used = _train_targets(train, self.context.metric)
@@ -185,9 +197,11 @@ class CategoryPrior(Heuristic):
         self._n_train = len(used)
 
     def score(self, example: Example) -> np.ndarray:
+        """The smoothed target rate of each candidate's category (0.5 for a category not seen)."""
         return np.array([self._rate.get(c, 0.5) for c in example.categories], dtype=np.float64)
 
     def describe(self) -> dict:
+        """Also the training expressions counted and the rate of each category."""
         return {**super().describe(), "n_train": self._n_train,
                 "rates": {c: round(r, 4) for c, r in sorted(self._rate.items())}}
 
@@ -262,6 +276,8 @@ class ExpressionLength(Heuristic):
         return out
 
     def fit(self, train: Sequence[TrainExample], seed: int) -> None:
+        """Keep the direction that picks more of the training targets (ties and zero-shot:
+        longer -> smaller)."""
         used = _train_targets(train, self.context.metric)
         self.direction = "longer-smaller"
         if not used:
@@ -273,7 +289,10 @@ class ExpressionLength(Heuristic):
             self.direction = "longer-larger"
 
     def scores(self, examples: Sequence[Example]) -> list[np.ndarray]:
+        """Per candidate, minus the distance of its area quantile from the expression's word-count
+        quantile among the call's expressions (reversed for ``longer-larger``)."""
         return self._scores(examples, self.direction)
 
     def describe(self) -> dict:
+        """Also the direction in force."""
         return {**super().describe(), "direction": self.direction}

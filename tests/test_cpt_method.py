@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cptbench.cpt.method import CptBlockMethod, CptConfig, CptSegMethod
+from cptbench.cpt.config import CptConfig
+from cptbench.cpt.method import CptBlockMethod, CptSegMethod
 from cptbench.cpt.painting import box_masks, decode_segmentation, parse_palette
 from cpt_fakes import OracleAdapter
 from cptbench.data.images import file_image

@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from cptbench.cpt import painting
-from cptbench.cpt.method import CptBlockMethod, CptConfig
+from cptbench.cpt.config import CptConfig
+from cptbench.cpt.method import CptBlockMethod
 from cptbench.cpt.painting import parse_palette
 from cpt_fakes import TinyTorchAdapter
 from cptbench.core.boxes import MetricSpec

@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cptbench.cpt.method import CptBlockMethod, CptConfig, CptSegMethod
+from cptbench.cpt.config import CptConfig
+from cptbench.cpt.method import CptBlockMethod, CptSegMethod
 from cptbench.data.images import file_image
 from cptbench.data.examples import Example, Label, TrainExample
 from cptbench.methods.base import MethodContext

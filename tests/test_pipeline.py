@@ -13,7 +13,8 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from cptbench.cpt.method import CptBlockMethod, CptConfig, CptSegMethod  # noqa: E402
+from cptbench.cpt.config import CptConfig  # noqa: E402
+from cptbench.cpt.method import CptBlockMethod, CptSegMethod  # noqa: E402
 from cptbench.cpt.painting import DEFAULT_ALPHA, Painter, parse_palette  # noqa: E402
 from cptbench.cpt.pipeline import DevicePipeline  # noqa: E402
 from cptbench.methods.numerics import (  # noqa: E402
@@ -319,7 +320,7 @@ def test_release_training_restores_the_image_cache_and_fit_releases_on_error(tmp
 
 
 def test_axis_resamplers_are_bounded(adapters, monkeypatch):
-    import cptbench.cpt.pipeline as pipeline
+    import cptbench.cpt.device_images as pipeline
 
     monkeypatch.setattr(pipeline, "AXIS_CACHE", 2)
     a = adapters["vilt"]

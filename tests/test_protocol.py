@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from cptbench.methods import optim
 from cptbench.cli.main import cli
 from cptbench.cpt import training as cpt_training
-from cptbench.cpt.method import CptBlockMethod, CptConfig
+from cptbench.cpt.config import CptConfig
+from cptbench.cpt.method import CptBlockMethod
 from cpt_fakes import TinyTorchAdapter
 from cptbench.methods.base import MethodContext
 from cptbench_baselines import finetune as ftmod

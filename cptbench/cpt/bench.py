@@ -48,6 +48,9 @@ VILT_VOCAB = 30522
 
 @dataclass
 class Fixture:
+    """A benchmark's synthetic data: the examples, the image source holding their ``n_images`` JPEGs,
+    and the folder the JPEGs were written to."""
+
     examples: list[Example]
     source: ImageSource
     n_images: int
@@ -172,7 +175,8 @@ def _null_forward(method) -> None:
 def measure(fixture: Fixture, adapter: Any, *, device: str, pipeline: str, precision: str = "auto",
             batch_size: int | str = 32, null: bool = False, chunk: int = 64) -> dict[str, Any]:
     """One timed pass over ``fixture`` through ``CptBlockMethod.predict`` (module doc)."""
-    from cptbench.cpt.method import CptBlockMethod, CptConfig
+    from cptbench.cpt.config import CptConfig
+    from cptbench.cpt.method import CptBlockMethod
     from cptbench.run.context import build_context
 
     config = CptConfig(pipeline=pipeline, precision=precision)
@@ -235,7 +239,8 @@ def _timed(fixture: Fixture, method, timer: _Timer, *, null: bool, cuda: bool, c
 def reference_bytes_per_pass(fixture: Fixture, adapter: Any, sample: int = 64) -> float:
     """What the reference path sends to the device per pass: its collated batch (pixel values,
     int64 pixel mask, token ids) for ``sample`` passes, divided by the passes."""
-    from cptbench.cpt.method import CptBlockMethod, CptConfig
+    from cptbench.cpt.config import CptConfig
+    from cptbench.cpt.method import CptBlockMethod
     from cptbench.run.context import build_context
 
     config = CptConfig(pipeline="reference")
@@ -255,6 +260,8 @@ def peak_host_mib() -> float:
 
 
 def machine() -> dict[str, Any]:
+    """Where the benchmark ran: platform, Python, torch, torch's CPU threads, usable CPUs and the
+    CUDA device's name when there is one."""
     import torch
 
     info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,

@@ -13,6 +13,9 @@ from cptbench.data.examples import Example, Label
 
 @dataclass
 class GroupView:
+    """One painted copy of an explanation: its candidates, their colour words, the prompt text and
+    the painted image."""
+
     group: int
     candidates: list[int]
     colours: list[str]
@@ -22,6 +25,9 @@ class GroupView:
 
 @dataclass
 class Explanation:
+    """What :func:`explain` collected for one example: its painted groups, the candidates' scores,
+    their IoU with the ground truth and the method's ``describe()``."""
+
     example: Example
     groups: list[GroupView]
     scores: np.ndarray
@@ -30,6 +36,7 @@ class Explanation:
 
     @property
     def predicted(self) -> int:
+        """The index of the highest-scoring candidate (-1 without candidates)."""
         return int(np.argmax(self.scores)) if self.scores.size else -1
 
 

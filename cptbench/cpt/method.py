@@ -1,10 +1,10 @@
 """The registered CPT methods: ``cpt-blk`` (paint boxes) and ``cpt-seg`` (paint segmentation masks).
 
-Prediction: every expression's candidates are painted group by group (:mod:`.painting`), each
-painted copy is paired with the expression's prompt (:mod:`.prompts`), the adapter's masked-LM
-logits at ``[MASK]`` are read and scored (:mod:`.scoring`). Passes of all expressions are sorted by
-(image, candidate set, group) so a painted copy is prepared once and reused by every expression of
-its image, then run in batches of ``context.eval_batch_size``.
+Options: :class:`~cptbench.cpt.config.CptConfig`. Prediction: every expression's candidates are
+painted group by group (:mod:`.painting`), each painted copy is paired with the expression's prompt
+(:mod:`.prompts`), the adapter's masked-LM logits at ``[MASK]`` are read and scored
+(:mod:`.score_rules`). How those passes are ordered, batched and sent to the model, through the
+device pipeline or the reference path, is :mod:`.passes`.
 
 Few-shot: :mod:`.training` tunes all weights of the adapter's model in place; the weights live for
 the run only (option ``save_weights`` writes them to ``context.artifacts_dir``). The IoU rule that
@@ -22,83 +22,22 @@ context.device)`` is called on first use.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
 from cptbench.data.examples import Example, TrainExample
 from cptbench.methods.base import ConfigError, Method, MethodContext
-from cptbench.models.base import ModelVocabularyError
-from cptbench.methods.optim import DEFAULT_SEED_POLICY, check_seed_policy
-from cptbench.cpt.painting import DEFAULT_ALPHA, DEFAULT_BOX_PIXELS, Painter, check_box_pixels, n_groups, parse_palette
-from cptbench.cpt.pipeline import PIPELINES
-from cptbench.methods.numerics import BatchSizer, check_precision, precision_context, run_batches
-from cptbench.cpt.prompts import TEMPLATES, Prompt, PromptBuilder, template_text
-from cptbench.cpt.score_rules import SCORE_RULES, resolve_rule, score_candidates
-from cptbench.cpt.training import (NO_POSITIVE_RULES, NONE_WORD, POSITIVE_RULES, TrainResult, TrainSettings, check_pass_rules,
-                       train_prompt)
+from cptbench.methods.numerics import BatchSizer, precision_context, run_batches
+from cptbench.cpt.config import CptConfig
+from cptbench.cpt.painting import Painter, parse_palette
+from cptbench.cpt.passes import (autobatch_key_of, device_batches, device_pipeline, has_device_path, prefetch_images,
+                                 probe_passes, reference_batches, schedule_passes, training_caches, write_scores)
+from cptbench.cpt.prompts import Prompt, PromptBuilder, answer_word_ids, template_text
+from cptbench.cpt.score_rules import resolve_rule
+from cptbench.cpt.training import NONE_WORD, TrainResult, TrainSettings, save_weights, train_prompt
 
 DEFAULT_CACHE_SIZE = 64
-
-
-@dataclass(frozen=True)
-class CptConfig:
-    """Options of ``cpt-blk`` / ``cpt-seg`` (``--option key=value``)."""
-
-    template: int = 3
-    palette: str = "red"
-    alpha: float = DEFAULT_ALPHA
-    score: str = "auto"
-    steps: int = 500
-    lr: float = 3e-5
-    batch_size: int = 0  # 0: k training expressions, capped at 16
-    weight_decay: float = 0.01
-    warmup: float = 0.1
-    model_seed: int = 88
-    save_weights: bool = False
-    category_segment: bool = False
-    # docs/protocol.md "faithful default vs variant": the release's rule first, today's as options
-    seed_policy: str = DEFAULT_SEED_POLICY  # release | per-run
-    box_pixels: str = DEFAULT_BOX_PIXELS  # release | cover
-    positives: str = POSITIVE_RULES[0]  # release (one positive at 16 shots) | all
-    no_positive: str = NO_POSITIVE_RULES[0]  # release (two passes) | one
-    # docs/performance.md: how painted copies are built and the forward's numerics
-    pipeline: str = "device"  # device (tensor ops on the model's device) | reference (host path, exact)
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | fp32 | bf16
-
-    def __post_init__(self):
-        def need(ok: bool, message: str):
-            if not ok:
-                raise ValueError(message)
-
-        def is_int(v):
-            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-        def is_num(v):
-            return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-
-        need(is_int(self.template) and self.template in TEMPLATES,
-             f"template must be one of {sorted(TEMPLATES)} (1: '<q> is [MASK].', 2: '<q> is [MASK] color.', "
-             f"3: '<q> is in [MASK] color.'), got {self.template!r}")
-        parse_palette(self.palette)  # raises a ValueError naming the choices
-        need(is_num(self.alpha) and 0.0 < float(self.alpha) <= 1.0, f"alpha must be in (0, 1], got {self.alpha!r}")
-        need(self.score in SCORE_RULES, f"score must be one of {', '.join(SCORE_RULES)}, got {self.score!r}")
-        need(is_int(self.steps) and self.steps >= 0, f"steps must be an integer >= 0, got {self.steps!r}")
-        need(is_num(self.lr) and float(self.lr) > 0, f"lr must be > 0, got {self.lr!r}")
-        need(is_int(self.batch_size) and self.batch_size >= 0,
-             f"batch_size must be an integer >= 0 (0 = k, capped at 16), got {self.batch_size!r}")
-        need(is_num(self.weight_decay) and float(self.weight_decay) >= 0, f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        need(is_num(self.warmup) and 0.0 <= float(self.warmup) <= 1.0, f"warmup must be a fraction in [0, 1], got {self.warmup!r}")
-        need(is_int(self.model_seed), f"model_seed must be an integer, got {self.model_seed!r}")
-        need(isinstance(self.save_weights, bool), f"save_weights must be true or false, got {self.save_weights!r}")
-        need(isinstance(self.category_segment, bool), f"category_segment must be true or false, got {self.category_segment!r}")
-        check_seed_policy(self.seed_policy)
-        check_box_pixels(self.box_pixels)
-        check_pass_rules(self.positives, self.no_positive)
-        need(self.pipeline in PIPELINES, f"pipeline must be one of {', '.join(PIPELINES)} (device: painting and "
-             f"preprocessing as tensor ops on the model's device; reference: the host path), got {self.pipeline!r}")
-        check_precision(self.precision)
 
 
 class CptMethod(Method):
@@ -133,6 +72,8 @@ class CptMethod(Method):
     # -- setup -----------------------------------------------------------------------------------
     @property
     def adapter(self):
+        """The backbone adapter: the injected one (:meth:`with_adapter`, ``context.adapter``), else
+        ``context.model`` loaded on ``context.device`` at first use."""
         if self._adapter is None:
             if self.context.adapter is not None:
                 self._adapter = self.context.adapter
@@ -150,39 +91,20 @@ class CptMethod(Method):
             return
         adapter = self.adapter
         words = list(self.palette.words) + [NONE_WORD]
-        ids = [adapter.word_id(w) for w in words]  # raises ModelVocabularyError early
-        unk = getattr(adapter.tokenizer, "unk_token_id", None)
-        for word, i in zip(words, ids):
-            if unk is not None and i == unk:
-                raise ModelVocabularyError(
-                    f"the word {word!r} is not in the vocabulary of model {getattr(adapter, 'model_name', '?')!r} "
-                    f"(it maps to the unknown token); choose another palette word or another model")
-        if len(set(ids)) != len(ids):
-            raise ModelVocabularyError(f"palette words and 'none' must be distinct tokens, got ids {dict(zip(words, ids))}")
+        ids = answer_word_ids(adapter, words)  # raises ModelVocabularyError early
         self._word_ids = dict(zip(words, ids))
         self._columns = ids  # gathered logit columns: palette words in order, then "none"
         self.prompts = PromptBuilder(adapter, self.config.template, self.config.category_segment)
         self.painter = Painter(self.palette, self.config.alpha, self.mode, adapter.prepare_image, cache_size=DEFAULT_CACHE_SIZE,
                                box_pixels=self.config.box_pixels)
-        self._pipeline = self._make_pipeline(adapter)
+        wants_device = self.config.pipeline == "device"  # else the reference path
+        self._pipeline = device_pipeline(adapter, self.painter, self._device(), self.precision_name,
+                                         self.name or "cpt") if wants_device else None
         self._sizer = BatchSizer(self.context.eval_batch_size, self._device())
         self._main_cache: dict[str, Prompt] = {}
         self._ready = True
 
-    # -- pipeline and numerics ---------------------------------------------------------------------
-    def _make_pipeline(self, adapter):
-        """The device pipeline (``pipeline=device``) for an adapter that offers one (the Hugging Face
-        adapters do); ``None``: the reference path (stand-in adapters, or ``pipeline=reference``)."""
-        if self.config.pipeline != "device" or not _has_device_path(adapter):
-            return None
-        from cptbench.models._common import UnsupportedImageSpec
-        from cptbench.cpt.pipeline import DevicePipeline
-
-        try:
-            return DevicePipeline(adapter, self.painter, self._device(), self.precision_name)
-        except UnsupportedImageSpec as exc:
-            raise ConfigError(f"method {self.name or 'cpt'!r}: pipeline=device: {exc}") from None
-
+    # -- paths and numerics -----------------------------------------------------------------------
     def _device(self) -> str:
         """Where the model's weights are (the context's device before the model is loaded)."""
         if self._adapter is not None:
@@ -201,7 +123,7 @@ class CptMethod(Method):
             return "reference"
         adapter = self._adapter if self._adapter is not None else self.context.adapter
         # a model loaded by name is a Hugging Face adapter: setup refuses what the device path cannot do
-        return "device" if adapter is None or _has_device_path(adapter) else "reference"
+        return "device" if adapter is None or has_device_path(adapter) else "reference"
 
     @property
     def precision_name(self) -> str:
@@ -217,29 +139,8 @@ class CptMethod(Method):
             return self._sizer.size()
         first = examples[items[0][0]]
         hw = pipe._entry(first).out_hw
-
-        def key() -> str:
-            from cptbench.methods.numerics import autobatch_key
-
-            return autobatch_key(getattr(pipe.adapter, "model_name", "?"), pipe.device, f"{hw[0]}x{hw[1]}",
-                                 pipe.precision, f"cpt/{pipe.spec.name}")
-
-        return self._sizer.size(key, lambda n: self._probe(pipe, first, hw, n))
-
-    def _probe(self, pipe, example: Example, hw: tuple[int, int], n: int) -> None:
-        """One forward of ``n`` worst-case passes (distinct images, longest text) for auto batch."""
-        import torch
-
-        from cptbench.models._common import EncodedText
-
-        e = self.adapter.encode_text(self._main(example.expression).text)
-        length = self.adapter.max_text_length
-        fake = EncodedText((e.ids[0],) * length, None if e.type_ids is None else (0,) * length, 0)
-        text = {k: pipe.upload(v, copy=True) for k, v in self.adapter.text_arrays([fake] * n).items()}
-        images = {"pixel_values": torch.zeros(n, 3, *hw, device=pipe.device),
-                  "pass_index": torch.arange(n, device=pipe.device), "image_hw": np.tile(np.array([hw]), (n, 1))}
-        with torch.no_grad(), precision_context(pipe.device, pipe.precision):
-            pipe.forward(images, text, pipe.columns(self._columns))
+        return self._sizer.size(lambda: autobatch_key_of(pipe, hw), lambda n: probe_passes(
+            self.adapter, pipe, self._main(first.expression).text, hw, n, self._columns))
 
     # -- passes ----------------------------------------------------------------------------------
     def _main(self, expression: str) -> Prompt:
@@ -268,25 +169,10 @@ class CptMethod(Method):
         with precision_context(self._device(), self.precision_name):
             return adapter.mask_logits(images, list(texts))
 
-    def _reserve_training(self, examples: Sequence[Example]) -> None:
-        """Caches sized to the k-shot set, so each training copy is painted once per fit: the device
-        pipeline keeps its copies; the reference path's prepared-copy cache grows to hold them."""
-        if self._pipeline is not None:
-            self._pipeline.keep_for_training(examples)
-            return
-        copies = {self.painter._key(ex, g) for ex in examples for g in range(len(self.painter.groups(ex)))}
-        cache = self.painter.prepared_cache
-        self._cache_capacity = cache.capacity
-        cache.capacity = max(cache.capacity, len(copies))
-
-    def _release_training(self) -> None:
-        if self._pipeline is not None:
-            self._pipeline.release_training()
-            return
-        self.painter.prepared_cache.capacity = getattr(self, "_cache_capacity", self.painter.prepared_cache.capacity)
-
     # -- Method API ------------------------------------------------------------------------------
     def fit(self, train: Sequence[TrainExample], seed: int) -> None:
+        """Prompt-tune the model's weights in place on the k training expressions (:mod:`.training`);
+        nothing for zero-shot or ``steps=0``. A method instance fits at most once."""
         if not train or self.config.steps == 0:
             return
         if self._trained:
@@ -309,48 +195,34 @@ class CptMethod(Method):
             micro_batch=self.context.micro_batch, positives=self.config.positives,
             no_positive=self.config.no_positive, seed_policy=self.config.seed_policy, metric=self.context.metric)
         model = self.adapter.model
-        self._reserve_training(examples)
-        try:
-            self.train_result = train_prompt(model, train, self.palette, forward, self._word_ids.__getitem__, settings,
-                                             seed=seed, model_seed=self.config.model_seed,
-                                             progress=self.context.progress)
-        finally:
-            model.eval()
-            self._release_training()
+        with training_caches(self._pipeline, self.painter, examples):
+            try:
+                self.train_result = train_prompt(model, train, self.palette, forward, self._word_ids.__getitem__,
+                                                 settings, seed=seed, model_seed=self.config.model_seed,
+                                                 progress=self.context.progress)
+            finally:
+                model.eval()
         self._trained = self.train_result.steps > 0
         self._train_truncated = {te.example.example_id for te in train if self._main(te.example.expression).expression_truncated}
         if self.config.save_weights:
-            self._save_weights()
-
-    def _save_weights(self) -> None:
-        out = self.context.artifacts_dir / "cpt-weights"
-        out.mkdir(parents=True, exist_ok=True)
-        model = self.adapter.model
-        if hasattr(model, "save_pretrained"):
-            model.save_pretrained(out)
-        else:
-            import torch
-
-            torch.save(model.state_dict(), out / "model.pt")
-        tokenizer = getattr(self.adapter, "tokenizer", None)
-        if hasattr(tokenizer, "save_pretrained"):
-            tokenizer.save_pretrained(out)
+            save_weights(self.adapter, self.context.artifacts_dir / "cpt-weights")
 
     def predict(self, examples: Sequence[Example]) -> list[np.ndarray]:
+        """One score per candidate of each example, from the logits at ``[MASK]`` of every pass in
+        :func:`~cptbench.cpt.passes.schedule_passes` order; counts what it did for
+        :meth:`take_counters`."""
         import torch
 
         self.setup()
         rule = self.score_rule
         n_colours = len(self.palette)
         scores = [np.full(ex.n_candidates, -np.inf, dtype=np.float64) for ex in examples]
-        items = [(i, g) for i, ex in enumerate(examples) for g in range(n_groups(ex.n_candidates, n_colours))]
-        # one painted copy serves every expression of its image: run those passes back to back
-        items.sort(key=lambda t: (examples[t[0]].image_key, examples[t[0]].candidate_key, t[1], t[0]))
+        items = schedule_passes(examples, n_colours)
         total = len(items)
         model = self.adapter.model
         model.eval()
         self.context.progress("predict", 0, total)
-        _prefetch(examples[i] for i, _ in items)
+        prefetch_images(examples[i] for i, _ in items)
         pipe = self._pipeline
         counters = self._counters
         # category segments cut, per pass: counted when its row is finished (an out-of-memory retry
@@ -364,31 +236,16 @@ class CptMethod(Method):
             return [p.text for p in prompts]
 
         if pipe is not None:
-            columns = pipe.columns(self._columns)
-
-            def build(chunk):
-                return pipe.images([(examples[i], g) for i, g in chunk]), pipe.text(prompts_of(chunk))
-
-            def forward(inputs):
-                return pipe.forward(inputs[0], inputs[1], columns)
+            build, forward = device_batches(pipe, examples, self._columns, prompts_of)
         else:
-            adapter = self.adapter
-
-            def build(chunk):
-                return adapter.collate([self.painter.prepared(examples[i], g) for i, g in chunk]), prompts_of(chunk)
-
-            def forward(inputs):
-                return torch.as_tensor(adapter.mask_logits(inputs[0], inputs[1]))[:, self._columns]
+            build, forward = reference_batches(self.adapter, self.painter, examples, self._columns, prompts_of)
 
         def finish(chunk, logits):
             if pipe is not None:
                 pipe.count_batch(len(chunk))
             if segment_cut is not None:
                 counters["truncated_category_segments"] += sum(segment_cut.pop(item) for item in chunk)
-            for row, (i, g) in enumerate(chunk):
-                n = examples[i].n_candidates
-                lo, hi = g * n_colours, min((g + 1) * n_colours, n)
-                scores[i][lo:hi] = score_candidates(logits[row], range(hi - lo), n_colours, rule)
+            write_scores(scores, examples, chunk, logits, n_colours, rule)
 
         batch_size = self._eval_batch_size(examples, items)
         with torch.no_grad():
@@ -403,6 +260,8 @@ class CptMethod(Method):
         return scores
 
     def take_counters(self) -> dict[str, Any]:
+        """Counts since the last call (expressions, passes, truncated expressions and category
+        segments; mask fallbacks for ``cpt-seg``), restarting them at zero."""
         out, self._counters = self._counters, _new_counters()
         if self.mode != "mask":
             out.pop("mask_fallbacks")
@@ -414,6 +273,8 @@ class CptMethod(Method):
             dist.broadcast_module(self.adapter.model)
 
     def perf_info(self) -> dict[str, Any]:
+        """Pipeline, precision, the evaluation batch size used, and the path's cache counts
+        (empty before setup)."""
         if not self._ready:
             return {}
         out: dict[str, Any] = {"pipeline": self.pipeline_name, "precision": self.precision_name}
@@ -427,6 +288,8 @@ class CptMethod(Method):
 
     @property
     def score_rule(self) -> str:
+        """The score rule in force: the ``score`` option, an ``auto*`` rule resolved by whether the
+        model was tuned."""
         return resolve_rule(self.config.score, self._trained)
 
     def describe(self) -> dict[str, Any]:
@@ -461,17 +324,6 @@ class CptMethod(Method):
             "iou": self.context.metric.describe(),
         }
         return out
-
-
-def _has_device_path(adapter: Any) -> bool:
-    return callable(getattr(adapter, "image_spec", None)) and callable(getattr(adapter, "mask_logits_encoded", None))
-
-
-def _prefetch(examples) -> None:
-    """Start decoding the images of ``examples`` (in this order) in the harness's threads."""
-    from cptbench.data.images import prefetch_handles
-
-    prefetch_handles(ex.image_handle for ex in examples)
 
 
 def _new_counters() -> dict[str, int]:

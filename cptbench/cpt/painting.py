@@ -63,6 +63,7 @@ class Palette:
         return ";".join(f"{w}:{r},{g},{b}" for w, (r, g, b) in zip(self.words, self.rgb))
 
     def describe(self) -> dict[str, Any]:
+        """The palette for records: its name and each colour word's RGB."""
         return {"name": self.name, "colors": {w: list(c) for w, c in zip(self.words, self.rgb)}}
 
 
@@ -119,6 +120,7 @@ def candidate_groups(n_candidates: int, group_size: int) -> list[range]:
 
 
 def n_groups(n_candidates: int, group_size: int) -> int:
+    """How many painted copies ``n_candidates`` candidates need at ``group_size`` colours."""
     return math.ceil(n_candidates / group_size) if n_candidates else 0
 
 
@@ -129,6 +131,7 @@ DEFAULT_BOX_PIXELS = BOX_PIXEL_RULES[0]
 
 
 def check_box_pixels(rule: str) -> str:
+    """``rule`` if it is one of :data:`BOX_PIXEL_RULES`, else a ``ValueError`` naming them."""
     if rule not in BOX_PIXEL_RULES:
         raise ValueError(f"box_pixels must be one of {', '.join(BOX_PIXEL_RULES)} (release: columns int(x1) .. "
                          f"int(x2 - 1) - 1 as the release paints; cover: every pixel the box touches), got {rule!r}")
@@ -247,6 +250,7 @@ def blend_color(orig, rgb, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
 
 
 def boxes_digest(boxes: np.ndarray) -> str:
+    """A short hash of a candidate box array's float64 values (part of the cache keys)."""
     return hashlib.sha1(np.ascontiguousarray(np.asarray(boxes, dtype=np.float64)).tobytes()).hexdigest()[:16]
 
 
@@ -278,9 +282,11 @@ class Painter:
                    if not has_usable_mask(example.masks[i] if i < len(example.masks) else None))
 
     def groups(self, example: Example) -> list[range]:
+        """The candidate ranges of ``example``'s painted copies (:func:`candidate_groups`)."""
         return candidate_groups(example.n_candidates, len(self.palette))
 
     def image(self, example: Example) -> np.ndarray:
+        """``example``'s decoded uint8 RGB image, refused when its size is not the annotated one."""
         img = example.image()
         w, h = example.image_size
         if (w, h) != (0, 0) and img.shape[:2] != (h, w):

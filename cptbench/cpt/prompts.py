@@ -21,6 +21,9 @@ adapter interface takes one string per pair, so the segment travels inside that 
 sees the separator token but the same token-type id for both parts (the release's Oscar backbone
 gives its tag segment type 1). The expression has priority: the segment gets the room the prompt
 leaves and is cut from the end (counted).
+
+Answer words: the palette's colour words and ``none`` are what the model is asked to put at
+``[MASK]``; :func:`answer_word_ids` checks each is one distinct token of the model's vocabulary.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
+
+from cptbench.models.base import ModelVocabularyError
 
 TEMPLATES: dict[int, str] = {
     1: "{q} is {mask}.",
@@ -43,6 +48,7 @@ def clean_expression(expression: str) -> str:
 
 
 def fill_template(template: int, q: str, mask_token: str) -> str:
+    """Template ``template`` with the expression ``q`` and the mask token filled in, stripped."""
     if template not in TEMPLATES:
         raise ValueError(f"template must be one of {sorted(TEMPLATES)}, got {template!r}")
     return TEMPLATES[template].format(q=q, mask=mask_token).strip()
@@ -53,8 +59,26 @@ def template_text(template: int, mask_token: str = "[MASK]") -> str:
     return fill_template(template, "<q>", mask_token)
 
 
+def answer_word_ids(adapter: Any, words: Sequence[str]) -> list[int]:
+    """The vocabulary ids of the answer words read at ``[MASK]`` (the palette's colour words and
+    ``none``): each must be a single known token and no two may share one, else
+    :class:`~cptbench.models.base.ModelVocabularyError`."""
+    ids = [adapter.word_id(w) for w in words]  # raises ModelVocabularyError itself
+    unk = getattr(adapter.tokenizer, "unk_token_id", None)
+    for word, i in zip(words, ids):
+        if unk is not None and i == unk:
+            raise ModelVocabularyError(
+                f"the word {word!r} is not in the vocabulary of model {getattr(adapter, 'model_name', '?')!r} "
+                f"(it maps to the unknown token); choose another palette word or another model")
+    if len(set(ids)) != len(ids):
+        raise ModelVocabularyError(f"palette words and 'none' must be distinct tokens, got ids {dict(zip(words, ids))}")
+    return ids
+
+
 @dataclass(frozen=True)
 class Prompt:
+    """One CPT text and whether its expression or its category segment was cut to fit."""
+
     text: str
     expression_truncated: bool = False
     segment_truncated: bool = False
@@ -98,6 +122,7 @@ class PromptBuilder:
 
     @property
     def template_text(self) -> str:
+        """The template with ``<q>`` and this model's mask token, as records show it."""
         return template_text(self.template, self.mask_token)
 
     def count(self, text: str) -> int:

@@ -53,6 +53,8 @@ class AxisResampler:
 
     @classmethod
     def build(cls, n_in: int, n_out: int, mode: str, device) -> "AxisResampler":
+        """The resampler ``n_in`` -> ``n_out`` pixels with filter ``mode``: weights on ``device``, band
+        structure on the host; an identity when the lengths are equal."""
         if n_in == n_out:
             return cls(n_in, n_out, mode, True)
         import torch

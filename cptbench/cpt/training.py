@@ -41,6 +41,7 @@ nothing here: runs differ only by their k-shot training examples.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -70,6 +71,9 @@ class PassUnit:
 
 @dataclass(frozen=True)
 class TrainSettings:
+    """How one fit trains (module doc): optimisation, micro-batching, the IoU rule of a positive
+    pass, the pass-selection rules and the seed policy."""
+
     steps: int = 500
     lr: float = 3e-5
     batch_size: int = 0  # 0: k capped at 16
@@ -86,10 +90,12 @@ class TrainSettings:
         check_seed_policy(self.seed_policy)
 
     def effective_batch_size(self, k: int) -> int:
+        """Training expressions per step for ``k`` shots: ``batch_size`` (16 when 0), at most k."""
         return effective_batch_size(k, self.batch_size)
 
 
 def check_pass_rules(positives: str, no_positive: str) -> None:
+    """A ``ValueError`` naming the choices unless both pass-selection rules are known."""
     if positives not in POSITIVE_RULES:
         raise ValueError(f"positives must be one of {', '.join(POSITIVE_RULES)} (release: one positive pass at "
                          f"{SINGLE_POSITIVE_SHOTS} shots; all: every positive pass), got {positives!r}")
@@ -100,6 +106,9 @@ def check_pass_rules(positives: str, no_positive: str) -> None:
 
 @dataclass
 class TrainResult:
+    """What a fit did: optimizer steps, the loss of each step, pass counts, the batch size, whether
+    the 16-shot single-positive rule was in force and what seeded it."""
+
     steps: int = 0
     losses: list[float] = field(default_factory=list)
     passes: int = 0
@@ -113,6 +122,7 @@ class TrainResult:
 
     @property
     def final_loss(self) -> float | None:
+        """The last step's loss, or None without steps."""
         return self.losses[-1] if self.losses else None
 
 
@@ -214,3 +224,19 @@ def train_prompt(
     finally:
         model.train(was_training)
     return result
+
+
+def save_weights(adapter: Any, out: Path) -> None:
+    """Write the adapter's tuned model (``save_pretrained``, else a ``model.pt`` state dict) and its
+    tokenizer into the folder ``out`` (option ``save_weights``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    model = adapter.model
+    if hasattr(model, "save_pretrained"):
+        model.save_pretrained(out)
+    else:
+        import torch
+
+        torch.save(model.state_dict(), out / "model.pt")
+    tokenizer = getattr(adapter, "tokenizer", None)
+    if hasattr(tokenizer, "save_pretrained"):
+        tokenizer.save_pretrained(out)

@@ -125,6 +125,8 @@ class Method(ABC):
         """One float array of length ``example.n_candidates`` per example."""
 
     def set_eval_labels(self, labels: Mapping[str, Any]) -> None:  # pragma: no cover - oracle only
+        """Receive the evaluation labels by example id; only methods that declare
+        ``uses_eval_labels`` are given them (others refuse)."""
         raise RuntimeError(f"method {self.name!r} does not declare uses_eval_labels")
 
     def describe(self) -> dict[str, Any]:

@@ -67,6 +67,7 @@ def parameter_groups(modules: Any, weight_decay: float, lr: float | None = None)
 
 
 def warmup_steps(steps: int, warmup: float) -> int:
+    """Warm-up steps for a ``warmup`` fraction of ``steps``: rounded up, never more than ``steps``."""
     if not 0.0 <= warmup <= 1.0:
         raise ValueError(f"warmup must be a fraction in [0, 1], got {warmup}")
     return min(int(steps), math.ceil(warmup * steps - 1e-9))
@@ -113,6 +114,7 @@ def seeded_torch_rng(seed: int, device: Any = "cpu"):
 
 
 def check_seed_policy(policy: str) -> str:
+    """``policy`` if it is one of :data:`SEED_POLICIES`, else a ``ValueError`` naming them."""
     if policy not in SEED_POLICIES:
         raise ValueError(f"seed_policy must be one of {', '.join(SEED_POLICIES)} (release: training randomness from "
                          f"the model seed alone; per-run: from the model seed and the run seed), got {policy!r}")

@@ -37,12 +37,13 @@ def list_methods() -> list[str]:
 
 
 def canonical_method(name: str) -> str:
-    """The canonical name of a method name or alias ("did you mean" when unknown)."""
+    """The canonical name of a method name or alias (``UnknownNameError`` for neither)."""
     return method_registry().canonical(name)
 
 
 def get_method_class(name: str) -> type[Method]:
-    """The class of method ``name`` (imported now); it must subclass :class:`Method`."""
+    """The method class of ``name`` (imported now), with its ``name`` set to the canonical one;
+    a ``TypeError`` when it is not a :class:`~cptbench.methods.base.Method` subclass."""
     reg = method_registry()
     canonical = reg.canonical(name)
     cls = reg.get(canonical)

@@ -232,7 +232,7 @@ def pretrain(out: str | Path, settings: PretrainSettings = PretrainSettings(),
     """
     import torch
 
-    from cptbench.models._common import quiet_progress
+    from cptbench.models.loading import quiet_progress
     from cptbench.models.vilt import ViltAdapter
     from cptbench.methods.optim import adamw_with_schedule, parameter_groups
 

@@ -61,10 +61,12 @@ class VLAdapter(ABC):
 
     @property
     def mask_token(self) -> str:
+        """The tokenizer's mask token as text (``[MASK]``, ``<mask>``)."""
         return self.tokenizer.mask_token
 
     @property
     def mask_token_id(self) -> int:
+        """The vocabulary id of :attr:`mask_token`."""
         return int(self.tokenizer.mask_token_id)
 
     def word_id(self, word: str) -> int:
@@ -92,6 +94,7 @@ class VLAdapter(ABC):
         return int(self.tokenizer.num_special_tokens_to_add(pair=False))
 
     def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` without the special tokens (see :attr:`num_special_tokens`)."""
         return len(self.tokenizer.tokenize(text))
 
     @abstractmethod
@@ -112,9 +115,11 @@ class VLAdapter(ABC):
         """Patch states with their boxes in original-image pixels (``image_sizes`` = (W, H) each)."""
 
     def to(self, device) -> "VLAdapter":
+        """Move the model to ``device`` in place; returns the adapter."""
         self.model.to(device)
         return self
 
     @property
     def device(self):
+        """The device of the model's first parameter."""
         return next(self.model.parameters()).device

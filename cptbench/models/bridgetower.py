@@ -22,15 +22,17 @@ from typing import Any, Sequence
 
 import torch
 
-from cptbench.models._common import (
-    HFAdapter, ImageSpec, UnsupportedImageSpec, batch_size, center_crop_offset, check_image_sizes, expand_images,
-    fixed_grid_boxes, head_logits, image_processor_class as _ipc, load_hf_parts, processor_normalisation,
-    processor_resample, shortest_edge_size, size_get as _size_get,
-)
 from cptbench.models.base import RegionFeatures
+from cptbench.models.hf_adapter import HFAdapter, batch_size, check_image_sizes, expand_images, head_logits
+from cptbench.models.image_processing import (
+    ImageSpec, UnsupportedImageSpec, center_crop_offset, fixed_grid_boxes, image_processor_class as _ipc,
+    processor_normalisation, processor_resample, shortest_edge_size, size_get as _size_get,
+)
+from cptbench.models.loading import load_hf_parts
 
 
 def image_processor_class():
+    """BridgeTower's image processor class (the PIL one where transformers has it)."""
     return _ipc("BridgeTower")
 
 
@@ -56,6 +58,9 @@ def processed_geometry(processor, height: int, width: int) -> tuple[tuple[int, i
 
 
 class BridgeTowerAdapter(HFAdapter):
+    """``BridgeTowerForMaskedLM`` behind :class:`~cptbench.models.base.VLAdapter`, with words looked
+    up in their spaced byte-level BPE form (module doc)."""
+
     model_type = "bridgetower"
 
     def __init__(self, model, tokenizer, image_processor, model_name: str):
@@ -69,6 +74,7 @@ class BridgeTowerAdapter(HFAdapter):
 
     @classmethod
     def from_pretrained(cls, path: str, device: str = "cpu", trust_remote_code: bool = False) -> "BridgeTowerAdapter":
+        """Load model, tokenizer and image processor from a folder or hub id (:func:`load_hf_parts`)."""
         from transformers import BridgeTowerForMaskedLM
 
         model, tokenizer, processor = load_hf_parts(BridgeTowerForMaskedLM, path, device, trust_remote_code,
@@ -81,6 +87,7 @@ class BridgeTowerAdapter(HFAdapter):
 
     @property
     def patch_size(self) -> int:
+        """Pixels per side of one patch of the CLIP vision tower."""
         ps = self.model.config.vision_config.patch_size
         return int(ps[0] if isinstance(ps, (tuple, list)) else ps)
 
@@ -115,12 +122,17 @@ class BridgeTowerAdapter(HFAdapter):
         return out
 
     def mask_logits_encoded(self, images: dict[str, Any], text: dict[str, Any], columns=None):
+        """See :meth:`HFAdapter.mask_logits_encoded`; the [MASK] state is read from the final
+        cross-modal text stream, and the head adds its own bias."""
         out = self._run(images, text)
         states = out.text_features
         rows = torch.arange(states.shape[0], device=states.device)
         return head_logits(self.model.mlm_score, states[rows, text["mask_col"]], columns, head_bias=True)
 
     def region_features(self, images: dict[str, Any], texts: Sequence[str], image_sizes: Sequence[tuple[int, int]]) -> RegionFeatures:
+        """The final cross-modal image stream's patch states on the crop's grid (boxes by the
+        processor's resize and crop; patches over crop padding invalid and zeroed) and the text-side
+        pooled state."""
         if images.get("pass_index") is not None:
             raise ValueError("region_features takes one image per text (no pass_index)")
         enc, _ = self._encode_texts(texts, batch_size(images), need_mask=False)

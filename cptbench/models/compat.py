@@ -130,9 +130,11 @@ class Checkpoint:
         return None
 
     def keys(self) -> set[str]:
+        """The names of every tensor in the checkpoint."""
         return set(self._files)
 
     def tensor(self, key: str):
+        """The tensor ``key``, read from its file on the CPU."""
         file = self._files[key]
         if file.endswith(".safetensors"):
             from safetensors import safe_open

@@ -24,15 +24,17 @@ from typing import Any, Sequence
 
 import torch
 
-from cptbench.models._common import (
-    HFAdapter, ImageSpec, UnsupportedImageSpec, batch_size, center_crop_offset, check_image_sizes, expand_images,
-    fixed_grid_boxes, head_logits, image_processor_class as _ipc, load_hf_parts, processor_normalisation,
-    processor_resample, size_get as _size_get,
-)
 from cptbench.models.base import RegionFeatures
+from cptbench.models.hf_adapter import HFAdapter, batch_size, check_image_sizes, expand_images, head_logits
+from cptbench.models.image_processing import (
+    ImageSpec, UnsupportedImageSpec, center_crop_offset, fixed_grid_boxes, image_processor_class as _ipc,
+    processor_normalisation, processor_resample, size_get as _size_get,
+)
+from cptbench.models.loading import load_hf_parts
 
 
 def image_processor_class():
+    """FLAVA's image processor class (the PIL one where transformers has it)."""
     return _ipc("Flava")
 
 
@@ -63,6 +65,9 @@ def processed_geometry(processor, height: int, width: int) -> tuple[tuple[int, i
 
 
 class FlavaAdapter(HFAdapter):
+    """``FlavaForPreTraining`` behind :class:`~cptbench.models.base.VLAdapter`: one ``FlavaModel``
+    pass and the multimodal masked-modelling text head at [MASK] (module doc)."""
+
     model_type = "flava"
 
     def __init__(self, model, tokenizer, image_processor, model_name: str):
@@ -75,6 +80,8 @@ class FlavaAdapter(HFAdapter):
 
     @classmethod
     def from_pretrained(cls, path: str, device: str = "cpu", trust_remote_code: bool = False) -> "FlavaAdapter":
+        """Load model (without the image codebook), tokenizer and image processor from a folder or hub
+        id (:func:`load_hf_parts`)."""
         from transformers import FlavaForPreTraining
 
         model, tokenizer, processor = load_hf_parts(FlavaForPreTraining, path, device, trust_remote_code,
@@ -83,6 +90,7 @@ class FlavaAdapter(HFAdapter):
 
     @property
     def patch_size(self) -> int:
+        """Pixels per side of one image patch."""
         ps = self.model.config.image_config.patch_size
         return int(ps[0] if isinstance(ps, (tuple, list)) else ps)
 
@@ -123,6 +131,8 @@ class FlavaAdapter(HFAdapter):
         return out
 
     def mask_logits_encoded(self, images: dict[str, Any], text: dict[str, Any], columns=None):
+        """See :meth:`HFAdapter.mask_logits_encoded`; the [MASK] state is read from the text part,
+        the last T positions of the multimodal sequence."""
         out = self._run(images, text)
         mm = out.multimodal_embeddings
         text_start = mm.shape[1] - text["input_ids"].shape[1]  # text positions are the last T
@@ -130,6 +140,9 @@ class FlavaAdapter(HFAdapter):
         return head_logits(self.model.mmm_text_head, mm[rows, text_start + text["mask_col"]], columns)
 
     def region_features(self, images: dict[str, Any], texts: Sequence[str], image_sizes: Sequence[tuple[int, int]]) -> RegionFeatures:
+        """The multimodal encoder's patch states on the fixed grid (boxes by the processor's resize and
+        crop; patches over crop padding invalid and zeroed) and its pooled state (the first
+        multimodal state when there is no pooler output)."""
         if images.get("pass_index") is not None:
             raise ValueError("region_features takes one image per text (no pass_index)")
         enc, _ = self._encode_texts(texts, batch_size(images), need_mask=False)

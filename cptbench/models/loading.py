@@ -4,6 +4,11 @@ The adapter is chosen by the config's ``model_type``. Every call returns an inde
 methods train the weights in place, so adapters are never shared. A process that runs many jobs
 (:func:`reuse_loaded_models`) reads a model from disk once, keeps it untouched on the CPU, and hands
 each call a deep copy moved to the asked device.
+
+The adapters' ``from_pretrained`` read their parts with :func:`load_hf_parts` (model, tokenizer
+and image processor from one folder or hub id, with every tensor of the checkpoint checked:
+:func:`check_head_loaded`, :func:`check_all_filled`). transformers is imported only inside
+functions, so this module stays import-light.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class UnsupportedModelError(ModelError):
 
 
 def assets_dir() -> Path:
+    """The folder of the bundled models (``cptbench/assets``)."""
     return Path(__file__).resolve().parent.parent / "assets"
 
 
@@ -56,6 +62,7 @@ def resolve_model_path(name_or_path: str) -> str:
 
 
 def supported_model_types() -> list[str]:
+    """The config ``model_type`` values that have an adapter, sorted."""
     return sorted(ADAPTERS)
 
 
@@ -82,6 +89,8 @@ def _model_type(path: str, trust_remote_code: bool) -> str:
 
 
 def adapter_class(model_type: str) -> type:
+    """The adapter class serving ``model_type`` (its module imported now), or
+    :class:`UnsupportedModelError` naming the supported types."""
     if model_type not in ADAPTERS:
         raise UnsupportedModelError(
             f"model type {model_type!r} has no cptbench adapter; supported model types: "
@@ -209,3 +218,62 @@ def check_all_filled(path: str, model) -> None:
             f"layout is not one cptbench can read with this version (see docs/compat.md). Re-save the model "
             f"with this transformers version or install a supported one."
         )
+
+
+def local_or_hub(path: str) -> str:
+    """``path`` with ``~`` expanded when it exists locally, else unchanged (a hub id)."""
+    p = Path(path).expanduser()
+    return str(p) if p.exists() else path
+
+
+class quiet_progress:
+    """Turn transformers' tqdm bars ("Loading weights", "Writing model shards") off inside the
+    block and restore the previous setting after it (the library never prints; the CLI decides)."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self._was_on = False
+
+    def __enter__(self):
+        if self.enabled:
+            from transformers.utils import logging as hf_logging
+
+            self._was_on = hf_logging.is_progress_bar_enabled()
+            if self._was_on:
+                hf_logging.disable_progress_bar()
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled and self._was_on:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.enable_progress_bar()
+        return False
+
+
+def load_hf_parts(model_cls, path: str, device: str, trust_remote_code: bool, head_param: str,
+                  processor_cls, **model_kwargs):
+    """Model (eval mode, on ``device``), tokenizer and image processor from one folder or hub id,
+    refusing a checkpoint whose masked-LM head (``head_param``) was not in the file.
+
+    ``model_kwargs`` override config attributes. A checkpoint written by the other transformers
+    line (4.57 / 5.x) is read into the installed layout (:func:`cptbench.models.compat.plan_load`:
+    renamed head-bias keys, tying decided by the file), so every tensor of the file lands
+    unchanged; a parameter the file did not fill is refused, never left random or on meta."""
+    from transformers import AutoTokenizer
+
+    from cptbench.models.compat import Checkpoint, plan_load
+
+    config = model_cls.config_class.from_pretrained(path, **model_kwargs)  # the adapter's own class: no remote code
+    config, key_mapping = plan_load(model_cls, path, config, Checkpoint.find(path))
+    extra = {} if key_mapping is None else {"key_mapping": key_mapping}
+    # a local folder loads without progress bars; a hub download keeps its own
+    with quiet_progress(enabled=Path(path).is_dir()):
+        model, info = model_cls.from_pretrained(path, config=config, output_loading_info=True,
+                                                trust_remote_code=trust_remote_code, **extra)
+    check_head_loaded(path, info, head_param)
+    check_all_filled(path, model)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    processor = processor_cls.from_pretrained(path)
+    model.to(device).eval()
+    return model, tokenizer, processor

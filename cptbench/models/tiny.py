@@ -157,7 +157,7 @@ def build_tiny_model(kind: str, out_dir: Path, words: Sequence[str] = (), image_
         else:
             model, processor, tokenizer = _build_bridgetower(words, image_size, patch)
     model.eval()
-    from cptbench.models._common import quiet_progress
+    from cptbench.models.loading import quiet_progress
 
     with quiet_progress():
         model.save_pretrained(out)

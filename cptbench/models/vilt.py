@@ -41,15 +41,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from cptbench.models._common import (
-    HFAdapter, ImageSpec, batch_size, cell_boxes, check_image_sizes, head_logits, image_processor_class as _ipc,
-    load_hf_parts, processor_normalisation, processor_resample, shortest_edge_size, size_get as _size_get,
-    UnsupportedImageSpec,
-)
 from cptbench.models.base import RegionFeatures
+from cptbench.models.hf_adapter import HFAdapter, batch_size, check_image_sizes, head_logits
+from cptbench.models.image_processing import (
+    ImageSpec, UnsupportedImageSpec, cell_boxes, image_processor_class as _ipc, processor_normalisation,
+    processor_resample, shortest_edge_size, size_get as _size_get,
+)
+from cptbench.models.loading import load_hf_parts
 
 
 def image_processor_class():
+    """ViLT's image processor class (the PIL one where transformers has it)."""
     return _ipc("Vilt")
 
 
@@ -64,6 +66,10 @@ def _nearest_count(valid: int, padded: int, cells: int) -> int:
 
 
 class ViltAdapter(HFAdapter):
+    """``ViltForMaskedLM`` behind :class:`~cptbench.models.base.VLAdapter`, with image tokens built
+    in row-major order and no RNG (module doc); ``patch_sample_seed`` seeds the subset kept when
+    ``max_image_length`` forces one."""
+
     model_type = "vilt"
     _uses_pixel_mask = True
 
@@ -78,6 +84,8 @@ class ViltAdapter(HFAdapter):
 
     @classmethod
     def from_pretrained(cls, path: str, device: str = "cpu", trust_remote_code: bool = False, **kwargs) -> "ViltAdapter":
+        """Load model, tokenizer and image processor from a folder or hub id (:func:`load_hf_parts`);
+        ``kwargs`` go to the adapter (``patch_sample_seed``)."""
         from transformers import ViltForMaskedLM
 
         model, tokenizer, processor = load_hf_parts(ViltForMaskedLM, path, device, trust_remote_code,
@@ -132,6 +140,7 @@ class ViltAdapter(HFAdapter):
 
     @property
     def patch_size(self) -> int:
+        """Pixels per side of one image patch (the patch projection's kernel)."""
         return int(self.model.vilt.embeddings.patch_embeddings.projection.kernel_size[0])
 
     def _image_hw(self, images: dict[str, Any], n: int, height: int, width: int) -> np.ndarray:
@@ -241,6 +250,8 @@ class ViltAdapter(HFAdapter):
         return hidden, pool, token_mask, cells, grids, image_hw
 
     def mask_logits_encoded(self, images: dict[str, Any], text: dict[str, Any], columns=None):
+        """See :meth:`HFAdapter.mask_logits_encoded`; the [MASK] state is read from the text part,
+        which comes first in ViLT's joint sequence."""
         hidden, *_ = self._run(images, text)
         mask_col = text["mask_col"]
         rows = torch.arange(mask_col.shape[0], device=mask_col.device)
@@ -248,6 +259,8 @@ class ViltAdapter(HFAdapter):
         return head_logits(self.model.mlm_score, states, columns)
 
     def region_features(self, images: dict[str, Any], texts: Sequence[str], image_sizes: Sequence[tuple[int, int]]) -> RegionFeatures:
+        """The valid patch tokens of each image in row-major order (padding slots zero, boxes from the
+        token -> cell map scaled to ``image_sizes``) and the pooler's state (None without a pooler)."""
         if images.get("pass_index") is not None:
             raise ValueError("region_features takes one image per text (no pass_index)")
         enc, _ = self._encode_texts(texts, batch_size(images), need_mask=False)
