@@ -18,6 +18,7 @@ class BatchSizeType(click.ParamType):
     name = "N|auto"
 
     def convert(self, value, param, ctx):
+        """The int, or ``"auto"``; anything else fails with Click's usage message."""
         if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
             return value
         text = str(value).strip().lower()

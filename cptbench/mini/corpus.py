@@ -64,6 +64,8 @@ def vocabulary() -> list[str]:
 
 @dataclass(frozen=True)
 class CorpusSettings:
+    """How the pretraining corpus's scenes and captions are drawn."""
+
     image_size: int = 64
     min_objects: int = 1
     max_objects: int = 8
@@ -178,6 +180,7 @@ def caption_part(scene: Scene, rng: np.random.Generator, settings: CorpusSetting
 
 
 def caption(scene: Scene, rng: np.random.Generator, settings: CorpusSettings, focal: Sequence[int] = ()) -> str:
+    """A caption of 1 to ``max_parts`` sentences about the scene (at most ``max_words`` words)."""
     parts = [caption_part(scene, rng, settings, focal) for _ in range(int(rng.integers(1, settings.max_parts + 1)))]
     while len(parts) > 1 and len(" . ".join(parts).split()) + 2 > settings.max_words:
         parts.pop()

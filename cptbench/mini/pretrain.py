@@ -40,6 +40,8 @@ CORPUS_STREAM = "pretrain"
 
 @dataclass(frozen=True)
 class PretrainSettings:
+    """Everything that decides the bundled model: corpus, model size, schedule, masking, threads."""
+
     seed: int = 0
     steps: int = 12000
     batch_size: int = 64
@@ -69,6 +71,7 @@ class PretrainSettings:
     corpus: CorpusSettings = field(default_factory=CorpusSettings)
 
     def with_overrides(self, **kw: Any) -> "PretrainSettings":
+        """A copy with ``kw`` applied (``corpus.<key>`` keys go to the corpus settings)."""
         corpus_kw = {k[len("corpus."):]: v for k, v in kw.items() if k.startswith("corpus.")}
         own = {k: v for k, v in kw.items() if not k.startswith("corpus.")}
         s = replace(self, **own)
@@ -117,6 +120,8 @@ def encode(captions: list[str], max_text: int) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------------------- corpus
 @dataclass
 class Corpus:
+    """The encoded pretraining corpus: images, object counts, caption token ids and lengths."""
+
     images: np.ndarray  # (N, H, W, 3) uint8
     n_objects: np.ndarray  # (N,)
     ids: np.ndarray  # (N, C, L) int16
@@ -124,6 +129,7 @@ class Corpus:
 
 
 def build_corpus(settings: PretrainSettings, progress: Callable[[str, int, int], None] = lambda *a: None) -> Corpus:
+    """Draw and encode the corpus (deterministic for ``settings.seed``)."""
     cs = settings.corpus
     n = settings.corpus_size
     # the two variants of a pair (items 2p, 2p + 1) have the same number of objects
@@ -143,6 +149,7 @@ def build_corpus(settings: PretrainSettings, progress: Callable[[str, int, int],
 
 # ------------------------------------------------------------------------------------------ model
 def build_model(settings: PretrainSettings, vocab_size: int):
+    """A freshly initialised ViltForMaskedLM of the settings' size (seeded)."""
     import torch
     from transformers import ViltConfig, ViltForMaskedLM
 
@@ -214,6 +221,7 @@ def word_classes() -> np.ndarray:
 
 
 def allowed_objects(step: int, settings: PretrainSettings) -> int:
+    """The curriculum: the most objects a training scene may hold at ``step``."""
     cs = settings.corpus
     span = settings.curriculum * settings.steps
     if span <= 0 or step >= span:

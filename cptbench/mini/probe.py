@@ -15,6 +15,7 @@ import numpy as np
 
 
 def binding_probe(adapter, n_scenes: int = 150, seed: int = 7) -> dict[str, float]:
+    """The probe's four figures (module docstring) over ``n_scenes`` fresh scenes, with chance."""
     import torch
 
     from cptbench.cpt.painting import paint

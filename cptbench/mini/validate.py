@@ -41,6 +41,8 @@ MODES = ("block", "mask")
 
 @dataclass(frozen=True)
 class ValExample:
+    """A validation scene of the model's own stream, a target, its expression and how it was drawn."""
+
     scene: Scene
     target: int
     expression: str
@@ -49,6 +51,7 @@ class ValExample:
 
     @property
     def n(self) -> int:
+        """The number of objects (candidates) in the scene."""
         return len(self.scene.objects)
 
 
