@@ -2,7 +2,7 @@
 
 Each is a method like any other (registered through the ``cptbench.methods`` entry-point group, run
 by ``cptbench run -m NAME`` and scored by the harness); ``cptbench data audit`` runs them all and
-compares each with random (:mod:`cptbench.data.audit`). None reads the image pixels or an evaluation
+compares each with random (:mod:`cptbench.run.audit`). None reads the image pixels or an evaluation
 label. They read what every method is given: an :class:`~cptbench.data.examples.Example`'s candidate
 boxes, category names, image size, expression and ids (``ref_id``, ``sent_id``, ``image_id``), the
 other examples handed to the same ``predict`` call, and, in ``fit``, the labelled training

@@ -1,4 +1,4 @@
-"""Throughput of CPT evaluation: the same benchmark as ``cptbench bench`` (cptbench/cpt/bench.py), for
+"""Throughput of CPT evaluation: the same benchmark as ``cptbench bench`` (cptbench/run/bench.py), for
 checkouts without the console script. It builds a RefCOCO-shaped workload (JPEG images with ~10
 candidates and ~7 expressions each) and a ViLT from its config (random weights: ``real`` is the
 dandelin/vilt-b32-mlm shape, ``tiny`` a 2-layer model with the same image processor), runs the CPT
@@ -33,7 +33,7 @@ def main() -> None:
 
     import torch
 
-    from cptbench.cpt.bench import run_benchmark, summary_lines
+    from cptbench.run.bench import run_benchmark, summary_lines
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cptbench.data.audit import AUDIT_HEURISTICS, audit_task, excess_interval
+from cptbench.run.audit import AUDIT_HEURISTICS, audit_task, excess_interval
 from cptbench.cli.main import cli
 from cptbench.data import synthref as sr
 from cptbench.data.examples import Example, Label, TrainExample
@@ -48,7 +48,7 @@ def test_excess_interval_hand_computed():
 
 
 def test_metric_context_is_what_methods_read():
-    from cptbench.data.audit import _context
+    from cptbench.run.audit import _context
     from cptbench.methods.registry import get_method_class
     from cptbench.tasks.spec import MetricSpec
 

@@ -24,7 +24,7 @@ from cptbench.data.catalog import (MIRROR_ENV, SOURCES_ENV, ArchiveSource, Catal
 from cptbench.data.fetch import FetchError, HostGate, HttpPolicy, OfflineError, fetch_url
 from cptbench.data.image_download import IMAGE_MIRROR_ENV, ImageNeed, fetch_images, select_images
 from cptbench.core.errors import DataError
-from cptbench.run.fingerprint import SOURCE_FILE
+from cptbench.data.provenance import SOURCE_FILE
 from http_fixture import FileServer, closed_port_url
 from refer_fixture import write_refer_fixture, write_task_card
 

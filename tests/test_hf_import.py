@@ -17,7 +17,7 @@ from cptbench.core.errors import DataError
 from cptbench.data.hf_import import import_hf
 from cptbench.data.hf_inputs import scan_inputs
 from cptbench.data.refer import ReferDataset
-from cptbench.run.fingerprint import SOURCE_FILE
+from cptbench.data.provenance import SOURCE_FILE
 from refer_fixture import write_refer_fixture
 
 CARD = """\

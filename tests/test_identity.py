@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from cptbench.report.aggregate import aggregate
 from cptbench.report.tables import wide_tables
 from cptbench.cli.main import cli
-from cptbench.run.fingerprint import file_sha256, model_fingerprint
+from cptbench.core.hashing import file_sha256
+from cptbench.run.fingerprint import model_fingerprint
 from cptbench.results.store import ResultsStore
 from record_fixture import make_record
 from refer_fixture import write_refer_fixture, write_task_card

@@ -51,7 +51,7 @@ def bench(state, model, device, pipeline, precision, batch_size, images, forward
     """
     import torch
 
-    from cptbench.cpt.bench import run_benchmark, summary_lines
+    from cptbench.run.bench import run_benchmark, summary_lines
     from cptbench.run.device import check_device
 
     check_device(device)

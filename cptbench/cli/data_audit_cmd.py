@@ -31,7 +31,7 @@ def audit(state, task, data_root, images, proposals, splits, heuristics, bonferr
     from rich.console import Console
     from rich.table import Table
 
-    from cptbench.data.audit import audit_task
+    from cptbench.run.audit import audit_task
     from cptbench.tasks.cards import get_task
 
     spec = get_task(task)

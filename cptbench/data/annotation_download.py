@@ -23,7 +23,8 @@ from cptbench.data.catalog import (ArchiveSource, Catalog, annotation_sources, a
 from cptbench.data.fetch import (EventFn, FetchError, Fetched, HostGate, HttpPolicy, OfflineError, ProgressFn, discard,
                                  fetch_first, is_local, local_path, no_event, no_progress, now_iso)
 from cptbench.data.provenance import check_files, file_entries, load_provenance, provenance_record, write_provenance
-from cptbench.run.fingerprint import SOURCE_FILE, file_sha256
+from cptbench.core.hashing import file_sha256
+from cptbench.data.provenance import SOURCE_FILE
 
 #: where archives are downloaded (inside the data root; removed once unpacked)
 DOWNLOAD_DIR = ".cptbench-downloads"

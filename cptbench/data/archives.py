@@ -74,7 +74,7 @@ def unpack_refer_archive(archive: Path, ds_dir: Path, dataset: str, split_by: st
     """Extract ``instances.json`` and every ``refs(*).p`` of the archive's ``<dataset>/`` folder (or
     of its only folder holding them) into ``ds_dir`` (each file written atomically); returns the
     file names written."""
-    from cptbench.results.store import write_atomic
+    from cptbench.core.files import write_atomic
 
     written = []
     with _open_archive(archive) as (_, members):

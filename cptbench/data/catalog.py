@@ -143,7 +143,7 @@ _store_lock = threading.Lock()
 
 def checksum_store() -> Path:
     """The file of sha256 digests recorded on first downloads (in the cache folder)."""
-    from cptbench.data.source import cache_root
+    from cptbench.core.hashing import cache_root
 
     return cache_root() / CHECKSUMS_FILE
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from cptbench.run.fingerprint import SOURCE_FILE
+from cptbench.data.provenance import SOURCE_FILE
 from cptbench.tasks.spec import TaskSpec
 from cptbench.core.defaults import DEFAULT_SEEDS
 from cptbench.data.image_download import DEFAULT_SHOTS, kshot_images

@@ -147,7 +147,7 @@ def read_json(path: Path) -> dict | None:
 
 def write_json(path: Path, data: Any) -> None:
     """``data`` as JSON, atomically (:func:`cptbench.results.store.write_atomic`: fsynced, stale temps swept)."""
-    from cptbench.results.store import write_atomic
+    from cptbench.core.files import write_atomic
 
     write_atomic(Path(path), (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
 

@@ -34,7 +34,7 @@ from cptbench.data.hf_inputs import detect_layout, hub_identity, scan_inputs
 from cptbench.data.hf_splits import SplitDecision, lmms_key, plan_import, refusal_message
 from cptbench.data.images import verify_image
 from cptbench.data.provenance import file_entries, provenance_record, read_provenance, write_provenance
-from cptbench.run.fingerprint import file_sha256
+from cptbench.core.hashing import file_sha256
 
 _IMAGE_ID = re.compile(r"COCO_train2014_(\d{12})")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
@@ -276,7 +276,7 @@ def import_hf(task, inputs: Sequence[str | Path], root: str | Path, *, splits: S
                        f"{len(out.images):,} images), not every COCO annotation (--referred-only)")
     categories = coco["categories"] if coco else (
         [{"id": 0, "name": "object", "supercategory": "object"}] if layout == "lmms-lab" else _coco_categories())
-    from cptbench.results.store import write_atomic
+    from cptbench.core.files import write_atomic
 
     ds_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(refs_path, pickle.dumps(out.refs, protocol=2))

@@ -68,16 +68,16 @@ DEFAULT_SHOTS = (1, 2, 4, 8, 16)
 
 def kshot_images(task, ds, shots: Sequence[int], seeds: Sequence[int]) -> tuple[set[int], list[str]]:
     """The image ids of the k-shot training draws (each k > 0 x seed): the very manifests a run
-    draws (:meth:`cptbench.run.session.DataSession.manifest`, over the usable train pairs: the pool
-    with degenerate expressions left out is the one every run that can run draws from), and notes
-    on the k that the split cannot give."""
-    from cptbench.run.session import DataSession
+    draws (:func:`cptbench.data.sampling.draw_manifest` over the usable train pairs: the pool with
+    degenerate expressions left out is the one every run that can run draws from), and notes on the
+    k that the split cannot give."""
+    from cptbench.data.sampling import draw_manifest
 
     ref_image = {int(r["ref_id"]): int(r["image_id"]) for r in ds.refs_of(task.train_split)}
     if not ref_image:
         return set(), []
-    session = DataSession(skip_bad=True, datasets={task.name: ds})
-    n_pairs = len(session.train_pairs(task))
+    pairs = ds.pairs(task.train_split, skip_bad=True)
+    n_pairs = len(pairs)
     ids: set[int] = set()
     notes = []
     for k in sorted({int(k) for k in shots if int(k) > 0}):
@@ -85,7 +85,7 @@ def kshot_images(task, ds, shots: Sequence[int], seeds: Sequence[int]) -> tuple[
             notes.append(f"k={k} left out: the {task.train_split!r} split has only {n_pairs} usable expressions")
             continue
         for seed in seeds:
-            ids |= {ref_image[r] for r, _ in session.manifest(task, k, int(seed)).examples}
+            ids |= {ref_image[r] for r, _ in draw_manifest(task, pairs, k, int(seed)).examples}
     return ids, notes
 
 

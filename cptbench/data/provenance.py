@@ -1,5 +1,5 @@
 """The provenance record beside a dataset's annotation files
-(:data:`cptbench.run.fingerprint.SOURCE_FILE`, written by ``data download`` and ``data import``):
+(:data:`SOURCE_FILE`, written by ``data download`` and ``data import``):
 where the files came from and their sha256, checked by ``data check`` and before files already on
 disk are reused.
 """
@@ -14,7 +14,10 @@ from typing import Any, Iterable, Mapping, Sequence
 from cptbench import __version__
 from cptbench.core.errors import DataError
 from cptbench.data.fetch import now_iso, read_json, write_json
-from cptbench.run.fingerprint import SOURCE_FILE, file_sha256
+from cptbench.core.hashing import file_sha256
+
+#: written beside the annotations by `cptbench data download` / `data import`: where they came from
+SOURCE_FILE = "cptbench-source.json"
 
 
 def read_provenance(ds_dir: Path) -> dict | None:

@@ -71,3 +71,16 @@ def sample_k_shot(task: str, task_version: int, train_pairs: Iterable[tuple[int,
         idx = rng_for(task, shots, seed).choice(len(pool), size=shots, replace=False)
         chosen = tuple(pool[i] for i in idx)
     return Manifest(task, task_version, shots, seed, chosen, manifest_digest(task, shots, seed, chosen))
+
+
+def draw_manifest(task, train_pairs, shots: int, seed: int) -> Manifest:
+    """The k-shot draw of (``task``, k, seed) over the train split's usable ``(ref_id, sent_id)``
+    pairs: the one function every caller uses (runs, ``data download`` and ``data check``). A k
+    larger than the pool is a usage error naming the split and its size."""
+    from cptbench.core.errors import UsageError
+
+    pairs = list(train_pairs)
+    if shots > len(pairs):
+        raise UsageError(f"task {task.name!r}: -k {shots} asks for more training expressions than its "
+                         f"{task.train_split!r} split has ({len(pairs)}); use a smaller -k.")
+    return sample_k_shot(task.name, task.version, pairs, shots, seed)

@@ -8,15 +8,8 @@ from pathlib import Path
 from cptbench.tasks.spec import TaskSpec
 from cptbench.core.defaults import DATA_ROOT_ENV
 from cptbench.core.errors import DataError
+from cptbench.core.hashing import cache_root
 from cptbench.data.refer import ReferDataset
-
-CACHE_ENV = "CPTBENCH_CACHE"
-
-
-def cache_root() -> Path:
-    """The cptbench cache folder: ``$CPTBENCH_CACHE``, else ``~/.cache/cptbench``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "cptbench")
-
 
 def resolve_data_root(task: TaskSpec, data_root: str | Path | None) -> Path:
     """The data root of ``task``: ``data_root``, else ``$CPTBENCH_DATA_ROOT``, else (synthref only) its

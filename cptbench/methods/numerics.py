@@ -160,7 +160,7 @@ def _finish(pending, finish) -> None:
 
 # ------------------------------------------------------------------------------------ auto batch
 def _autobatch_file() -> Path:
-    from cptbench.data.source import cache_root
+    from cptbench.core.hashing import cache_root
 
     return cache_root() / "autobatch.json"
 

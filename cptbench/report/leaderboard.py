@@ -13,7 +13,8 @@ from typing import Sequence
 from cptbench.report.aggregate import LeaderboardRow, aggregate
 from cptbench.report.tables import WideTable, long_csv, markdown, wide_csv, wide_tables
 from cptbench.results.layout import ResultsLayout
-from cptbench.results.store import ResultsStore, write_atomic
+from cptbench.core.files import write_atomic
+from cptbench.results.store import ResultsStore
 
 
 @dataclass(frozen=True)

@@ -30,20 +30,10 @@ from typing import Any, Iterable, Iterator
 
 from cptbench.core import faults
 from cptbench.core.errors import ResultsError
+from cptbench.core.files import write_atomic
 from cptbench.results.layout import ResultsLayout
 from cptbench.results.records import RecordError, RunRecord, dumps
 from cptbench.data.sampling import Manifest
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextmanager
@@ -118,34 +108,6 @@ def read_jsonl(path: Path, with_lines: bool = False) -> list[Any]:
             raise RecordError(f"{path}: line {i} is not valid JSON ({exc}); this file is append-only, so the line was edited by hand. Fix or delete that line.") from exc
         rows.append((i, row) if with_lines else row)
     return rows
-
-
-def _sweep_stale_temps(path: Path) -> None:
-    """Remove temporary files of ``path`` left by writers that died (their pid is gone)."""
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        try:
-            pid = int(tmp.name[len(path.name) + 2:-4])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            tmp.unlink(missing_ok=True)
-        except (ValueError, PermissionError, OSError):
-            continue
-
-
-def write_atomic(path: Path, data: bytes, kill_point: str = "") -> None:
-    """Replace ``path`` with ``data`` atomically (a fsynced temporary file renamed over it), so a
-    reader sees the old file or the new one, never part of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_stale_temps(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    if kill_point:
-        faults.point(kill_point)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 class ResultsStore:

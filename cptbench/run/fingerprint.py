@@ -1,8 +1,6 @@
 """Content fingerprints: what decides a result, hashed cheaply, so a changed input makes a new run.
 
-* :func:`file_sha256` hashes a file once and remembers the digest under its (path, size, mtime,
-  inode) in a small JSON cache (``<cache>/fingerprints.json``), as git's index does: a file is read
-  again only when one of those changes.
+* File digests are :func:`cptbench.core.hashing.file_sha256`'s (cached like git's index).
 * :func:`model_fingerprint`: a local or bundled model folder -> the hashes of the files that
   loading reads (config, weights, tokenizer, image processor; not READMEs or logs); a hub id -> its
   resolved commit and the content addresses of the snapshot's files (the blob names of the local
@@ -17,15 +15,15 @@ The digests go into every run id (:mod:`cptbench.run.engine`) together with the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from cptbench.core.errors import ModelError
+from cptbench.core.hashing import digest_of, file_sha256
+from cptbench.data.provenance import SOURCE_FILE
 
 #: Bump when a change in cptbench's code changes results for the same inputs (part of every run id).
 RESULTS_VERSION = 2
@@ -33,71 +31,6 @@ RESULTS_VERSION = 2
 #: files of a model folder that loading reads (others, e.g. README.md or training logs, do not count)
 MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".bin", ".pt", ".pth", ".txt", ".model", ".msgpack", ".h5")
 MODEL_FILE_EXCLUDE = ("pretrain_summary.json", "trainer_state.json", "training_args.json")
-
-_CACHE_NAME = "fingerprints.json"
-_lock = threading.Lock()
-_memory: dict[str, dict[str, Any]] = {}
-_loaded_from: Path | None = None
-
-
-def _cache_file() -> Path:
-    from cptbench.data.source import cache_root
-
-    return cache_root() / _CACHE_NAME
-
-
-def _load_cache() -> None:
-    global _loaded_from
-    path = _cache_file()
-    if _loaded_from == path:
-        return
-    _memory.clear()
-    try:
-        data = json.loads(path.read_text())
-        if isinstance(data, dict):
-            _memory.update({k: v for k, v in data.items() if isinstance(v, dict)})
-    except (OSError, ValueError):
-        pass
-    _loaded_from = path
-
-
-def _save_cache() -> None:
-    path = _cache_file()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(_memory, sort_keys=True))
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a cache: failing to write it only costs a re-hash next time
-
-
-def file_sha256(path: str | Path) -> str:
-    """The sha256 of a file, cached by (absolute path, size, mtime_ns, inode)."""
-    p = Path(path).resolve()
-    st = p.stat()
-    stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
-    key = str(p)
-    with _lock:
-        _load_cache()
-        hit = _memory.get(key)
-        if hit and hit.get("stamp") == stamp:
-            return hit["sha256"]
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    digest = h.hexdigest()
-    with _lock:
-        _memory[key] = {"stamp": stamp, "sha256": digest}
-        _save_cache()
-    return digest
-
-
-def digest_of(obj: Any, n: int = 16) -> str:
-    """The first ``n`` hex digits of the sha256 of ``obj``'s canonical JSON."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:n]
-
 
 @dataclass(frozen=True)
 class Fingerprint:
@@ -205,7 +138,3 @@ def data_fingerprint(ds) -> Fingerprint:
         except ValueError:
             source["provenance"] = {"error": f"{sidecar} is not valid JSON"}
     return Fingerprint(digest_of({"annotations": annotations, "images": images["digest"]}), source)
-
-
-#: written beside the annotations by `cptbench data download` / `data import`: where they came from
-SOURCE_FILE = "cptbench-source.json"

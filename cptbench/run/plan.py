@@ -21,7 +21,8 @@ from cptbench.core.errors import UsageError
 from cptbench.methods.base import Method
 from cptbench.methods.options import card_method_defaults, check_scopes, config_dict, has_option, method_config
 from cptbench.methods.registry import get_method_class
-from cptbench.run.fingerprint import RESULTS_VERSION, Fingerprint, digest_of
+from cptbench.core.hashing import digest_of
+from cptbench.run.fingerprint import RESULTS_VERSION, Fingerprint
 from cptbench.tasks.spec import TaskSpec
 
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-from cptbench.core.errors import DataError, UsageError
+from cptbench.core.errors import DataError
 from cptbench.data.examples import Example, TrainExample
-from cptbench.data.sampling import Manifest, sample_k_shot
+from cptbench.data.sampling import Manifest, draw_manifest
 from cptbench.run.fingerprint import Fingerprint, data_fingerprint, model_fingerprint
 from cptbench.run.plan import Job, run_specs, with_runs
 from cptbench.tasks.spec import TaskSpec
@@ -35,7 +35,7 @@ class DataSession:
 
     ``limit`` cuts each eval split to its first N expressions (smoke tests); ``skip_bad`` drops
     degenerate data instead of refusing it; ``event(kind, info)`` hears ``load`` and ``data``;
-    ``datasets`` adopts datasets a caller already opened (the downloader, before images exist)."""
+    ``datasets`` adopts datasets a caller already opened."""
 
     def __init__(self, data_root: str | None = None, images: str | None = None, *, skip_bad: bool = False,
                  limit: int | None = None, event: EventFn = _no_event, datasets: Mapping[str, Any] | None = None):
@@ -101,12 +101,8 @@ class DataSession:
         return self._pairs[task.name]
 
     def manifest(self, task: TaskSpec, shots: int, seed: int) -> Manifest:
-        """The k-shot draw of (task, k, seed)."""
-        pairs = self.train_pairs(task)
-        if shots > len(pairs):
-            raise UsageError(f"task {task.name!r}: -k {shots} asks for more training expressions than its "
-                             f"{task.train_split!r} split has ({len(pairs)}); use a smaller -k.")
-        return sample_k_shot(task.name, task.version, pairs, shots, seed)
+        """The k-shot draw of (task, k, seed) (:func:`cptbench.data.sampling.draw_manifest`)."""
+        return draw_manifest(task, self.train_pairs(task), shots, seed)
 
     def train_examples(self, task: TaskSpec, manifest: Manifest, proposals_arg: str = "gt") -> list[TrainExample]:
         """The k-shot training examples of ``manifest``, with their labels, in draw order."""
