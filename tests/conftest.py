@@ -4,7 +4,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).parent))  # test helpers (refer_fixture) importable
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))  # test helpers (refer_fixture, cpt_fakes, ...) importable
 
 
 # ---- BEGIN tiny-model fixtures (cptbench.models adapters; owner: adapters) -----------------------

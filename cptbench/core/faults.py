@@ -5,7 +5,7 @@
 ``point``; with ``CPTBENCH_KILL_RANK=<r>`` only the process of that torchrun rank does; with
 ``CPTBENCH_KILL_ONCE=<file>`` only the first process to get there does (it creates the file), so a
 retried worker survives. Unset, :func:`point` costs one dictionary lookup. Points that can tear a write
-(``*.torn``) write half of the bytes first. The tests in ``tests/test_faults.py`` drive every point
+(``*.torn``) write half of the bytes first. The tests in ``tests/run/test_faults.py`` drive every point
 and check that the resumed results equal an uninterrupted run field by field.
 """
 

@@ -18,7 +18,7 @@ layers, each a class the next extends:
 
 Fidelity: pixel values equal the reference path's (painting bit-exact, resize within float32
 rounding of the same weights: mean difference far below 0.5/255 of the [0, 1] pixel range;
-``tests/test_pipeline.py``). ``pipeline=reference`` keeps the reference path for exact
+``tests/methods/test_pipeline.py``). ``pipeline=reference`` keeps the reference path for exact
 reproduction.
 """
 

@@ -25,7 +25,7 @@ loudly in the tests instead of silently doing the wrong thing. docs/compat.md li
   was saved tied (tie), a file with a decoder weight different from the embeddings was saved
   untied (do not tie).
 
-Both rules are checked by tests/test_compat.py: every tensor of a checkpoint, written in either
+Both rules are checked by tests/models/test_compat.py: every tensor of a checkpoint, written in either
 layout, is loaded unchanged.
 """
 

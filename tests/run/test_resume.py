@@ -14,7 +14,7 @@ import pytest
 from cptbench.results.store import ResultsStore, append_jsonl, read_jsonl
 from refer_fixture import write_refer_fixture, write_task_card
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1] / "helpers"  # the subprocess scripts and fixtures
 
 
 @pytest.fixture
@@ -58,6 +58,7 @@ def test_append_record_is_idempotent(tmp_path):
     assert [r.accuracy for r in store.records()] == [1.0]
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_loses_and_duplicates_nothing(env):
     tmp, root, e = env
     clean = tmp / "clean"

@@ -1,3 +1,5 @@
+"""The refer-layout loader: examples and labels kept apart, splits by image, detections layouts, and messages that name the file and record."""
+
 import json
 from pathlib import Path
 import pickle

@@ -22,7 +22,7 @@ from cptbench_baselines.finetune import FineTuneConfig, FineTuneMethod, LinearPr
 from test_cpt_training import make_split
 from test_finetune import FakeAdapter, make_examples, train_set
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True, scope="module")

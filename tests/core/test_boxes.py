@@ -1,3 +1,5 @@
+"""The one box convention and IoU: hand-computed overlaps, the release's inclusive-pixel quirk, pycocotools agreement, threshold rules."""
+
 import numpy as np
 import pytest
 

@@ -35,7 +35,7 @@ class FakeTrainer(Method):
         return {"predict_calls": getattr(self, "calls", 0)}
 
 
-method_registry().add("fake-trainer", lambda: FakeTrainer, origin="tests/fault_cli.py")
+method_registry().add("fake-trainer", lambda: FakeTrainer, origin="tests/helpers/fault_cli.py")
 
 if __name__ == "__main__":
     from cptbench.cli.main import cli

@@ -21,7 +21,7 @@ class SlowRandom(Method):
         return [rng_for("slow", self.seed, self.context.shots, ex.example_id).random(ex.n_candidates) for ex in examples]
 
 
-method_registry().add("slow-random", lambda: SlowRandom, origin="tests/slow_cli.py")
+method_registry().add("slow-random", lambda: SlowRandom, origin="tests/helpers/slow_cli.py")
 
 if __name__ == "__main__":
     from cptbench.cli.main import cli

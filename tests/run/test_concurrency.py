@@ -14,7 +14,7 @@ import pytest
 from cptbench.results.store import ResultsStore, read_jsonl
 from refer_fixture import write_refer_fixture, write_task_card
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1] / "helpers"  # the subprocess scripts and fixtures
 
 #: harness behaviour, the same under every dependency version: `.ci/run-min -m 'not slow'` skips it
 pytestmark = pytest.mark.slow

@@ -1,3 +1,5 @@
+"""Aggregation of records into leaderboard rows and tables: hand-computed statistics, grouping, labels, layouts and formats."""
+
 import json
 import math
 

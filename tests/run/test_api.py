@@ -13,7 +13,7 @@ import pytest
 import cptbench
 from cptbench.core.errors import UsageError
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_evaluate_returns_every_asked_run_new_or_recorded(tmp_path, synthref_cache, monkeypatch):

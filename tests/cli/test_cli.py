@@ -1,3 +1,5 @@
+"""The CLI: every command's help, light imports, listing, "did you mean", run then leaderboard, --config, data check, clear data errors."""
+
 import json
 import subprocess
 import sys

@@ -1,3 +1,5 @@
+"""k-shot draws: the same on every machine and process, different per (task, k, seed), from the train split only, tamper-evident manifests."""
+
 import json
 import os
 import subprocess

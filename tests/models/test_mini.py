@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from cptbench.cli.main import cli
 
-ASSET = Path(__file__).resolve().parents[1] / "cptbench" / "assets" / "mini-vilt"
+ASSET = Path(__file__).resolve().parents[2] / "cptbench" / "assets" / "mini-vilt"
 
 
 def test_pretrain_command_is_deterministic(tmp_path):

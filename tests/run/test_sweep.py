@@ -15,7 +15,7 @@ from cptbench.cli.main import cli
 from cptbench.results.store import ResultsStore, read_jsonl
 from refer_fixture import write_refer_fixture, write_task_card
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1] / "helpers"  # the subprocess scripts and fixtures
 
 #: harness behaviour, the same under every dependency version: `.ci/run-min -m 'not slow'` skips it
 pytestmark = pytest.mark.slow

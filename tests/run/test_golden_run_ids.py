@@ -5,17 +5,17 @@ the data policy and a detections setting) must equal the ids recorded in ``golde
 The model and data fingerprints are fixed strings here (their own tests cover them), so the ids
 depend only on how cptbench turns a request into run identities. A change that moves an id on
 purpose (a method's results change) updates the golden file in the same commit and says why.
-Regenerate with ``CPTBENCH_WRITE_GOLDEN=1 python -m pytest tests/test_golden_run_ids.py``.
+Regenerate with ``CPTBENCH_WRITE_GOLDEN=1 python -m pytest tests/run/test_golden_run_ids.py``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from cptbench.run.plan import RunRequest, plan, run_specs
-from cptbench.methods.registry import list_methods
 from cptbench.tasks.cards import get_task
 
 GOLDEN = Path(__file__).parent / "golden" / "run_ids.json"
@@ -27,12 +27,17 @@ VARIANTS = {
 }
 
 
+def _installed_methods() -> list[str]:
+    """The methods the package installs (not the ones other tests register in this process)."""
+    return sorted(ep.name for ep in entry_points(group="cptbench.methods"))
+
+
 def _ids() -> dict[str, str]:
     out: dict[str, str] = {}
     for task_name in ("synthref", "refcoco", "refcoco+", "refcocog"):
         task = get_task(task_name)
         for variant, options in VARIANTS.items():
-            methods = list_methods() if variant == "plain" else (
+            methods = _installed_methods() if variant == "plain" else (
                 ["cpt-blk", "cpt-seg"] if variant.startswith("release5") else ["ft", "ft-head"])
             for limit, skip_bad, proposals in ((None, False, "gt"), (5, True, "det:dets.json:" + "ab" * 32)):
                 request = RunRequest(tasks=[task], methods=methods, shots=[0, 1, 16], seeds=[0, 3],

@@ -1,3 +1,5 @@
+"""The refs-pickle unpickler admits plain data only: code-running and class-instance pickles are refused, a truncated one is named."""
+
 import os
 import pickle
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {"cptbench": ROOT / "cptbench", "cptbench_baselines": ROOT / "baselines"}
 
 #: each layer and the layers it may import (its own always); read bottom to top
