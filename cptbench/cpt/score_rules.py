@@ -62,9 +62,3 @@ def score_candidates(logits, colour_index: Sequence[int], none_index: int, rule:
     else:
         raise ValueError(f"unknown score rule {rule!r}; choose one of {', '.join(SCORE_RULES)}")
     return np.where(np.isnan(out), -np.inf, out)
-
-
-def score_batch(logits, colour_index: Sequence[Sequence[int]], none_index: int, rule: str) -> list[np.ndarray]:
-    """:func:`score_candidates` for each row of a ``(B, K)`` logits matrix."""
-    rows = np.asarray(logits, dtype=np.float64)
-    return [score_candidates(rows[b], colour_index[b], none_index, rule) for b in range(rows.shape[0])]

@@ -26,7 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-import numpy as np
 
 from cptbench.data.scenes import COLOURS, PALETTE, SHAPES, SIZES, Scene, SceneObject
 
@@ -205,18 +204,6 @@ def needs_position(scene: Scene, target_index: int) -> bool:
     return any(o.attributes == a for i, o in enumerate(scene.objects) if i != target_index)
 
 
-def refer_expression(scene: Scene, target_index: int, rng: np.random.Generator, mode: ExpressionMode = "any") -> str:
-    """One expression that identifies ``target_index`` uniquely, chosen with ``rng``.
-
-    Raises ``ValueError`` when the grammar has none for that target and mode (e.g. two
-    look-alikes side by side closer than the position margin).
-    """
-    options = valid_expressions(scene, target_index, mode)
-    if not options:
-        raise ValueError(f"no {mode!r} expression identifies object {target_index} of this scene uniquely")
-    return options[int(rng.integers(len(options)))]
-
-
 # --------------------------------------------------------------------------------------------
 # Captions (for a pretraining corpus)
 # --------------------------------------------------------------------------------------------
@@ -237,10 +224,3 @@ def object_phrase(obj: SceneObject, image_size: int, *, article: str = "a", size
                 words.append(POSITION_PHRASES[pos])
                 break
     return " ".join(words)
-
-
-def scene_caption(scene: Scene, rng: np.random.Generator, max_objects: int = 3) -> str:
-    """A caption naming 1..``max_objects`` randomly chosen objects of the scene (absolute positions)."""
-    n = int(rng.integers(1, min(max_objects, len(scene.objects)) + 1))
-    idx = rng.choice(len(scene.objects), size=n, replace=False)
-    return " and ".join(object_phrase(scene.objects[int(i)], scene.image_size) for i in sorted(idx))

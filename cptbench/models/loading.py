@@ -220,12 +220,6 @@ def check_all_filled(path: str, model) -> None:
         )
 
 
-def local_or_hub(path: str) -> str:
-    """``path`` with ``~`` expanded when it exists locally, else unchanged (a hub id)."""
-    p = Path(path).expanduser()
-    return str(p) if p.exists() else path
-
-
 class quiet_progress:
     """Turn transformers' tqdm bars ("Loading weights", "Writing model shards") off inside the
     block and restore the previous setting after it (the library never prints; the CLI decides)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cptbench.cpt.score_rules import resolve_rule, score_batch, score_candidates
+from cptbench.cpt.score_rules import resolve_rule, score_candidates
 
 # vocabulary: 0 "red", 1 "blue", 2 "none", 3 other
 ROW = np.array([2.0, -1.0, 4.0, 0.5])
@@ -43,8 +43,5 @@ def test_degenerate_ratios_and_batches():
     zero_none = np.array([0.0, 3.0, 0.0])
     out = score_candidates(zero_none, [0, 1], 2, "ratio")
     assert out[0] == -np.inf and out[1] == np.inf  # 0/0 never wins the arg-max; 3/0 follows IEEE
-    rows = np.array([[1.0, 2.0, 4.0], [3.0, 0.0, 1.0]])
-    got = score_batch(rows, [[0, 1], [0]], 2, "ratio")
-    assert [g.tolist() for g in got] == [[0.25, 0.5], [3.0]]
     with pytest.raises(ValueError, match="resolve"):
         score_candidates(ROW, [0], 2, "auto")
