@@ -1,7 +1,8 @@
 """Aggregation of run records into leaderboard rows (rebuilt from ``runs.jsonl`` alone).
 
 Per group (task, task version, split, method, method config, model and its content fingerprint,
-data fingerprint, proposals, shots, limit, data policy): a group never mixes fingerprints.
+data fingerprint, proposals, shots, limit, data policy, k-shot sampler): a group never mixes
+fingerprints or draws.
 ``n_seeds``, ``acc_mean``, ``acc_std`` (population, ddof 0, as the CPT paper), ``rsd`` = std / mean
 (empty when the mean is 0), and a 95% confidence interval of the mean from the t distribution
 (sample std, n - 1 degrees of freedom; empty for a single seed). Each group is one
@@ -25,7 +26,7 @@ from cptbench.results.records import RunRecord
 
 #: the fields of a record that make its aggregation group (also fields of :class:`LeaderboardRow`)
 GROUP_KEYS = ("task", "task_version", "split", "method", "method_config_hash", "model", "model_fingerprint",
-              "data_fingerprint", "proposals", "shots", "limit", "skip_bad")
+              "data_fingerprint", "proposals", "shots", "limit", "skip_bad", "sampler")
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class LeaderboardRow:
     shots: int
     limit: int | None
     skip_bad: bool
+    sampler: str
     n_seeds: int
     acc_mean: float
     acc_std: float
@@ -130,7 +132,7 @@ def aggregate(records: Iterable[RunRecord]) -> list[LeaderboardRow]:
 
 def row_identity(r: LeaderboardRow) -> tuple:
     """What tells two rows of one method apart besides task, split and shots."""
-    return (r.method, r.method_config_hash, r.model_fingerprint, r.data_fingerprint, r.skip_bad)
+    return (r.method, r.method_config_hash, r.model_fingerprint, r.data_fingerprint, r.skip_bad, r.sampler)
 
 
 def option_value(v: Any) -> str:
@@ -172,7 +174,7 @@ def method_labels(rows: Sequence[LeaderboardRow]) -> dict[tuple, str]:
     """Display name per :func:`row_identity`: the method name, plus the options that differ where
     one method ran with several configs (:func:`config_labels`), ``[model <fp>]`` / ``[data <fp>]``
     where its rows differ by the model's or the data's content, ``[skip-bad]`` for runs that
-    dropped bad data; a ``*`` marks methods that read evaluation labels."""
+    dropped bad data, ``[sampler release]`` for k-shot draws made the release's way; a ``*`` marks methods that read evaluation labels."""
     seen: dict[str, dict[str, Any]] = {}
     for r in rows:
         d = seen.setdefault(r.method, {"config": {}, "model": set(), "data": set()})
@@ -190,5 +192,7 @@ def method_labels(rows: Sequence[LeaderboardRow]) -> dict[tuple, str]:
             name += f" [data {str(r.data_fingerprint)[:6]}]"
         if r.skip_bad:
             name += " [skip-bad]"
+        if r.sampler != "cptbench":
+            name += f" [sampler {r.sampler}]"
         out[row_identity(r)] = name
     return out

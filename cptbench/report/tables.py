@@ -19,13 +19,13 @@ from typing import Any, Sequence
 from cptbench.report.aggregate import LeaderboardRow, is_missing, method_labels, row_identity
 
 #: version of the leaderboard CSV layout (the ``schema_version`` column); bump when columns change meaning
-CSV_SCHEMA_VERSION = 2
+CSV_SCHEMA_VERSION = 3
 
 #: the long CSV's columns, in order (the fields of :class:`LeaderboardRow` and ``schema_version``)
 LONG_COLUMNS = ("task", "split", "method", "model", "proposals", "shots", "n_seeds", "acc_mean", "acc_std", "rsd",
                 "ci95_low", "ci95_high", "n", "n_invalid", "n_no_candidates", "n_skipped", "method_config_hash",
                 "model_fingerprint", "data_fingerprint", "task_version", "limit", "skip_bad", "uses_eval_labels", "seeds",
-                "label", "schema_version")
+                "sampler", "label", "schema_version")
 #: legend printed under every measured table
 LEGEND = ("Accuracy % (IoU rule per task card). Cells: mean ± population std (ddof 0) over seeds, RSD = std / mean, "
           "[95% t-interval of the mean]; one number = one run. zs = zero-shot (k = 0). "

@@ -7,7 +7,7 @@
     predictions/<run_id>.jsonl          per-example predictions of a finished run
     predictions/<run_id>.partial.jsonl  a run in progress: one line per saved chunk (the resume point)
     deleted/predictions/                predictions files of deleted runs
-    splits/<task>/k<k>_s<seed>.json     k-shot manifests
+    splits/<task>/k<k>_s<seed>.json     k-shot manifests (``k<k>_s<seed>_release.json``: the release's sampler)
     locks/<run_id>.lock                 held (flock) by the process computing that run
     artifacts/<run_id>/                 what a method saves when asked (tuned weights)
     leaderboard.csv, leaderboard_wide.csv, leaderboard.md   rebuilt from runs.jsonl alone
@@ -85,9 +85,10 @@ class ResultsLayout:
         return self.root / "deleted" / "predictions"
 
     # -- manifests, locks, artifacts -------------------------------------------------------------
-    def manifest(self, task: str, shots: int, seed: int) -> Path:
-        """The k-shot manifest of (task, k, seed)."""
-        return self.root / "splits" / safe_component(task, "task name") / f"k{int(shots)}_s{int(seed)}.json"
+    def manifest(self, task: str, shots: int, seed: int, sampler: str = "cptbench") -> Path:
+        """The k-shot manifest of (task, k, seed) (a non-default sampler's beside it, ``_<sampler>``)."""
+        suffix = "" if sampler == "cptbench" else f"_{safe_component(sampler, 'sampler')}"
+        return self.root / "splits" / safe_component(task, "task name") / f"k{int(shots)}_s{int(seed)}{suffix}.json"
 
     def lock(self, run_id: str) -> Path:
         """The lock file of a run (held while a process computes it)."""

@@ -90,6 +90,8 @@ class RunRecord:
     method_version: int = 0
     #: the numerics the method ran under: ``fp32`` or ``bf16`` (autocast); empty in older records
     precision: str = ""
+    #: the k-shot sampler of the manifest (``cptbench`` or ``release``)
+    sampler: str = "cptbench"
 
     def to_json(self) -> dict[str, Any]:
         """Every field as plain JSON values (mappings as dicts, tuples as lists)."""
@@ -159,7 +161,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "predict_seconds": (int, float), "seconds": (int, float), "resumed_examples": (int,),
     "manifest_sha256": (str,), "manifest_path": (str,), "predictions_path": (str,), "method_info": (dict,),
     "skip_bad": (bool,), "n_skipped": (dict,), "predictions_sha256": (str,), "results_version": (int,),
-    "method_version": (int,), "precision": (str,),
+    "method_version": (int,), "precision": (str,), "sampler": (str,),
 }
 
 

@@ -250,13 +250,13 @@ class ResultsStore:
         p.with_name(p.name + ".lock").unlink(missing_ok=True)
 
     # -- manifests -----------------------------------------------------------------------------
-    def manifest_path(self, task: str, shots: int, seed: int) -> Path:
-        """The k-shot manifest file of (task, k, seed)."""
-        return self.layout.manifest(task, shots, seed)
+    def manifest_path(self, task: str, shots: int, seed: int, sampler: str = "cptbench") -> Path:
+        """The k-shot manifest file of (task, k, seed, sampler)."""
+        return self.layout.manifest(task, shots, seed, sampler)
 
     def save_or_check_manifest(self, manifest: Manifest) -> Path:
         """Save a new manifest; if one exists, it must be identical (else the data changed)."""
-        path = self.manifest_path(manifest.task, manifest.shots, manifest.seed)
+        path = self.manifest_path(manifest.task, manifest.shots, manifest.seed, manifest.sampler)
         if path.exists():
             try:
                 old = Manifest.from_json(json.loads(path.read_text()))

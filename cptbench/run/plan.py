@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 from cptbench.core.boxes import MetricSpec
 from cptbench.core.defaults import DEFAULT_SEEDS, EVAL_BATCH_SIZE, CHUNK_SIZE
 from cptbench.core.errors import UsageError
+from cptbench.data.sampling import DEFAULT_SAMPLER, check_sampler
 from cptbench.methods.base import Method
 from cptbench.methods.options import card_method_defaults, check_scopes, config_dict, has_option, method_config
 from cptbench.methods.registry import get_method_class
@@ -52,6 +53,7 @@ class RunRequest:
     chunk_size: int = CHUNK_SIZE  # predictions are saved every chunk (the resume granularity)
     skip_bad: bool = False  # drop degenerate boxes / expressions instead of refusing them
     precision: str | None = None  # None: each method's own precision option (default auto)
+    sampler: str = DEFAULT_SAMPLER  # the k-shot draw: cptbench | release (the CPT release's own)
     command: str = ""  # the command line, recorded with every run (provenance)
 
 
@@ -75,14 +77,18 @@ class RunSpec:
     skip_bad: bool = False
     results_version: int = RESULTS_VERSION
     method_version: int = 0  # the method's own result version (identity only when non-zero)
+    sampler: str = DEFAULT_SAMPLER  # the k-shot sampler (identity only when not the default)
 
     def identity(self) -> dict[str, Any]:
-        """What decides the result: everything but the model's display name (and a zero
-        ``method_version``, so the ids of runs made before methods had versions stay the same)."""
+        """What decides the result: everything but the model's display name. Fields added later
+        enter only when they differ from their default (``method_version`` 0, the default
+        ``sampler``), so the ids of runs made before them stay the same."""
         d = asdict(self)
         d.pop("model")
         if not self.method_version:
             d.pop("method_version")
+        if self.sampler == DEFAULT_SAMPLER:
+            d.pop("sampler")
         return d
 
     @property
@@ -111,6 +117,7 @@ class Job:
     shots: int
     seed: int
     splits: tuple[str, ...]
+    sampler: str = DEFAULT_SAMPLER
     runs: tuple[RunSpec, ...] = ()
     model_path: str | None = None
     model_fp: Fingerprint | None = None
@@ -140,8 +147,27 @@ def _request_options(request: RunRequest, cls: type[Method]) -> dict[str, Any]:
     return options
 
 
+#: options of ``--set`` / study files that belong to the harness, not to a method
+HARNESS_OPTIONS = ("sampler",)
+
+
+def harness_options(request: RunRequest) -> tuple[dict[str, Any], str]:
+    """(the method options, the sampler): an unscoped ``sampler`` option is the harness's
+    ``--sampler`` (given both ways, they must agree)."""
+    options = dict(request.options)
+    sampler = request.sampler
+    if "sampler" in options:
+        given = str(options.pop("sampler"))
+        if request.sampler != DEFAULT_SAMPLER and given != request.sampler:
+            raise UsageError(f"--set sampler={given} disagrees with --sampler {request.sampler}; give one.")
+        sampler = given
+    return options, check_sampler(sampler)
+
+
 def plan(request: RunRequest) -> list[Job]:
     """All jobs of a request, in a deterministic order. Raises early on unknown names/options."""
+    options, sampler = harness_options(request)
+    request = replace(request, options=options, sampler=sampler)
     if not request.methods:
         raise UsageError("no method given (--method)")
     if not request.shots:
@@ -172,7 +198,9 @@ def plan(request: RunRequest) -> list[Job]:
                 varies = cls.stochastic or (cls.trains and shots > 0)
                 seeds = list(request.seeds) if varies else list(request.seeds)[:1]
                 for seed in seeds:
-                    jobs.append(Job(task, cls, config, model, proposals_arg, shots, seed, splits))
+                    # zero-shot draws nothing: its runs are the same under every sampler
+                    jobs.append(Job(task, cls, config, model, proposals_arg, shots, seed, splits,
+                                    sampler if shots else DEFAULT_SAMPLER))
     return jobs
 
 
@@ -183,7 +211,8 @@ def run_specs(job: Job, *, model_fp: str, data_fp: str, proposal_setting: str, l
     config_json = json.dumps(config_dict(job.config), sort_keys=True)
     return tuple(RunSpec(task.name, task.version, split, job.method_cls.name, config_json, job.model or "none",
                          model_fp, data_fp, proposal_setting, job.shots, job.seed, limit, task.metric, skip_bad,
-                         method_version=int(getattr(job.method_cls, "version", 0) or 0))
+                         method_version=int(getattr(job.method_cls, "version", 0) or 0),
+                         sampler=job.sampler)
                  for split in job.splits)
 
 

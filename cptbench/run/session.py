@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from cptbench.core.errors import DataError
 from cptbench.data.examples import Example, TrainExample
-from cptbench.data.sampling import Manifest, draw_manifest
+from cptbench.data.sampling import DEFAULT_SAMPLER, Manifest, draw_manifest
 from cptbench.run.fingerprint import Fingerprint, data_fingerprint, model_fingerprint
 from cptbench.run.plan import Job, run_specs, with_runs
 from cptbench.tasks.spec import TaskSpec
@@ -100,9 +100,9 @@ class DataSession:
             self._pairs[task.name] = self.dataset(task).pairs(task.train_split, skip_bad=self.skip_bad)
         return self._pairs[task.name]
 
-    def manifest(self, task: TaskSpec, shots: int, seed: int) -> Manifest:
-        """The k-shot draw of (task, k, seed) (:func:`cptbench.data.sampling.draw_manifest`)."""
-        return draw_manifest(task, self.train_pairs(task), shots, seed)
+    def manifest(self, task: TaskSpec, shots: int, seed: int, sampler: str = DEFAULT_SAMPLER) -> Manifest:
+        """The k-shot draw of (task, k, seed) with ``sampler`` (:func:`cptbench.data.sampling.draw_manifest`)."""
+        return draw_manifest(task, self.train_pairs(task), shots, seed, sampler)
 
     def train_examples(self, task: TaskSpec, manifest: Manifest, proposals_arg: str = "gt") -> list[TrainExample]:
         """The k-shot training examples of ``manifest``, with their labels, in draw order."""
@@ -159,7 +159,7 @@ class DataSession:
             data_fp = self.data_fingerprint(task)
             model_fp, model_path = self.model(job.model)
             setting = self.proposal_setting(job.proposals_arg)
-            manifest = self.manifest(task, job.shots, job.seed)
+            manifest = self.manifest(task, job.shots, job.seed, job.sampler)
             if manifests is not None:
                 manifests.save_or_check_manifest(manifest)
             self.check_images(task, [t.example for t in self.train_examples(task, manifest, job.proposals_arg)])

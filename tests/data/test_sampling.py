@@ -65,3 +65,87 @@ def test_manifests_draw_only_from_train_split(tmp_path):
         train = runner.session.train_examples(task, m, "gt")
         assert [(t.example.ref_id, t.example.sent_id) for t in train] == list(m.examples)
         assert all(t.example.split == "train" and t.example.image_id not in eval_images for t in train)
+
+
+# ----------------------------------------------------------------------- the release's sampler
+def _release_draw_line_by_line(refs_file, k, seed):
+    """The release's few-shot draw, written out as it does it: the per-expression list of the train
+    split in the refs file's order, each ref's sentences in order, ``random.seed(seed)``,
+    ``random.shuffle(expressions)``, ``expressions[:k]`` (on the module-level generator)."""
+    import pickle
+    import random
+
+    with open(refs_file, "rb") as f:
+        refs = pickle.load(f)
+    expressions = []
+    for ref in refs:
+        if ref["split"] == "train":
+            for sent in ref["sentences"]:
+                expressions.append((ref["ref_id"], sent["sent_id"]))
+    state = random.getstate()
+    try:
+        random.seed(seed)
+        random.shuffle(expressions)
+        return expressions[:k]
+    finally:
+        random.setstate(state)
+
+
+def test_release_sampler_equals_the_releases_draw_and_leaves_global_random_alone(tmp_path):
+    import pickle
+    import random
+
+    from cptbench.data.sampling import DEFAULT_SAMPLER, draw_manifest
+    from cptbench.run.session import DataSession
+    from cptbench.tasks.spec import load_task_card
+    from refer_fixture import write_refer_fixture, write_task_card
+
+    root = write_refer_fixture(tmp_path / "data", splits={"train": 12, "val": 2, "testA": 1, "testB": 1})
+    refs_file = root / "toyref" / "refs(unc).p"
+    refs = pickle.loads(refs_file.read_bytes())  # shuffle the file's ref order: the release's draw follows it
+    random.Random(7).shuffle(refs)
+    refs_file.write_bytes(pickle.dumps(refs, protocol=2))
+    task = load_task_card(write_task_card(tmp_path / "cards"))
+    session = DataSession(str(root))
+    before = random.getstate()
+    for k in (1, 2, 4, 8, 16):
+        for seed in range(5):
+            got = session.manifest(task, k, seed, "release")
+            assert list(got.examples) == _release_draw_line_by_line(refs_file, k, seed), (k, seed)
+            assert got.sampler == "release" and got == Manifest.from_json(json.loads(json.dumps(got.to_json())))
+    assert random.getstate() == before
+    default = session.manifest(task, 4, 0)
+    assert default.sampler == DEFAULT_SAMPLER and "sampler" not in default.to_json()
+    assert default.examples != session.manifest(task, 4, 0, "release").examples
+    with pytest.raises(Exception, match="sampler must be one of"):
+        draw_manifest(task, session.train_pairs(task), 1, 0, "numpy")
+
+
+def test_release_sampler_runs_end_to_end_with_its_own_manifests_and_ids(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from cptbench.cli.main import cli
+    from cptbench.results.store import ResultsStore
+    from refer_fixture import write_refer_fixture, write_task_card
+
+    root = write_refer_fixture(tmp_path / "data")
+    write_task_card(tmp_path / "cards")
+    monkeypatch.setenv("CPTBENCH_TASKS_PATH", str(tmp_path / "cards"))
+    monkeypatch.setenv("CPTBENCH_CACHE", str(tmp_path / "cache"))
+    res = tmp_path / "res"
+    common = ["run", "-t", "toyref", "-m", "category-prior", "-k", "0,2", "--seeds", "0", "--data-root", str(root),
+              "--results", str(res), "--no-leaderboard"]
+    for extra in ([], ["--sampler", "release"], ["--set", "sampler=release"]):
+        r = CliRunner().invoke(cli, common + extra)
+        assert r.exit_code == 0, r.output
+    recs = ResultsStore(res).records()
+    by = {(r.shots, r.sampler) for r in recs}
+    assert by == {(0, "cptbench"), (2, "cptbench"), (2, "release")}  # zero-shot draws nothing: shared
+    assert len(recs) == 9  # 3 splits x (k=0, k=2 default, k=2 release); the --set spelling adds nothing
+    assert (res / "splits" / "toyref" / "k2_s0_release.json").is_file() and (res / "splits" / "toyref" / "k2_s0.json").is_file()
+    release = {r.split: r for r in recs if r.sampler == "release"}
+    assert all(r.manifest_path.endswith("k2_s0_release.json") for r in release.values())
+    r = CliRunner().invoke(cli, common + ["--sampler", "release", "--set", "sampler=cptbench"])
+    assert r.exit_code == 2 and "disagrees" in r.output
+    r = CliRunner().invoke(cli, ["leaderboard", "--results", str(res), "--format", "csv"])
+    assert r.exit_code == 0 and "[sampler release]" in r.output

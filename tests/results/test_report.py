@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from scipy import stats as sps
 
 from cptbench.report.aggregate import aggregate
+from cptbench.report.tables import CSV_SCHEMA_VERSION
 from cptbench.cli.main import cli
 from cptbench.results.records import RunRecord
 from cptbench.results.store import ResultsStore, read_jsonl
@@ -264,7 +265,7 @@ def test_leaderboard_formats(results):
     csv_text = invoke("leaderboard", "--results", store.root, "--format", "csv").split("wrote")[0]
     assert csv_text.splitlines()[0].endswith(",label,schema_version")
     doc = json.loads(invoke("leaderboard", "--results", store.root, "--format", "json").split("\nwrote")[0])
-    assert doc["schema_version"] == 2 and len(doc["rows"]) == len(aggregate(store.records()))
+    assert doc["schema_version"] == CSV_SCHEMA_VERSION and len(doc["rows"]) == len(aggregate(store.records()))
     tex = invoke("leaderboard", "--results", store.root, "--format", "latex")
     assert r"\begin{tabular}" in tex and r"\toprule" in tex and "oracle*" in tex
 
