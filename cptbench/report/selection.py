@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator, Sequence, TypeVar
 from cptbench.core.errors import ResultsError, UsageError
 from cptbench.report.aggregate import GROUP_KEYS, LeaderboardRow
 from cptbench.results.records import RunRecord
-from cptbench.results.store import ResultsStore, read_jsonl
+from cptbench.results.store import ResultsStore
 
 #: a run record or a leaderboard row: both carry task and the :data:`GROUP_KEYS`
 Item = TypeVar("Item", RunRecord, LeaderboardRow)
@@ -131,19 +131,16 @@ def predictions_cache() -> Iterator[None]:
 
 def load_predictions(store: ResultsStore, rec: RunRecord) -> list[dict[str, Any]]:
     """The per-example prediction rows of a run (``example_id``, ``pred``, ``iou``, ``correct``,
-    ``status``, ``scores``); read once per :func:`predictions_cache` block. A record whose
-    ``predictions_path`` leaves the results folder is refused (:meth:`ResultsLayout.inside`)."""
+    ``status``, ``scores``), verified against the record
+    (:meth:`~cptbench.results.store.ResultsStore.read_predictions`: inside the results folder, the
+    recorded sha256, the recorded counts); read once per :func:`predictions_cache` block."""
     if not rec.predictions_path:
         raise ResultsError(f"run {rec.run_id} ({rec.method} k={rec.shots} seed {rec.seed} {rec.split}) names no predictions "
                            f"file (a schema-1 record); run it again to get per-example predictions.")
-    path = store.layout.inside(rec.predictions_path, "predictions_path")
-    if not path.is_file():
-        raise ResultsError(f"{path}: predictions file of run {rec.run_id} ({rec.method} k={rec.shots} seed {rec.seed} "
-                           f"{rec.split}) is missing; restore it, or delete the run (`cptbench runs --run-id "
-                           f"{rec.run_id[:8]} --delete`) and run it again.")
     cache = _PREDICTIONS.get()
     if cache is None:
-        return read_jsonl(path)
-    if path not in cache:
-        cache[path] = read_jsonl(path)
-    return cache[path]
+        return store.read_predictions(rec)
+    key = (rec.run_id, rec.predictions_path)
+    if key not in cache:
+        cache[key] = store.read_predictions(rec)
+    return cache[key]

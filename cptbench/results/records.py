@@ -148,6 +148,7 @@ class RunRecord:
                               f"Delete that line (its run is then computed again).")
         kwargs = {k: v for k, v in data.items() if k in names}
         _check_types(kwargs, where)
+        _check_numbers(kwargs, where)
         kwargs["schema_version"] = SCHEMA_VERSION
         return cls(**kwargs)
 
@@ -176,6 +177,39 @@ def _check_types(kwargs: dict[str, Any], where: str) -> None:
                               f"{' or '.join(t.__name__ for t in types)}. Delete or repair that line.")
     if kwargs.get("accuracy") is None:
         kwargs["accuracy"] = float("nan")
+
+
+def _check_numbers(kw: dict[str, Any], where: str) -> None:
+    """Refuse a record whose numbers cannot all be true: counts below 0 or above ``n``, an accuracy
+    outside 0-100 or other than ``100 * n_correct / n``, a non-finite or negative time."""
+    def bad(what: str) -> RecordError:
+        return RecordError(f"{where}: {what}; the numbers of this record cannot all be true (the line was edited). "
+                           f"Delete that line (its run is then computed again).")
+
+    n = kw["n"]
+    counts = {k: kw[k] for k in ("n", "n_correct", "n_invalid", "n_no_candidates", "resumed_examples") if k in kw}
+    for key, value in counts.items():
+        if value < 0:
+            raise bad(f"{key} is {value}, below 0")
+        if key != "n" and key != "resumed_examples" and value > n:
+            raise bad(f"{key} is {value}, more than n = {n}")
+    if kw["n_correct"] + kw["n_invalid"] + kw["n_no_candidates"] > n:
+        raise bad(f"n_correct + n_invalid + n_no_candidates = "
+                  f"{kw['n_correct'] + kw['n_invalid'] + kw['n_no_candidates']} exceeds n = {n}")
+    acc = kw["accuracy"]
+    if n == 0:
+        if not (isinstance(acc, float) and math.isnan(acc)):
+            raise bad(f"accuracy is {acc!r} for a split of 0 expressions (it must be empty)")
+    elif not math.isfinite(acc) or not 0.0 <= acc <= 100.0:
+        raise bad(f"accuracy is {acc!r}, not a percentage")
+    elif abs(acc - 100.0 * kw["n_correct"] / n) > 1e-6:
+        raise bad(f"accuracy is {acc!r} but n_correct / n = {kw['n_correct']} / {n} = {100.0 * kw['n_correct'] / n:.6g}%")
+    for key in ("fit_seconds", "predict_seconds", "seconds"):
+        value = kw.get(key)
+        if value is not None and (not math.isfinite(value) or value < 0):
+            raise bad(f"{key} is {value!r}")
+    if kw["shots"] < 0:
+        raise bad(f"shots is {kw['shots']}")
 
 
 def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:

@@ -243,6 +243,32 @@ class ResultsStore:
         write_atomic(path, data, kill_point="predictions.tmp")
         return hashlib.sha256(data).hexdigest()
 
+    def read_predictions(self, rec: RunRecord) -> list[dict[str, Any]]:
+        """The verified per-example rows of a finished run: its ``predictions_path`` must lie inside
+        the results folder and the file's sha256 must equal the record's ``predictions_sha256``
+        (an edited or swapped file is refused, naming both files); its rows must be the record's
+        ``n`` and ``n_correct``."""
+        path = self.layout.inside(rec.predictions_path, "predictions_path")
+        what = f"run {rec.run_id} ({rec.method} k={rec.shots} seed {rec.seed} {rec.split})"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ResultsError(f"{path}: predictions file of {what} is missing; restore it, or delete the run "
+                               f"(`cptbench runs --run-id {rec.run_id[:8]} --delete`) and run it again.") from None
+        except OSError as exc:
+            raise ResultsError(f"{path}: cannot read the predictions of {what} ({exc}).") from exc
+        if rec.predictions_sha256 and hashlib.sha256(data).hexdigest() != rec.predictions_sha256:
+            raise ResultsError(f"{path}: its sha256 is not the one {self.runs_path} records for {what} "
+                               f"({rec.predictions_sha256[:12]}...): the predictions file was changed after the run. "
+                               f"Restore it, or delete the run (`cptbench runs --run-id {rec.run_id[:8]} --delete`) and "
+                               f"run it again.")
+        rows = read_jsonl(path)
+        correct = sum(1 for r in rows if isinstance(r, dict) and r.get("correct") is True)
+        if len(rows) != rec.n or correct != rec.n_correct:
+            raise ResultsError(f"{path}: {len(rows)} rows, {correct} correct, but {self.runs_path} records n = {rec.n}, "
+                               f"n_correct = {rec.n_correct} for {what}; delete the run and run it again.")
+        return rows
+
     def drop_partial(self, run_id: str) -> None:
         """Delete the run's resume file and the append lock beside it (once the run is recorded)."""
         p = self.predictions_path(run_id, partial=True)

@@ -15,4 +15,17 @@ BASE = dict(
 
 
 def make_record(**overrides) -> RunRecord:
-    return RunRecord(**{**BASE, **overrides})
+    """A record with ``overrides``; an ``accuracy`` given without counts gets counts that make it
+    true (records with impossible numbers are refused on read): ``n_correct`` of ``n`` = 10, or of
+    10,000 where 10 cannot give that accuracy, and ``n`` = 0 for a NaN accuracy."""
+    fields = {**BASE, **overrides}
+    acc = overrides.get("accuracy")
+    if acc is not None and "n_correct" not in overrides:
+        if acc != acc:  # NaN: a split without expressions
+            fields.update(n=0, n_correct=0)
+        else:
+            n = overrides.get("n", BASE["n"])
+            if "n" not in overrides and abs(round(acc * n / 100) * 100 / n - acc) > 1e-6:
+                n = 10_000
+            fields.update(n=n, n_correct=round(acc * n / 100))
+    return RunRecord(**fields)

@@ -461,6 +461,13 @@ def test_gallery_shows_a_choice_whose_score_is_infinite(scratch):
     for p in preds:  # an +inf score is stored as null (JSON has no infinity)
         p["scores"][p["pred"]] = None
     path.write_text("".join(json.dumps(p) + "\n" for p in preds))
+    # the run as it would have been recorded with these scores (readers verify the file's sha256)
+    import dataclasses
+    import hashlib
+
+    store.move_records([rec.run_id], store.root / "aside.jsonl")
+    store.append_record(dataclasses.replace(rec, predictions_sha256=hashlib.sha256(path.read_bytes()).hexdigest()))
+    records = store.records()
     _, ds = open_task("toyref", root)
     g = build_gallery(store, records, rows, ds, n_right=2, n_wrong=2)
     assert g.run_id == rec.run_id and g.items and all(it.score == float("inf") for it in g.items)
@@ -473,8 +480,8 @@ def test_predictions_are_read_once_per_report(results, monkeypatch):
     store, _, _ = results
     rec = store.records()[0]
     reads = []
-    real = selection.read_jsonl
-    monkeypatch.setattr(selection, "read_jsonl", lambda p: reads.append(p) or real(p))
+    real = store.read_predictions
+    monkeypatch.setattr(store, "read_predictions", lambda r: reads.append(r) or real(r))
     with selection.predictions_cache():
         first = selection.load_predictions(store, rec)
         assert selection.load_predictions(store, rec) is first and len(reads) == 1
