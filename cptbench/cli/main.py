@@ -49,6 +49,9 @@ class LazyGroup(LazyCommands):
             if state is not None and state.debug:
                 raise
             code, message = describe_error(exc)
+            config = ctx.meta.get("cptbench.config")
+            if config and code == 2:  # a usage error may come from a value the config file gave
+                message += f" (option defaults were read from --config {config}: check it too)"
             click.echo(f"Error: {message}", err=True)
             ctx.exit(code)
 
@@ -83,13 +86,35 @@ def _check_section(command: click.Command, data, where: str, file: str, ctx, par
             out[key] = _check_section(sub, value, f"{where}.{key}", file, ctx, param)
         return out
     names = _option_names(command)
+    params = {p.name: p for p in command.params}
     out = {}
     for key, value in data.items():
         if key not in names:
             shown = sorted({opt[2:] for p in command.params for opt in getattr(p, "opts", []) if opt.startswith("--")})
             raise click.BadParameter(f"{file}: " + unknown_name_message(f"option in section '{where}':", str(key), shown), ctx, param)
-        out[names[key]] = value
+        out[names[key]] = _checked_value(params[names[key]], value, f"{file}: section '{where}', key '{key}'", ctx, param)
     return out
+
+
+def _checked_value(option: click.Parameter, value, where: str, ctx, param):
+    """A config value converted now by the option's own type (so a bad value is named with its file,
+    section and key, not later without them); a scalar is accepted where the option repeats."""
+    if getattr(option, "multiple", False) or option.nargs != 1:
+        if value is None:
+            value = ()
+        elif isinstance(value, (str, int, float, bool)):
+            value = (value,)
+        elif not isinstance(value, (list, tuple)):
+            raise click.BadParameter(f"{where}: expected a value or a list of values, got {type(value).__name__}", ctx, param)
+        value = tuple(str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in value)
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+        value = ",".join(str(v) for v in value)  # a list where the option takes one comma list (--seeds)
+    try:
+        return option.type_cast_value(ctx, value) if value is not None else None
+    except click.BadParameter as exc:
+        raise click.BadParameter(f"{where}: {exc.message}", ctx, param) from None
+    except (TypeError, ValueError) as exc:
+        raise click.BadParameter(f"{where}: {exc}", ctx, param) from None
 
 
 def _load_config(ctx: click.Context, param, value):
@@ -115,6 +140,7 @@ def _load_config(ctx: click.Context, param, value):
             raise click.BadParameter(f"{value}: " + unknown_name_message("command section", str(key), group.list_commands(ctx)), ctx, param)
         checked[key] = _check_section(command, section, key, value, ctx, param)
     ctx.default_map = {**(ctx.default_map or {}), **checked}
+    ctx.meta["cptbench.config"] = value
     return value
 
 

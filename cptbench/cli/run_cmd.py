@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from cptbench.core.defaults import CHUNK_SIZE, DEFAULT_SEEDS, DEFAULT_TASK, EVAL_BATCH_SIZE
@@ -93,9 +91,9 @@ def run(state, methods, shots, tasks, seeds, splits, proposals, model, sets, dat
     jobs = plan(request)
     store = ResultsStore(results)
     dist = None
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # torchrun / accelerate launch
-        from cptbench.run.distributed import from_environment
+    from cptbench.run.distributed import from_environment, world_size
 
+    if world_size() > 1:  # torchrun / accelerate launch
         dist = from_environment(device)
         if not dist.is_main:
             state.verbosity, no_leaderboard = -1, True  # rank 0 speaks and writes

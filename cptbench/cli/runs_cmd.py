@@ -35,35 +35,46 @@ def _config_filter(spec: str):
 @click.option("--split", "splits", multiple=True, help="Splits (repeatable or comma list).")
 @click.option("--config", "configs", multiple=True, metavar="KEY=VALUE|HASH",
               help="Method option value (score=auto) or config-hash prefix (repeatable: all must hold).")
-@click.option("--since", default=None, help="Created on or after this date/time (ISO, e.g. 2025-01-31 or 2025-01-31T12:00).")
-@click.option("--until", default=None, help="Created before this date/time (ISO; a date means before that day ends).")
+@click.option("--since", default=None, help="Created on or after: an ISO date or date-time (2025-01-31, 2025-01-31T12:00; "
+                                            "UTC unless a zone is given) or a duration back from now (30m, 12h, 7d, 2w).")
+@click.option("--until", default=None, help="Created before: as --since (a bare date means before that day ends).")
 @click.option("--run-id", "run_ids", multiple=True, help="Run id prefixes (repeatable or comma list).")
 @click.option("--delete", is_flag=True, help=f"Move the selected runs aside: records to {_NAMES.deleted_runs}, "
                                            f"predictions to {_NAMES.deleted_predictions_dir}/.")
-@click.option("--yes", is_flag=True, help="With --delete: do not ask for confirmation.")
+@click.option("--restore", is_flag=True, help=f"Move the selected deleted runs back (from {_NAMES.deleted_runs}; the "
+                                            f"filters select among the deleted runs).")
+@click.option("--yes", is_flag=True, help="With --delete or --restore: do not ask for confirmation.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @pass_state
-def runs(state, results, tasks, methods, models, shots, seeds, splits, configs, since, until, run_ids, delete, yes, fmt) -> None:
-    """List finished runs (filters combine with AND), or move a selection aside with --delete.
+def runs(state, results, tasks, methods, models, shots, seeds, splits, configs, since, until, run_ids, delete, restore,
+         yes, fmt) -> None:
+    """List finished runs (filters combine with AND), move a selection aside with --delete, or
+    back with --restore.
 
-    Deleted records are appended to runs.deleted.jsonl (same format: appending the lines back to
-    runs.jsonl, and moving their predictions back, restores them) and their predictions files
-    move to deleted/predictions/; nothing is erased. The leaderboard files are rebuilt. Running
-    the same `cptbench run` again computes deleted runs anew.
+    Deleted records are appended to runs.deleted.jsonl and their predictions files move to
+    deleted/predictions/; nothing is erased, and --restore moves them back (a run computed anew
+    since it was deleted stays as it is). The leaderboard files are rebuilt. Running the same
+    `cptbench run` again computes deleted runs anew.
 
     \b
     Examples:
       cptbench runs -m cpt-blk -k 1
       cptbench runs --config score=auto --delete --yes
       cptbench runs --until 2025-01-31 --task synthref --delete
+      cptbench runs --since 2h --restore --yes
     """
-    from cptbench.report.aggregate import aggregate
     from cptbench.core.errors import UsageError
+    from cptbench.core.values import parse_when
+    from cptbench.report.aggregate import aggregate
     from cptbench.report.selection import group_key, load_records, select_all
     from cptbench.results.store import ResultsStore
 
+    if delete and restore:
+        raise UsageError("--delete and --restore go in opposite directions; give one.")
     store = ResultsStore(results)
-    records = load_records(store)
+    start = parse_when(since, "--since") if since else None
+    end = parse_when(until, "--until", end_of_day=True) if until else None
+    records = load_records(store) if not restore else _deleted_records(store)
     rows = aggregate(records)
     label_of = {group_key(r): r.label for r in rows}
     # every option is parsed (and a bad one refused) once, before any filtering
@@ -73,7 +84,6 @@ def runs(state, results, tasks, methods, models, shots, seeds, splits, configs, 
     prefixes = parse_name_list(run_ids)
     method_keys = {group_key(r) for r in select_all(rows, parse_name_list(methods))} if methods else None
     tests = [_config_filter(c) for c in configs]
-    end = until + ("T99" if "T" not in until else "") if until else None  # a bare date includes that whole day
     sel = list(records)
     if tasks:
         sel = [r for r in sel if r.task in task_list]
@@ -89,10 +99,10 @@ def runs(state, results, tasks, methods, models, shots, seeds, splits, configs, 
         sel = [r for r in sel if r.split in split_list]
     for test in tests:
         sel = [r for r in sel if test(r)]
-    if since:
-        sel = [r for r in sel if r.created_at and r.created_at >= since]
-    if end:
-        sel = [r for r in sel if r.created_at and r.created_at < end]
+    if start is not None:
+        sel = [r for r in sel if (t := _created(r)) is not None and t >= start]
+    if end is not None:
+        sel = [r for r in sel if (t := _created(r)) is not None and t < end]
     if run_ids:
         sel = [r for r in sel if any(r.run_id.startswith(p) for p in prefixes)]
     if fmt == "json" and not delete:
@@ -103,6 +113,9 @@ def runs(state, results, tasks, methods, models, shots, seeds, splits, configs, 
         click.echo(json.dumps(json_safe([r.to_json() for r in sel]), indent=1, sort_keys=True, default=str, allow_nan=False))
         return
     _print(sel, label_of, len(records))
+    if restore:
+        _restore(state, store, sel, yes)
+        return
     if not delete:
         return
     if not sel:
@@ -123,6 +136,61 @@ def runs(state, results, tasks, methods, models, shots, seeds, splits, configs, 
         write_leaderboard(store)
     else:
         remove_leaderboard(store.layout)
+
+
+def _created(rec):
+    """When ``rec`` was created, as an aware datetime (None when the record has no valid date)."""
+    from datetime import datetime, timezone
+
+    try:
+        when = datetime.fromisoformat(str(rec.created_at).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _deleted_records(store) -> list:
+    """The records in the deleted-runs file (validated like ``runs.jsonl``'s)."""
+    from cptbench.results.records import RunRecord
+    from cptbench.results.store import read_jsonl
+
+    path = store.layout.deleted_runs
+    return [RunRecord.from_json(raw, f"{path}: line {line}") for line, raw in read_jsonl(path, with_lines=True)]
+
+
+def _restore(state, store, sel, yes: bool) -> None:
+    """Move the selected deleted runs and their predictions back; rebuild the leaderboard."""
+    import os
+
+    from cptbench.core.errors import UsageError
+
+    if not sel:
+        state.log("nothing selected among the deleted runs: nothing restored")
+        return
+    if not yes:
+        import sys
+
+        if not sys.stdin.isatty():
+            raise UsageError(f"--restore would move {len(sel)} runs back; add --yes to confirm (no terminal to ask).")
+        click.confirm(f"Move these {len(sel)} runs back to {store.runs_path}?", abort=True)
+    import json
+
+    lines = store.restore_records([r.run_id for r in sel], store.layout.deleted_runs)
+    back = {json.loads(ln)["run_id"] for ln in lines}
+    for rec in sel:
+        if rec.run_id not in back or not rec.predictions_path:
+            continue
+        target = store.layout.inside(rec.predictions_path, "predictions_path")
+        source = store.layout.deleted_predictions_dir / target.name
+        if source.is_file() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+    kept = len(sel) - len(back)
+    state.log(f"restored {len(back)} runs to {store.runs_path}" + (f"; {kept} left in {store.layout.deleted_runs}: "
+                                                                  f"computed anew since they were deleted" if kept else ""))
+    from cptbench.report.leaderboard import write_leaderboard
+
+    write_leaderboard(store)
 
 
 def _move_aside(store, sel) -> int:

@@ -32,3 +32,35 @@ def int_list(values: Any, what: str) -> list[int]:
         raise UsageError(f"{what} needs at least one integer (e.g. {what} 0,1), got "
                          f"{' '.join(map(repr, [v for v in shown if v is not None])) or 'nothing'}")
     return out
+
+
+_DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_when(text: str, what: str, *, end_of_day: bool = False, now=None):
+    """A point in time for ``--since`` / ``--until``, as an aware UTC datetime: an ISO date
+    (``2025-01-31``; with ``end_of_day`` the end of that day), an ISO date-time (``2025-01-31T12:00``,
+    UTC unless it names a zone), or a duration back from now (``30m``, ``12h``, ``7d``, ``2w``).
+    Anything else (``yesterday``, ``last-week``) is a usage error with examples."""
+    import re
+    from datetime import datetime, timedelta, timezone
+
+    now = now or datetime.now(timezone.utc)
+    raw = str(text).strip()
+    m = re.fullmatch(r"(\d+)\s*([mhdw])", raw)
+    if m:
+        return now - timedelta(seconds=int(m.group(1)) * _DURATION_UNITS[m.group(2)])
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+        try:
+            day = datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+        except ValueError:
+            raise UsageError(f"{what} {raw!r} is not a calendar date.") from None
+        return day + timedelta(days=1) if end_of_day else day
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:?\d{2}|Z)?", raw):
+        try:
+            when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(f"{what} {raw!r} is not a valid date and time.") from None
+        return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    raise UsageError(f"{what} {raw!r} is not a date: give an ISO date (2025-01-31), a date and time "
+                     f"(2025-01-31T12:00, UTC unless a zone is named) or a duration back from now (30m, 12h, 7d, 2w).")

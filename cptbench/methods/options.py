@@ -13,6 +13,7 @@ method's frozen ``Config``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Mapping, Sequence
 
 from cptbench.core.errors import UsageError
@@ -22,14 +23,18 @@ from cptbench.methods.base import ConfigError, Method
 
 def parse_config(config_cls: type, values: Mapping[str, Any], *, method: str) -> Any:
     """Build ``config_cls`` from ``values`` (strings from the command line are converted to the
-    field's type); unknown keys get "did you mean"."""
+    field's type); unknown keys get "did you mean"; a number that is not finite (``inf``, ``nan``)
+    is refused for every option of every method (no option means "infinitely many")."""
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     kwargs = {}
     for key, raw in values.items():
         key = key.replace("-", "_")
         if key not in fields:
             raise ConfigError(unknown_name_message(f"option of method {method!r}:", key, fields))
-        kwargs[key] = _convert(raw, fields[key], method)
+        value = _convert(raw, fields[key], method)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"method {method!r}: option {key!r} must be a finite number, got {raw!r}")
+        kwargs[key] = value
     try:
         return config_cls(**kwargs)
     except (TypeError, ValueError) as exc:

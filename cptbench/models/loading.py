@@ -186,10 +186,45 @@ def _load(name_or_path: str, device: str, trust_remote_code: bool, **adapter_kwa
     path = resolve_model_path(name_or_path)
     model_type = _model_type(path, trust_remote_code)
     cls = adapter_class(model_type)
-    adapter = cls.from_pretrained(path, device=device, trust_remote_code=trust_remote_code, **adapter_kwargs)
+    try:
+        adapter = cls.from_pretrained(path, device=device, trust_remote_code=trust_remote_code, **adapter_kwargs)
+    except (ModelError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint shows up as many library exceptions
+        if not _is_unreadable_weights(exc):
+            raise
+        raise ModelError(f"model {name_or_path!r}: its weights cannot be read ({_weights_files(path)}: "
+                         f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else '-'}). "
+                         f"The file is truncated or not a weights file: download or save the model again "
+                         f"(save_pretrained writes model.safetensors).") from exc
     if str(name_or_path).startswith(BUNDLED_PREFIX):
         adapter.model_name = str(name_or_path)
     return adapter
+
+
+def _weights_files(path: Any) -> str:
+    """The weights files of a model folder, for messages (the path itself for a hub id)."""
+    folder = Path(str(path))
+    if not folder.is_dir():
+        return str(path)
+    names = sorted(p.name for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack"))
+    return ", ".join(str(folder / n) for n in names) or f"{folder} (no weights file)"
+
+
+def _is_unreadable_weights(exc: BaseException) -> bool:
+    """Whether ``exc`` (raised while reading a checkpoint) says the weights file is broken: a
+    safetensors header error, an unpicklable or truncated torch file, a zip that is not one."""
+    import pickle
+    import zipfile
+
+    name = type(exc).__name__
+    text = str(exc).lower()
+    if name in ("SafetensorError", "HeaderTooLarge", "UnpicklingError", "BadZipFile") or isinstance(
+            exc, (pickle.UnpicklingError, zipfile.BadZipFile, EOFError)):
+        return True
+    return isinstance(exc, (RuntimeError, OSError, ValueError)) and any(w in text for w in (
+        "deserializ", "header", "mmap", "pytorchstreamreader", "zip archive", "unpickl", "invalid load key",
+        "central directory", "truncated", "unexpected eof", "corrupt"))
 
 
 def check_head_loaded(path: str, loading_info: dict, head_key: str) -> None:

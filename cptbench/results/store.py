@@ -189,6 +189,27 @@ class ResultsStore:
                 write_atomic(self.runs_path, "".join(ln for ln, h in zip(lines, hit) if not h).encode())
         return moved
 
+    def restore_records(self, run_ids: Iterable[str], aside: Path) -> list[str]:
+        """The reverse of :meth:`move_records`: move the lines of ``run_ids`` from ``aside`` back to
+        the end of ``runs.jsonl`` (under both locks, ``runs.jsonl``'s first, as a move takes them:
+        appended and fsynced there first, then ``aside`` rewritten without them). A run that is in
+        ``runs.jsonl`` again (computed anew since) is not restored. Returns the restored lines."""
+        ids = set(run_ids)
+        with _locked(self.runs_path):
+            _repair_tail(self.runs_path)
+            present = {r.get("run_id") for r in read_jsonl(self.runs_path)}
+            with _locked(aside):
+                _repair_tail(aside)
+                if not aside.exists():
+                    return []
+                lines = aside.read_text(encoding="utf-8").splitlines(keepends=True)
+                hit = [bool(ln.strip()) and json.loads(ln).get("run_id") in ids - present for ln in lines]
+                back = [ln for ln, h in zip(lines, hit) if h]
+                if back:
+                    _append_unlocked(self.runs_path, "".join(back).encode())
+                    write_atomic(aside, "".join(ln for ln, h in zip(lines, hit) if not h).encode())
+        return back
+
     # -- run locks -----------------------------------------------------------------------------
     def lock_path(self, run_id: str) -> Path:
         """The run's lock file."""

@@ -86,20 +86,53 @@ class Dist:
 _current: Dist | None = None
 
 
+def _env_int(name: str, default: int | None = None) -> int:
+    """An integer environment variable of the launcher; a usage error naming it otherwise."""
+    from cptbench.core.errors import UsageError
+
+    raw = os.environ.get(name, "")
+    if raw.strip() == "" and default is not None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UsageError(f"{name}={raw!r} is not an integer; unset it, or launch with torchrun "
+                         f"(`torchrun --nproc_per_node N -m cptbench run ...`), which sets it.") from None
+    if value < 0:
+        raise UsageError(f"{name}={value} is negative; unset it, or launch with torchrun, which sets it.")
+    return value
+
+
+def world_size() -> int:
+    """``$WORLD_SIZE`` (1 when unset): more than 1 means a torchrun / accelerate launch."""
+    return max(1, _env_int("WORLD_SIZE", 1))
+
+
 def from_environment(device: str = "cpu") -> Dist:
-    """The process group of a torchrun / accelerate launch (initialised once), or a single process."""
+    """The process group of a torchrun / accelerate launch (initialised once), or a single process.
+    ``WORLD_SIZE > 1`` without the rest of a launcher's environment (``RANK``, ``MASTER_ADDR``,
+    ``MASTER_PORT``) is a usage error saying how to launch."""
+    from cptbench.core.errors import UsageError
+
     global _current
     if _current is not None:
         return _current
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    world = world_size()
     if world <= 1:
         _current = Dist()
         return _current
+    missing = [v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(v)]
+    if missing:
+        raise UsageError(f"WORLD_SIZE={world} is set but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not: "
+                         f"data-parallel runs are launched with torchrun, which sets them "
+                         f"(`torchrun --nproc_per_node {world} -m cptbench run ...`); or unset WORLD_SIZE.")
+    rank = _env_int("RANK")
+    if rank >= world:
+        raise UsageError(f"RANK={rank} is not below WORLD_SIZE={world}; launch with torchrun.")
     import torch
     import torch.distributed as td
 
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    local = _env_int("LOCAL_RANK", 0)
     backend = "nccl" if str(device).startswith("cuda") and torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(local)

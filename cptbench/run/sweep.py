@@ -81,12 +81,31 @@ def load_study(path: str) -> Study:
             if not isinstance(value, dict):
                 raise UsageError(f"{path}: key 'options' must map option names to values, e.g. {{steps: 100}}")
             value = {str(k): v for k, v in value.items()}
-        elif key in ("limit", "batch_size"):
-            value = _ints(value, key, path)[0] if value is not None else None
+        elif key == "limit":
+            value = _positive(value, key, path) if value is not None else None
+        elif key == "batch_size":
+            value = "auto" if str(value).strip().lower() == "auto" else _positive(value, key, path)
         elif key == "skip_bad":
-            value = bool(value)
+            if not isinstance(value, bool):
+                raise UsageError(f"{path}: key 'skip_bad' must be true or false, got {value!r}")
+        elif value is not None and not isinstance(value, str):
+            raise UsageError(f"{path}: key '{key}' must be a string ({STUDY_KEYS[key]}), got {type(value).__name__} {value!r}")
         setattr(study, key, value)
+    for name in study.tasks:  # a misspelt task is named with its file
+        from cptbench.tasks import get_task
+
+        try:
+            get_task(name)
+        except UsageError as exc:
+            raise UsageError(f"{path}: key 'tasks': {exc}") from None
     return study
+
+
+def _positive(value: Any, key: str, file: str) -> int:
+    """A whole number >= 1 of a study file (``limit: 0`` would silently mean the whole split)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit() or int(value) < 1:
+        raise UsageError(f"{file}: key '{key}' must be a whole number >= 1, got {value!r}")
+    return int(value)
 
 
 def study_request(study: Study, **overrides: Any):

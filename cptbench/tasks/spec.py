@@ -169,6 +169,13 @@ def parse_task_card(data: Any, file: str) -> TaskSpec:
     if not _NAME.match(spec.name):
         raise TaskCardError(f"{file}: key 'name' is {spec.name!r}; a task name is letters, digits, '.', '_', '+' or '-' "
                             f"and starts with a letter or digit (it names folders in the results).")
+    if not _NAME.match(spec.dataset):
+        raise TaskCardError(f"{file}: key 'dataset' is {spec.dataset!r}; it names one folder under the data root "
+                            f"(letters, digits, '.', '_', '+', '-'; no '/' or '..').")
+    parts = Path(spec.image_dir).parts
+    if Path(spec.image_dir).is_absolute() or ".." in parts or not parts:
+        raise TaskCardError(f"{file}: key 'image_dir' is {spec.image_dir!r}; it is a folder inside the data root "
+                            f"(relative, no '..'), e.g. images/train2014.")
     if spec.version < 1:
         raise TaskCardError(f"{file}: key 'version' must be a positive integer (bump it when splits, metric or preprocessing change).")
     if not spec.eval_splits:
