@@ -59,12 +59,16 @@ BATCH_SIZE = BatchSizeType()
               help="The k-shot draw: cptbench (seeded from task, k and seed over the sorted pairs) or release (the "
                    "CPT release's random.shuffle over the refs file's order, to reproduce its official subsets); "
                    "also --set sampler=release.")
+@click.option("--sealed/--no-sealed", default=None,
+              help="Run each method's fit and predict in its own process that never holds an evaluation label, a path "
+                   "into the data root or the results folder (default: sealed for methods that are not part of "
+                   "cptbench; --no-sealed trusts every method, --sealed seals cptbench's own too).")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=CHUNK_SIZE, show_default=True,
               help="Predictions are saved every N expressions (what a kill can lose at most).")
 @click.option("--no-leaderboard", is_flag=True, help="Do not rebuild and print the leaderboard afterwards.")
 @pass_state
 def run(state, methods, shots, tasks, seeds, splits, proposals, model, sets, data_root, images, results, limit,
-        skip_bad, device, batch_size, precision, sampler, chunk_size, no_leaderboard) -> None:
+        skip_bad, device, batch_size, precision, sampler, sealed, chunk_size, no_leaderboard) -> None:
     """Run METHODs on TASKs for every k in --shots and every seed; finished runs are skipped, so an
     interrupted command resumes where it stopped. Inputs are checked before anything is trained.
 
@@ -86,6 +90,7 @@ def run(state, methods, shots, tasks, seeds, splits, proposals, model, sets, dat
         seeds=parse_int_list(seeds, "--seeds"), proposals=proposals, model=model, options=parse_sets(sets),
         splits=parse_name_list(splits) or None, limit=limit, data_root=data_root, images=images, device=device,
         eval_batch_size=batch_size, chunk_size=chunk_size, skip_bad=skip_bad, precision=precision, sampler=sampler,
+        sealed=sealed,
         command=command_line(),
     )
     jobs = plan(request)

@@ -92,6 +92,8 @@ class RunRecord:
     precision: str = ""
     #: the k-shot sampler of the manifest (``cptbench`` or ``release``)
     sampler: str = "cptbench"
+    #: the method ran sealed: in its own process, without evaluation labels or paths to them
+    sealed: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """Every field as plain JSON values (mappings as dicts, tuples as lists)."""
@@ -162,7 +164,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "predict_seconds": (int, float), "seconds": (int, float), "resumed_examples": (int,),
     "manifest_sha256": (str,), "manifest_path": (str,), "predictions_path": (str,), "method_info": (dict,),
     "skip_bad": (bool,), "n_skipped": (dict,), "predictions_sha256": (str,), "results_version": (int,),
-    "method_version": (int,), "precision": (str,), "sampler": (str,),
+    "method_version": (int,), "precision": (str,), "sampler": (str,), "sealed": (bool,),
 }
 
 

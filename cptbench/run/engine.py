@@ -19,9 +19,13 @@ by another process; also split, holder), ``fit`` and ``done`` (info ``record``: 
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from cptbench.core import faults
+from cptbench.core.errors import UsageError
 from cptbench.methods.base import no_progress
 from cptbench.results.records import RunRecord
 from cptbench.run.claim import claim, pending_runs
@@ -31,6 +35,7 @@ from cptbench.run.distributed import Dist, rank_device
 from cptbench.run.execute import Executor, SplitResult
 from cptbench.run.plan import Job, RunRequest, RunSpec
 from cptbench.run.record import finish
+from cptbench.run.sealed import SealedMethod, close_workers, should_seal
 from cptbench.run.session import DataSession
 
 EventFn = Callable[[str, Mapping[str, Any]], None]
@@ -66,11 +71,21 @@ class Runner:
         check_device(self.device)
         return self.session.prepare(jobs, manifests=self.store if write else None)
 
-    def method_for(self, job: Job, pending: Sequence[RunSpec]):
-        """A fresh method object for ``job`` (its artifacts go under the first pending run)."""
+    def method_for(self, job: Job, scratch: Path):
+        """A fresh method object for ``job``, sealed in its own process when the policy says so
+        (:func:`cptbench.run.sealed.should_seal`); ``scratch`` is its artifacts folder, outside the
+        results folder."""
         context = job_context(job, device=self.device, eval_batch_size=self.request.eval_batch_size,
-                              progress=self.progress, artifacts_dir=self.store.layout.artifacts(pending[0].run_id))
+                              progress=self.progress, artifacts_dir=scratch)
+        if should_seal(job.method_cls, self.request.sealed):
+            return SealedMethod(job.method_cls, job.config, context)
         return job.method_cls(job.config, context)
+
+    def _check_sealed(self, jobs: Sequence[Job]) -> None:
+        if self.dist.active and any(should_seal(j.method_cls, self.request.sealed) for j in jobs):
+            names = sorted({j.method_cls.name for j in jobs if should_seal(j.method_cls, self.request.sealed)})
+            raise UsageError(f"method(s) {', '.join(names)} run sealed (in their own process), which torchrun "
+                             f"does not support; run them without torchrun, or trust them with --no-sealed.")
 
     # -- execution -----------------------------------------------------------------------------
     def run(self, jobs: Sequence[Job]) -> list[RunRecord]:
@@ -78,6 +93,7 @@ class Runner:
         main = self.dist.is_main
         if main:
             self.store.check_writable()
+        self._check_sealed(jobs)
         jobs = self.prepare(jobs, write=main)
         faults.point("prepare.done")
         done = self._finished()
@@ -106,17 +122,29 @@ class Runner:
             finally:
                 if held is not None:
                     held.release(recorded)
+        close_workers()
         return new_records
 
     def execute_job(self, job: Job, pending: Sequence[RunSpec], persist: bool = False):
         """Fit and predict ``job``'s ``pending`` runs; one :class:`SplitResult` per split. ``persist``:
         resume from and save chunks through the store (rank 0 writes; every rank reads rank 0's
-        saved chunks); otherwise (a Ray worker) nothing is read or written."""
-        method = self.method_for(job, pending)
-        if not persist:
-            return self.executor.execute(job, method, pending)
-        save = self._save_chunk if self.dist.is_main else None
-        return self.executor.execute(job, method, pending, saved=self._saved_chunks, save=save)
+        saved chunks); otherwise (a Ray worker) nothing is read or written. What the method saved
+        in its artifacts folder is moved to the results folder's artifacts of the first run."""
+        scratch = Path(tempfile.mkdtemp(prefix="cptbench-artifacts-"))
+        try:
+            method = self.method_for(job, scratch)
+            if not persist:
+                yield from self.executor.execute(job, method, pending)
+            else:
+                save = self._save_chunk if self.dist.is_main else None
+                yield from self.executor.execute(job, method, pending, saved=self._saved_chunks, save=save)
+        finally:
+            if self.dist.is_main and any(scratch.iterdir()):
+                target = self.store.layout.artifacts(pending[0].run_id)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.move(str(scratch), str(target))
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def finish(self, job: Job, result: SplitResult) -> RunRecord | None:
         """Record a finished split (the store's one writer); the record, or ``None`` if another

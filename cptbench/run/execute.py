@@ -36,6 +36,7 @@ class SplitResult:
     resumed: int
     perf: dict[str, Any]
     skipped: dict[str, int]
+    sealed: bool = False  # the method ran in its own process (cptbench.run.sealed)
 
 
 def presentation_order(examples: Sequence[Example], task: str, split: str) -> list[Example]:
@@ -126,7 +127,7 @@ class Executor:
             yield SplitResult(spec, sorted(rows.values(), key=lambda r: order[r["example_id"]]), counters, fit_info,
                               split_fit, time.perf_counter() - t_pred, resumed,
                               {**plain(method.perf_info()), "images": self.session.dataset(task).images.stats()},
-                              dict(data.skipped))
+                              dict(data.skipped), bool(getattr(method, "sealed", False)))
 
     def _predict_rounds(self, method: Method, job: Job, data, remaining: Sequence[Example]):
         """(scored rows, counters) per saved chunk. Distributed: each rank predicts its images'

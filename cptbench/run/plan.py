@@ -54,6 +54,7 @@ class RunRequest:
     skip_bad: bool = False  # drop degenerate boxes / expressions instead of refusing them
     precision: str | None = None  # None: each method's own precision option (default auto)
     sampler: str = DEFAULT_SAMPLER  # the k-shot draw: cptbench | release (the CPT release's own)
+    sealed: bool | None = None  # None: methods that are not part of cptbench run sealed (cptbench.run.sealed)
     command: str = ""  # the command line, recorded with every run (provenance)
 
 

@@ -20,7 +20,7 @@ def toy(tmp_path, monkeypatch):
     root = write_refer_fixture(tmp_path / "data", splits={"train": 6, "val": 4, "testA": 2, "testB": 1})
     write_task_card(tmp_path / "cards")
     monkeypatch.setenv("CPTBENCH_CACHE", str(tmp_path / "cache"))
-    import fault_cli  # noqa: F401  (registers fake-trainer)
+    import plugin_methods  # noqa: F401  (registers fake-trainer)
 
     return tmp_path, root, load_task_card(tmp_path / "cards" / "toyref.yaml")
 

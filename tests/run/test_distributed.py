@@ -30,7 +30,8 @@ def world(tmp_path_factory, tiny_vilt_dir):
     for k in ("CPTBENCH_KILL_AT", "CPTBENCH_KILL_RANK", "WORLD_SIZE", "RANK", "LOCAL_RANK"):
         env.pop(k, None)
     args = ["-q", "run", "-m", "fake-trainer,cpt", "-k", "1", "--seeds", "0", "-t", "toyref", "--data-root", str(root),
-            "--model", str(tiny_vilt_dir), "--set", "cpt.steps=2", "--chunk-size", "6", "--no-leaderboard"]
+            "--model", str(tiny_vilt_dir), "--set", "cpt.steps=2", "--chunk-size", "6", "--no-leaderboard",
+            "--no-sealed"]  # torchrun runs trusted methods in-process (a plug-in is sealed by default)
     return tmp, env, args
 
 

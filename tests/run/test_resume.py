@@ -92,7 +92,7 @@ def test_ctrl_c_mid_run_resumes_from_partial_predictions(env):
     from cptbench.run.engine import Runner
     from cptbench.run.plan import RunRequest, plan
     from cptbench.tasks.spec import load_task_card
-    import slow_cli  # noqa: F401  (registers slow-random)
+    import plugin_methods  # noqa: F401  (registers slow-random)
 
     task = load_task_card(tmp / "cards" / "toyref.yaml")
     request = RunRequest([task], ["slow-random"], [1], seeds=[0], data_root=str(root), chunk_size=4)
