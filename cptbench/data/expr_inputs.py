@@ -70,12 +70,15 @@ class ExprSource:
 
 
 def expression_files(paths: Sequence[str | Path]) -> list[Path]:
-    """The per-expression JSONL / MDETR JSON files named or under the folders named."""
+    """The per-expression files named (any ``.jsonl``, MDETR-named ``.json``) or under the folders named
+    (only those whose names are the published ones: ``<dataset>_<split>.jsonl``, MDETR's)."""
     out = []
     for p in map(lambda q: Path(q).expanduser(), paths):
-        cands = sorted(p.rglob("*")) if p.is_dir() else [p]
-        out += [q for q in cands if q.is_file() and (q.suffix == ".jsonl" or _MDETR.match(q.name))
-                and not any(part.startswith(".") for part in q.parts[len(p.parts):])]
+        if p.is_dir():
+            out += [q for q in sorted(p.rglob("*")) if q.is_file() and (_QWEN.match(q.name) or _MDETR.match(q.name))
+                    and not any(part.startswith(".") for part in q.relative_to(p).parts)]
+        elif p.is_file() and (p.suffix == ".jsonl" or _MDETR.match(p.name)):
+            out.append(p)
     return out
 
 

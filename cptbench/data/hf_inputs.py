@@ -159,8 +159,9 @@ def scan_inputs(paths: Sequence[str | Path]) -> list[InputFile]:
 
     found = table_files(paths)
     if not found:
-        raise DataError(f"no .parquet or .arrow files under {', '.join(map(str, paths))}; pass the dataset's parquet "
-                        f"files (e.g. a `huggingface-cli download --repo-type dataset` folder).")
+        raise DataError(f"no .parquet or .arrow files (nor per-expression <dataset>_<split>.jsonl / MDETR finetune_*.json "
+                        f"files) under {', '.join(map(str, paths))}; pass the dataset's files (e.g. a `huggingface-cli "
+                        f"download --repo-type dataset` folder).")
     out = []
     for f in found:
         try:

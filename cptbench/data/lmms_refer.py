@@ -41,7 +41,10 @@ def _find_ref(index: ReferIndex, row: dict, where: str) -> tuple[dict | None, st
     image_id = lmms_image_id(row, where)
     box = lmms_box(row, where)
     answers = [str(a) for a in row.get("answer") or ()]
-    ref = index.by_file.get(str(row.get("file_name")))
+    named = index.by_file.get(str(row.get("file_name")), [])
+    if len(named) > 1:  # one refer file name for several refs: the one at this box
+        named = [r for r in named if box_distance(index.anns.get(r["ann_id"], {}).get("bbox"), box) <= BOX_TOL] or named[:1]
+    ref = named[0] if named else None
     how = "file_name"
     if ref is None:
         try:

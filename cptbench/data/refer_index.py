@@ -76,7 +76,7 @@ class ReferIndex:
     google_by_file: dict[str, dict] = field(default_factory=dict)  # refs(google).p by refer file name
     by_ref: dict[int, dict] = field(default_factory=dict)
     by_ann: dict[int, list[dict]] = field(default_factory=dict)
-    by_file: dict[str, dict] = field(default_factory=dict)
+    by_file: dict[str, list[dict]] = field(default_factory=dict)
     anns_by_image: dict[int, list[dict]] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -84,7 +84,7 @@ class ReferIndex:
             self.by_ref[r["ref_id"]] = r
             self.by_ann.setdefault(r["ann_id"], []).append(r)
             if r.get("file_name"):
-                self.by_file[str(r["file_name"])] = r
+                self.by_file.setdefault(str(r["file_name"]), []).append(r)
         for a in self.anns.values():
             self.anns_by_image.setdefault(a["image_id"], []).append(a)
 
