@@ -134,6 +134,10 @@ def describe_match(task, d: SplitDecision, m: LmmsMatch, index: ReferIndex) -> s
         text += "; left out: " + ", ".join(f"{n:,} of {k}" for k, n in sorted(m.other.items()))
         if not index.google:
             text += " (no refs(google).p beside the refs to say which google split)"
+        else:
+            odd = sum(n for k, n in m.other.items() if not k.endswith(f"google {d.target}") and k != f"google {d.target} only")
+            if odd:
+                text += f" ({odd:,} of them in no google {d.target} either: not the merge lmms-lab's val is known to be)"
     if m.repeated:
         text += f"; {m.repeated:,} repeated rows of kept refs left out"
     qid = ("question_id is the COCO annotation id in every row" if m.qid_is_ann == m.rows else

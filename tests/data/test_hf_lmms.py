@@ -74,6 +74,7 @@ def test_merged_val_separated_with_the_annotations(src, tmp_path, question_id):
     assert res.refs == {"testA": 4, "testB": 4, "val": 6} and res.sentences == {"testA": 8, "testB": 8, "val": 12}
     assert "11 rows matched to refs of refs(unc).p (11 by file_name); 6 unc val refs kept" in by["val"].reason
     assert "left out: 4 of unc train, google val" in by["val"].reason and "1 repeated rows of kept refs" in by["val"].reason
+    assert "in no google val either" not in by["val"].reason
     if question_id == "ann_id":
         assert "question_id is the COCO annotation id in every row" in by["val"].reason
     else:
@@ -153,7 +154,18 @@ def test_google_only_refs_in_a_merged_val_are_left_out(src, tmp_path):
     (src / "refcoco" / "refs(unc).p").write_bytes(pickle.dumps([r for r in refs if r["ref_id"] != gone["ref_id"]], protocol=2))
     res = import_hf(toy_task(), [hf], tmp_path / "out", annotations=src, splits=["val"])
     val = next(d for d in res.decisions if d.hf_split == "val")
-    assert res.refs == {"val": 6} and "1 of google val only" in val.reason
+    assert res.refs == {"val": 6} and "1 of google val only" in val.reason and "either" not in val.reason
+
+
+def test_left_out_rows_in_no_google_val_are_flagged(src, tmp_path):
+    hf = write_lmms(src, tmp_path / "lmms", "refcoco")
+    google = pickle.loads((src / "refcoco" / "refs(google).p").read_bytes())
+    moved = next(r for r in google if r["split"] == "val" and r["ref_id"] in {x["ref_id"] for x in google[:12]})
+    moved["split"] = "train"  # a left-out row whose ref the google split does not put in val
+    (src / "refcoco" / "refs(google).p").write_bytes(pickle.dumps(google, protocol=2))
+    res = import_hf(toy_task(), [hf], tmp_path / "out", annotations=src, splits=["val"])
+    val = next(d for d in res.decisions if d.hf_split == "val")
+    assert "(1 of them in no google val either: not the merge lmms-lab's val is known to be)" in val.reason
 
 
 def test_cli_separates_the_merged_val(src, tmp_path):
