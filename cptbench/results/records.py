@@ -90,6 +90,12 @@ class RunRecord:
     method_version: int = 0
     #: the numerics the method ran under: ``fp32`` or ``bf16`` (autocast); empty in older records
     precision: str = ""
+    #: the box policy where it mattered: ``strict`` (--strict-data), ``release`` (boxes reaching past
+    #: the image or of zero area were kept), "" (the default, on data without such boxes)
+    data_policy: str = ""
+    #: boxes the default policy kept, by kind (``candidates_outside``, ``candidates_zero_area``,
+    #: ``targets_outside``, ``targets_zero_area``; kinds with none left out)
+    n_kept: Mapping[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Every field as plain JSON values (mappings as dicts, tuples as lists)."""
@@ -159,7 +165,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "predict_seconds": (int, float), "seconds": (int, float), "resumed_examples": (int,),
     "manifest_sha256": (str,), "manifest_path": (str,), "predictions_path": (str,), "method_info": (dict,),
     "skip_bad": (bool,), "n_skipped": (dict,), "predictions_sha256": (str,), "results_version": (int,),
-    "method_version": (int,), "precision": (str,),
+    "method_version": (int,), "precision": (str,), "data_policy": (str,), "n_kept": (dict,),
 }
 
 

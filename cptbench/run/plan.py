@@ -51,6 +51,7 @@ class RunRequest:
     eval_batch_size: int | str = EVAL_BATCH_SIZE  # or "auto": the largest batch the device holds
     chunk_size: int = CHUNK_SIZE  # predictions are saved every chunk (the resume granularity)
     skip_bad: bool = False  # drop degenerate boxes / expressions instead of refusing them
+    strict_data: bool = False  # refuse boxes reaching past the image and zero-area boxes too (--strict-data)
     precision: str | None = None  # None: each method's own precision option (default auto)
     command: str = ""  # the command line, recorded with every run (provenance)
 
@@ -75,14 +76,20 @@ class RunSpec:
     skip_bad: bool = False
     results_version: int = RESULTS_VERSION
     method_version: int = 0  # the method's own result version (identity only when non-zero)
+    #: the box policy where it matters (cptbench.data.box_policy.data_policy): "strict", "release" (the
+    #: default kept boxes reaching past the image or zero-area ones), or "" (identity only when not "")
+    data_policy: str = ""
 
     def identity(self) -> dict[str, Any]:
         """What decides the result: everything but the model's display name (and a zero
-        ``method_version``, so the ids of runs made before methods had versions stay the same)."""
+        ``method_version`` or an empty ``data_policy``, so the ids of runs made before methods had
+        versions, or before boxes past the image were kept, stay the same)."""
         d = asdict(self)
         d.pop("model")
         if not self.method_version:
             d.pop("method_version")
+        if not self.data_policy:
+            d.pop("data_policy")
         return d
 
     @property
@@ -177,13 +184,15 @@ def plan(request: RunRequest) -> list[Job]:
 
 
 def run_specs(job: Job, *, model_fp: str, data_fp: str, proposal_setting: str, limit: int | None,
-              skip_bad: bool) -> tuple[RunSpec, ...]:
-    """The runs of ``job`` (one per split) for the given fingerprints and data policy."""
+              skip_bad: bool, data_policy: Mapping[str, str] | None = None) -> tuple[RunSpec, ...]:
+    """The runs of ``job`` (one per split) for the given fingerprints and data policy
+    (``data_policy``: split -> :attr:`RunSpec.data_policy`, "" for a split not named)."""
     task = job.task
     config_json = json.dumps(config_dict(job.config), sort_keys=True)
     return tuple(RunSpec(task.name, task.version, split, job.method_cls.name, config_json, job.model or "none",
                          model_fp, data_fp, proposal_setting, job.shots, job.seed, limit, task.metric, skip_bad,
-                         method_version=int(getattr(job.method_cls, "version", 0) or 0))
+                         method_version=int(getattr(job.method_cls, "version", 0) or 0),
+                         data_policy=(data_policy or {}).get(split, ""))
                  for split in job.splits)
 
 

@@ -22,7 +22,8 @@ STUDY_KEYS = {
     "options": "method options (key or method.key -> value), as --set", "model": "backbone",
     "proposals": "'gt' or a detections file", "splits": "eval splits", "limit": "first N expressions per split",
     "data_root": "refer-layout data root", "images": "image folder", "device": "torch device",
-    "batch_size": "evaluation batch size", "skip_bad": "drop degenerate data", "results": "results folder",
+    "batch_size": "evaluation batch size", "skip_bad": "drop degenerate data",
+    "strict_data": "refuse boxes reaching past the image and zero-area boxes too", "results": "results folder",
 }
 
 
@@ -44,6 +45,7 @@ class Study:
     device: str = "cpu"
     batch_size: int = EVAL_BATCH_SIZE
     skip_bad: bool = False
+    strict_data: bool = False
     results: str | None = None
 
 
@@ -83,7 +85,7 @@ def load_study(path: str) -> Study:
             value = {str(k): v for k, v in value.items()}
         elif key in ("limit", "batch_size"):
             value = _ints(value, key, path)[0] if value is not None else None
-        elif key == "skip_bad":
+        elif key in ("skip_bad", "strict_data"):
             value = bool(value)
         setattr(study, key, value)
     return study
@@ -99,4 +101,4 @@ def study_request(study: Study, **overrides: Any):
     return RunRequest(tasks=[get_task(t) for t in s.tasks], methods=s.methods, shots=s.shots, seeds=s.seeds,
                       proposals=s.proposals, model=s.model, options=s.options, splits=s.splits, limit=s.limit,
                       data_root=s.data_root, images=s.images, device=s.device, eval_batch_size=s.batch_size,
-                      skip_bad=s.skip_bad, command=command)
+                      skip_bad=s.skip_bad, strict_data=s.strict_data, command=command)
