@@ -119,7 +119,7 @@ def select_images(task, ds, *, shots: Sequence[int] = DEFAULT_SHOTS, seeds: Sequ
         needs.append(ImageNeed(image_id, name, ds.image_size(image_id), image_urls(name, info.get("coco_url"), catalog, image_sources)))
     counts = {"eval splits": len(eval_ids), what: len(train_ids - eval_ids)}
     if repair:
-        counts["damaged, to fetch again"] = len(set(map(int, repair)))
+        counts["damaged images"] = len(set(map(int, repair)))
         description += f" + {len(set(map(int, repair)))} damaged image(s) to fetch again"
     return ImageSelection(needs, counts, notes, description)
 

@@ -156,8 +156,10 @@ def _rle_counts(mask: np.ndarray) -> list[int]:
     return counts
 
 
-def write_refer_shapes(root: Path, dataset: str = "refcoco", split_by: str = "unc", seed: int = 0) -> Shapes:
-    """A refer-layout data root in the published shapes (module docstring); returns what it holds."""
+def write_refer_shapes(root: Path, dataset: str = "refcoco", split_by: str = "unc", seed: int = 0,
+                       images_list=IMAGES) -> Shapes:
+    """A refer-layout data root in the published shapes (module docstring); returns what it holds.
+    ``images_list``: (image id, W, H, split) of each image (default :data:`IMAGES`)."""
     rng = np.random.default_rng(seed)
     ds_dir = root / dataset
     img_dir = root / "images" / "mscoco" / "images" / "train2014"
@@ -166,7 +168,7 @@ def write_refer_shapes(root: Path, dataset: str = "refcoco", split_by: str = "un
     images, anns, refs = [], [], []
     ann_id, ref_id, sent_id = 100, 0, 1000
     zero, crowd = [], 0
-    for image_id, w, h, split in IMAGES:
+    for image_id, w, h, split in images_list:
         name = f"COCO_train2014_{image_id:012d}.jpg"
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(img_dir / name, quality=90)
         images.append({"license": 3, "file_name": name, "coco_url": f"http://images.cocodataset.org/train2014/{name}",
