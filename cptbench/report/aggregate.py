@@ -25,7 +25,7 @@ from cptbench.results.records import RunRecord
 
 #: the fields of a record that make its aggregation group (also fields of :class:`LeaderboardRow`)
 GROUP_KEYS = ("task", "task_version", "split", "method", "method_config_hash", "model", "model_fingerprint",
-              "data_fingerprint", "proposals", "shots", "limit", "skip_bad")
+              "data_fingerprint", "proposals", "shots", "limit", "skip_bad", "strict_data")
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,7 @@ class LeaderboardRow:
     shots: int
     limit: int | None
     skip_bad: bool
+    strict_data: bool
     n_seeds: int
     acc_mean: float
     acc_std: float
@@ -130,7 +131,7 @@ def aggregate(records: Iterable[RunRecord]) -> list[LeaderboardRow]:
 
 def row_identity(r: LeaderboardRow) -> tuple:
     """What tells two rows of one method apart besides task, split and shots."""
-    return (r.method, r.method_config_hash, r.model_fingerprint, r.data_fingerprint, r.skip_bad)
+    return (r.method, r.method_config_hash, r.model_fingerprint, r.data_fingerprint, r.skip_bad, r.strict_data)
 
 
 def option_value(v: Any) -> str:
@@ -190,5 +191,7 @@ def method_labels(rows: Sequence[LeaderboardRow]) -> dict[tuple, str]:
             name += f" [data {str(r.data_fingerprint)[:6]}]"
         if r.skip_bad:
             name += " [skip-bad]"
+        if r.strict_data:
+            name += " [strict-data]"
         out[row_identity(r)] = name
     return out

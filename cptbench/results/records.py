@@ -97,6 +97,11 @@ class RunRecord:
     #: ``targets_outside``, ``targets_zero_area``; kinds with none left out)
     n_kept: Mapping[str, int] = field(default_factory=dict)
 
+    @property
+    def strict_data(self) -> bool:
+        """Whether the run refused boxes reaching past the image and zero-area boxes (--strict-data)."""
+        return self.data_policy == "strict"
+
     def to_json(self) -> dict[str, Any]:
         """Every field as plain JSON values (mappings as dicts, tuples as lists)."""
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}

@@ -194,3 +194,30 @@ def test_zero_area_target_is_a_miss_not_a_crash(world, tmp_path):
     rec = json.loads((tmp_path / "res" / "runs.jsonl").read_text().splitlines()[0])
     assert rec["n_kept"]["targets_zero_area"] == 2 and rec["n"] == 12
     assert math.isclose(rec["accuracy"], 100.0 * 10 / 12)
+
+
+def test_strict_and_default_runs_are_separate_leaderboard_rows():
+    from cptbench.report.aggregate import aggregate
+    from record_fixture import make_record
+
+    # the default policy is one setting whether a seed's k-shot draw held kept boxes ("release") or not ("")
+    recs = [make_record(run_id=f"a{s}", seed=s, accuracy=50.0 + s, data_policy=p, shots=1)
+            for s, p in ((0, ""), (1, "release"))]
+    recs += [make_record(run_id=f"b{s}", seed=s, accuracy=10.0, data_policy="strict", shots=1) for s in (0, 1)]
+    rows = aggregate(recs)
+    assert sorted((r.strict_data, r.n_seeds) for r in rows) == [(False, 2), (True, 2)]
+    assert [r.label.endswith("[strict-data]") for r in sorted(rows, key=lambda r: r.strict_data)] == [False, True]
+
+
+def test_study_files_and_the_api_take_the_strict_data_policy(tmp_path):
+    from cptbench.run.sweep import load_study, study_request
+
+    f = tmp_path / "study.yaml"
+    f.write_text("tasks: [synthref]\nmethods: [random]\nstrict_data: true\n")
+    assert study_request(load_study(str(f))).strict_data is True
+    assert study_request(load_study(str(f)), strict_data=None).strict_data is True
+    import inspect
+
+    from cptbench.api import evaluate
+
+    assert inspect.signature(evaluate).parameters["strict_data"].default is False
