@@ -186,9 +186,14 @@ class ReferDataset:
                     yield ref, sent_id, text, target
 
     def pairs(self, split: str, *, skip_bad: bool = False, strict: bool = False) -> list[tuple[int, int]]:
-        """The usable (ref_id, sent_id) pairs of ``split`` (what the k-shot sampler draws from)."""
+        """The (ref_id, sent_id) pairs of ``split`` the k-shot sampler draws from: the usable
+        expressions whose ground-truth box is ``ok``. Expressions whose target reaches past the image
+        or has zero area are left out of the pool under either policy (``strict`` refuses them, as it
+        refuses any bad data, unless ``skip_bad``), so k-shot draws and saved manifests are the same
+        with and without --strict-data, and as they were before such boxes were kept."""
         quality = QualityReport(split, strict)
-        out = [(int(ref["ref_id"]), sent_id) for ref, sent_id, _, _ in self._sentences(self.refs_of(split), quality)]
+        out = [(int(ref["ref_id"]), sent_id) for ref, sent_id, _, (kind, _) in self._sentences(self.refs_of(split), quality)
+               if kind == "ok"]
         quality.raise_unless(skip_bad, what=f"split {split!r} of {self.dir}")
         return out
 

@@ -110,7 +110,9 @@ def test_strict_data_refuses_them_and_skip_bad_drops_them(odd):
     assert val.kept == {k: 0 for k in val.kept}
     assert val.skipped == {"expressions": 2, "candidates": 3}  # image 8's target: its 2 expressions
     assert next(e for e in val.examples if e.image_id == 7).n_candidates == 2
-    assert ds.pairs("val", strict=True, skip_bad=True) != ds.pairs("val")
+    # the k-shot pool leaves kept targets out under either policy: the same draws with and without it
+    pool = ds.pairs("val")
+    assert pool == ds.pairs("val", strict=True, skip_bad=True) and len(pool) == len(val.examples) == 10
 
 
 def test_a_k_shot_draw_counts_only_its_own_kept_targets(odd):
@@ -173,17 +175,27 @@ def test_data_without_such_boxes_keeps_its_run_ids(tmp_path, monkeypatch):
     assert replace(spec, data_policy="release").run_id != spec.run_id != replace(spec, data_policy="strict").run_id
 
 
-def test_a_train_target_kept_in_a_k_shot_draw_marks_the_runs(world, tmp_path):
-    """A kept box in the k-shot training examples changes what is fitted: its runs say so."""
+def test_a_box_kept_in_a_k_shot_draw_marks_the_runs(tmp_path, monkeypatch):
+    """A kept box among the k-shot training examples' candidates changes what is fitted: the runs say
+    so, although the eval split holds no such box (its k = 0 run keeps its old id)."""
+    root = write_refer_fixture(tmp_path / "d")
+    write_task_card(tmp_path / "cards")
+    monkeypatch.setenv("CPTBENCH_TASKS_PATH", str(tmp_path / "cards"))
+    monkeypatch.setenv("CPTBENCH_CACHE", str(tmp_path / "cache"))
+
     def fn(data):
         for a in data["annotations"]:
-            if a["image_id"] <= 6:
-                a["bbox"][2] = 60.0  # every train box reaches past the right border
-    _edit(world, fn)
-    r = _run(world, tmp_path / "res", k="1")
+            if a["image_id"] <= 6 and a["id"] % 3 == 0:  # each train image's non-target candidate
+                a["bbox"][2] = 60.0  # reaches past the right border
+    _edit(root, fn)
+    from cptbench.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["run", "-m", "category-prior", "-k", "0,1", "--seeds", "0", "-t", "toyref", "--data-root",
+                                 str(root), "--results", str(tmp_path / "res"), "--no-leaderboard", "--split", "val"])
     assert r.exit_code == 0, r.output
-    rec = json.loads((tmp_path / "res" / "runs.jsonl").read_text().splitlines()[0])
-    assert rec["data_policy"] == "release" and rec["shots"] == 1
+    recs = {x["shots"]: x for x in map(json.loads, (tmp_path / "res" / "runs.jsonl").read_text().splitlines())}
+    assert recs[0]["data_policy"] == "" and recs[1]["data_policy"] == "release"
+    assert recs[1]["n_kept"] == {}  # the eval split's own counts: nothing kept there
 
 
 def test_zero_area_target_is_a_miss_not_a_crash(world, tmp_path):
