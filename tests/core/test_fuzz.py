@@ -179,7 +179,8 @@ def test_bad_box_reason_accepts_only_real_boxes(box, size):
     if bad_box_reason(box, size) is None:  # the default also keeps zero-area boxes and boxes past the border
         x, y, w, h = (float(v) for v in box)
         assert all(math.isfinite(v) for v in (x, y, w, h)) and w >= 0 and h >= 0
-        if size != (0, 0) and w > 0 and h > 0:  # ... that still cover part of the image
+        inside = x >= -1 and y >= -1 and x + w <= size[0] + 1 and y + h <= size[1] + 1  # to within a pixel
+        if size != (0, 0) and w > 0 and h > 0 and not inside:  # ... that still cover part of the image
             assert min(x + w, size[0]) > max(x, 0) and min(y + h, size[1]) > max(y, 0)
     else:
         assert strict is not None  # what the default refuses, --strict-data refuses too
