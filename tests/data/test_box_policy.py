@@ -233,3 +233,15 @@ def test_study_files_and_the_api_take_the_strict_data_policy(tmp_path):
     from cptbench.api import evaluate
 
     assert inspect.signature(evaluate).parameters["strict_data"].default is False
+
+
+def test_data_audit_and_sweep_take_strict_data(world, tmp_path):
+    from cptbench.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["data", "audit", "toyref", "--data-root", str(world), "--heuristic", "largest-box"])
+    assert "Traceback" not in r.output and "shortcut audit" in r.output, r.output
+    r = CliRunner().invoke(cli, ["data", "audit", "toyref", "--data-root", str(world), "--strict-data"])
+    assert r.exit_code == 1 and "--strict-data" in r.output and "zero width or height" in r.output, r.output
+    r = CliRunner().invoke(cli, ["sweep", "-t", "toyref", "-m", "oracle", "-k", "0", "--seeds", "0", "--data-root",
+                                 str(world), "--results", str(tmp_path / "res"), "--no-leaderboard", "--strict-data"])
+    assert r.exit_code == 1 and "--strict-data" in r.output and "Traceback" not in r.output, r.output
