@@ -42,7 +42,8 @@ def evaluate(tasks: str | Iterable[str] | None = None, methods: str | Iterable[s
              model: str | None = None, proposals: str | None = None, options: Mapping[str, Any] | None = None,
              splits: str | Iterable[str] | None = None, limit: int | None = None, data_root: str | None = None,
              images: str | None = None, device: str = DEFAULT_DEVICE, batch_size: int | str = EVAL_BATCH_SIZE,
-             precision: str | None = None, skip_bad: bool = False, sealed: bool | None = None, results: str | None = None,
+             precision: str | None = None, skip_bad: bool = False, strict_data: bool = False, sealed: bool | None = None,
+             results: str | None = None,
              progress: Callable[[str, int, int], None] | None = None,
              event: Callable[[str, Mapping[str, Any]], None] | None = None) -> list:
     """Run ``methods`` on ``tasks`` for every k in ``shots`` and every seed; the records of every run
@@ -65,7 +66,7 @@ def evaluate(tasks: str | Iterable[str] | None = None, methods: str | Iterable[s
         shots=_ints(shots, [1], "shots"), seeds=_ints(seeds, DEFAULT_SEEDS, "seeds"), proposals=proposals,
         model=model, options=dict(options or {}), splits=_names(splits, []) or None, limit=limit,
         data_root=data_root, images=images, device=device, eval_batch_size=batch_size, skip_bad=skip_bad,
-        precision=precision, sealed=sealed, command="cptbench.evaluate(...)")
+        strict_data=strict_data, precision=precision, sealed=sealed, command="cptbench.evaluate(...)")
     store = ResultsStore(results or default_results_dir())
     kwargs = {k: v for k, v in (("progress", progress), ("event", event)) if v is not None}
     runner = Runner(request, store, **kwargs)

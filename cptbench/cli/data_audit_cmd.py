@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cptbench.cli.options import data_options
+from cptbench.cli.options import data_options, strict_data_option
 from cptbench.cli.common import parse_name_list
 from cptbench.cli.state import pass_state
 
@@ -18,10 +18,11 @@ from cptbench.cli.state import pass_state
 @click.option("--heuristic", "heuristics", multiple=True, help="Heuristic(s) to run (repeat or comma list; default: all).")
 @click.option("--bonferroni", is_flag=True, help="Family-wise 95% intervals (corrected for the number of comparisons).")
 @click.option("--skip-bad", is_flag=True, help="Drop degenerate boxes / expressions instead of refusing them.")
+@strict_data_option
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Also write the report as JSON to this file.")
 @pass_state
-def audit(state, task, data_root, images, proposals, splits, heuristics, bonferroni, skip_bad, json_out) -> None:
+def audit(state, task, data_root, images, proposals, splits, heuristics, bonferroni, skip_bad, strict_data, json_out) -> None:
     """Score label-free heuristics (first candidate, largest / smallest box, most central, category prior,
     ref and sentence order, expression length) like any method and compare each with random
     (1 / candidates per expression), with a 95% interval. Exits with status 1 when a heuristic beats
@@ -38,7 +39,7 @@ def audit(state, task, data_root, images, proposals, splits, heuristics, bonferr
     state.log(f"[dim]auditing {spec.name} (version {spec.version})[/]")
     report = audit_task(spec, data_root=data_root, images=images, proposals=proposals,
                         splits=parse_name_list(splits) or None, heuristics=parse_name_list(heuristics) or None,
-                        skip_bad=skip_bad,
+                        skip_bad=skip_bad, strict_data=strict_data,
                         correction="bonferroni" if bonferroni else "none")
     state.log(f"[dim]data {report.data_root}, images: {report.image_layout}; candidates: {report.proposals}; "
               f"category-prior and expression-length fitted on {report.n_train} train expressions[/]")

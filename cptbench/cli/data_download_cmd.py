@@ -33,11 +33,15 @@ from cptbench.cli.state import parse_int_list, pass_state
 @click.option("--timeout", type=click.FloatRange(0.5, 600), default=10.0, show_default=True,
               help="Seconds to wait for a connection or for data.")
 @click.option("--force", is_flag=True, help="Download the annotations again even if they are present.")
+@click.option("--repair", is_flag=True,
+              help="Also decode every image of the task already on disk and fetch the damaged ones again (e.g. "
+                   "COCO_train2014_000000167126.jpg, truncated in the official train2014.zip); each is checked after "
+                   "download.")
 @click.option("--expect-sha256", default=None, metavar="HEX",
               help="Accept the archive with this sha256 instead of the known size / digest (a source that changed).")
 @pass_state
 def download(state, tasks, root, sources, images, no_images, all_train_images, shots, seeds, image_sources, jobs,
-             retries, timeout, force, expect_sha256) -> None:
+             retries, timeout, force, repair, expect_sha256) -> None:
     """Fetch TASK's annotations (refcoco, refcoco+, refcocog) and the images its runs need.
 
     \b
@@ -47,7 +51,7 @@ def download(state, tasks, root, sources, images, no_images, all_train_images, s
     checked afterwards) and unpacked to <to>/<dataset>/. Provenance: <to>/<dataset>/cptbench-source.json.
     Images: those of the eval splits plus those of the k-shot training draws (-k x --seeds, drawn as
     `cptbench run` draws them), from the COCO image host by file name, each verified decodable.
-    Present files are kept; running it again only fetches what is missing.
+    Present files are kept; running it again only fetches what is missing (--repair: and what is damaged).
     """
     from pathlib import Path
 
@@ -58,7 +62,7 @@ def download(state, tasks, root, sources, images, no_images, all_train_images, s
     from cptbench.data.annotation_download import download_annotations
     from cptbench.data.catalog import load_catalog
     from cptbench.data.fetch import HttpPolicy
-    from cptbench.data.image_download import MISSING_IMAGES_FILE, fetch_images, select_images
+    from cptbench.data.image_download import MISSING_IMAGES_FILE, damaged_images, fetch_images, select_images
     from cptbench.data.provenance import update_image_provenance
     from cptbench.data.check import check_dataset
     from cptbench.core.errors import DataError
@@ -70,6 +74,8 @@ def download(state, tasks, root, sources, images, no_images, all_train_images, s
     for spec in specs:
         if spec.source != "refer":
             raise UsageError(f"task {spec.name!r} is generated on first use ({spec.source}); there is nothing to download.")
+    if repair and no_images:
+        raise UsageError("--repair fetches damaged images again; it cannot be combined with --no-images.")
     if (sources or expect_sha256) and len(specs) > 1:
         raise UsageError("--source / --expect-sha256 name one archive: give one task with them "
                          "(or set $CPTBENCH_DATA_MIRROR for several).")
@@ -104,12 +110,18 @@ def download(state, tasks, root, sources, images, no_images, all_train_images, s
                 find_image_dir(spec, root, images)[0].mkdir(parents=True, exist_ok=True)  # so the loader finds it
                 ds = open_dataset(spec, root, images)
                 images_dir, layout = ds.images_dir, ds.image_layout
-                for s in check_dataset(spec, ds, check_images=False).splits:
+                for s in check_dataset(spec, ds, check_images=False, boxes=False).splits:
                     if s.mismatches:
                         state.log(f"[yellow]{spec.name}: split {s.split}: {'; '.join(s.mismatches)} (the published "
                                   f"sizes); see `cptbench data check`[/]")
+                damaged = []
+                if repair:
+                    damaged = damaged_images(ds, {int(r["image_id"]) for r in ds.refs}, jobs=jobs, progress=bars)
+                    state.log(f"{spec.name}: {len(damaged)} damaged image(s) on disk" + (" (fetched again below):" if damaged else ""))
+                    for _, problem in damaged:
+                        state.log(f"[yellow]  {escape(problem)}[/]")
                 sel = select_images(spec, ds, shots=shot_list, seeds=seed_list, all_train=all_train_images,
-                                    image_sources=image_sources, catalog=catalog)
+                                    image_sources=image_sources, catalog=catalog, repair=[i for i, _ in damaged])
                 for note in sel.notes:
                     state.log(f"[dim]{spec.name}: {note}[/]")
                 state.log(f"{spec.name}: {len(sel.needs)} images needed ({sel.description}; "

@@ -33,3 +33,12 @@ def results_option(f):
     """``--results`` (env ``CPTBENCH_RESULTS``): the results folder."""
     return click.option("--results", type=click.Path(file_okay=False), default=DEFAULT_RESULTS, show_default=True,
                         help=f"Results folder (runs.jsonl, predictions, manifests, leaderboards); env {RESULTS_ENV}.")(f)
+
+
+def strict_data_option(f):
+    """``--strict-data``: refuse boxes reaching past the image and zero-area boxes (kept by default)."""
+    return click.option("--strict-data", is_flag=True,
+                        help="Refuse candidate and ground-truth boxes that reach past the image or have zero area "
+                             "(by default they are kept, as the CPT release keeps them: painted clipped, scored on "
+                             "the raw box, counted in every record). NaN, negative and wholly outside boxes are "
+                             "always refused; --skip-bad drops what is refused.")(f)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from cptbench.core.defaults import CHUNK_SIZE, DEFAULT_SEEDS, DEFAULT_TASK, EVAL_BATCH_SIZE
-from cptbench.cli.options import data_options, results_option
+from cptbench.cli.options import data_options, results_option, strict_data_option
 from cptbench.cli.common import command_line, parse_name_list, parse_sets
 from cptbench.cli.state import parse_int_list, pass_state
 
@@ -47,6 +47,7 @@ BATCH_SIZE = BatchSizeType()
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N expressions of each split (smoke tests).")
 @click.option("--skip-bad", is_flag=True,
               help="Drop degenerate boxes and empty expressions (counted in every record) instead of refusing the data.")
+@strict_data_option
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda or cuda:1.")
 @click.option("--batch-size", type=BATCH_SIZE, default=str(EVAL_BATCH_SIZE), show_default=True,
               help="Evaluation batch size (forward passes), or 'auto': the largest the device holds, found once "
@@ -68,7 +69,7 @@ BATCH_SIZE = BatchSizeType()
 @click.option("--no-leaderboard", is_flag=True, help="Do not rebuild and print the leaderboard afterwards.")
 @pass_state
 def run(state, methods, shots, tasks, seeds, splits, proposals, model, sets, data_root, images, results, limit,
-        skip_bad, device, batch_size, precision, sampler, sealed, chunk_size, no_leaderboard) -> None:
+        skip_bad, strict_data, device, batch_size, precision, sampler, sealed, chunk_size, no_leaderboard) -> None:
     """Run METHODs on TASKs for every k in --shots and every seed; finished runs are skipped, so an
     interrupted command resumes where it stopped. Inputs are checked before anything is trained.
 
@@ -89,8 +90,8 @@ def run(state, methods, shots, tasks, seeds, splits, proposals, model, sets, dat
         tasks=task_specs, methods=parse_name_list(methods), shots=parse_int_list(shots, "--shots"),
         seeds=parse_int_list(seeds, "--seeds"), proposals=proposals, model=model, options=parse_sets(sets),
         splits=parse_name_list(splits) or None, limit=limit, data_root=data_root, images=images, device=device,
-        eval_batch_size=batch_size, chunk_size=chunk_size, skip_bad=skip_bad, precision=precision, sampler=sampler,
-        sealed=sealed,
+        eval_batch_size=batch_size, chunk_size=chunk_size, skip_bad=skip_bad, strict_data=strict_data,
+        precision=precision, sampler=sampler, sealed=sealed,
         command=command_line(),
     )
     jobs = plan(request)

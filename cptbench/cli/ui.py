@@ -63,6 +63,7 @@ class RunReporter:
             skipped = sum((rec.n_skipped or {}).values())
             if skipped:
                 extra += f", {skipped} bad skipped"
+            extra += kept_text(rec.n_kept)
             resumed = f", {rec.resumed_examples} resumed" if rec.resumed_examples else ""
             acc = rec.accuracy
             acc_text = "   n/a " if acc is None or acc != acc else f"{acc:6.2f}%"  # n/a: a split with no expression
@@ -140,3 +141,19 @@ def print_tables(state: AppState, tables, published=None, layout: str = "auto", 
         for row in t.rows:
             table.add_row(*map(escape, row))
         out.print(table)
+
+
+def kept_text(kept) -> str:
+    """", 3 candidate boxes past the image kept, 1 zero-area kept" for a record's ``n_kept`` ("" when none)."""
+    kept = kept or {}
+    parts = []
+    outside = kept.get("candidates_outside", 0)
+    zero = kept.get("candidates_zero_area", 0)
+    targets = kept.get("targets_outside", 0) + kept.get("targets_zero_area", 0)
+    if outside:
+        parts.append(f"{outside} candidate box{'es' if outside != 1 else ''} past the image kept (painted clipped)")
+    if zero:
+        parts.append(f"{zero} zero-area candidate{'s' if zero != 1 else ''} kept")
+    if targets:
+        parts.append(f"{targets} expression{'s' if targets != 1 else ''} with a target box past the image or of zero area kept")
+    return "".join(", " + p for p in parts)

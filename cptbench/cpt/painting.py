@@ -19,6 +19,11 @@ the image, where under
 * ``cover``: ``c0 = floor(x1)``, ``c1 = ceil(x2)``, likewise for rows: every pixel the continuous
   box touches (``x = 10, w = 4`` covers 10 .. 13).
 
+Boxes the data's box policy keeps (:mod:`cptbench.data.box_policy`) paint as the release paints
+them: a box reaching past the border is clipped to the image (the release pastes its block with
+PIL, which clips it), and a zero-area box (zero width or height, or a non-finite value) paints
+nothing under either rule, also in ``mask`` mode whatever its segmentation holds.
+
 Segmentations (CPT-Seg) are COCO polygons (list of flat ``[x1, y1, x2, y2, ...]`` lists), RLE dicts
 (compressed ``counts`` string or uncompressed list) or a ready ``(H, W)`` boolean array; they are
 decoded with pycocotools for the image's own height and width. A candidate without a usable mask
@@ -143,6 +148,9 @@ def box_spans(boxes, height: int, width: int, rule: str = DEFAULT_BOX_PIXELS) ->
     pixels each ``xyxy`` box covers under ``rule`` (module doc); ``c1 <= c0`` means no column."""
     check_box_pixels(rule)
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    with np.errstate(invalid="ignore"):
+        empty = ~((b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1]))  # zero area (or NaN): nothing to paint
+    b = np.where(np.isfinite(b), b, 0.0)
     if rule == "release":
         lo, hi = np.trunc(b[:, :2]), np.trunc(b[:, 2:] - 1.0)
     else:
@@ -150,6 +158,7 @@ def box_spans(boxes, height: int, width: int, rule: str = DEFAULT_BOX_PIXELS) ->
     limit = np.array([width, height], dtype=np.float64)
     lo = np.clip(lo, 0, limit)
     hi = np.clip(hi, 0, limit)
+    hi[empty] = lo[empty]
     return np.concatenate([lo, hi], axis=1).astype(np.int64)
 
 
@@ -301,13 +310,16 @@ class Painter:
                 self.palette.spec, self.alpha, self.mode, self.box_pixels)
 
     def region_masks(self, example: Example, indices: Sequence[int], height: int, width: int) -> np.ndarray:
-        """Boolean ``(len(indices), H, W)`` regions of the given candidates (box or mask mode)."""
-        boxes = np.asarray(example.boxes, dtype=np.float64)[list(indices)]
+        """Boolean ``(len(indices), H, W)`` regions of the given candidates (box or mask mode; a
+        zero-area box paints nothing in either)."""
+        boxes = np.asarray(example.boxes, dtype=np.float64).reshape(-1, 4)[list(indices)]
         regions = box_masks(boxes, height, width, self.box_pixels)
         if self.mode == "mask":
+            with np.errstate(invalid="ignore"):
+                has_area = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
             for row, i in enumerate(indices):
                 seg = example.masks[i] if i < len(example.masks) else None
-                decoded = decode_segmentation(seg, height, width)
+                decoded = decode_segmentation(seg, height, width) if has_area[row] else None
                 if decoded is not None:
                     regions[row] = decoded
         return regions

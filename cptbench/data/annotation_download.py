@@ -59,6 +59,9 @@ def manual_annotation_hint(task, root: Path, entry: ArchiveSource, urls: Sequenc
 
 
 def _present(task, root: Path, event: EventFn) -> AnnotationResult | None:
+    """The task's annotation files already on disk, checked against their provenance record (a
+    changed file is refused); files without a record get one, and a file the record lacks is added
+    to it with a caveat (the record's source is kept, never replaced). ``None`` when a file is missing."""
     ds_dir = root / task.dataset
     names = [task.refs_file, "instances.json"]
     if not all((ds_dir / n).is_file() for n in names):
@@ -66,15 +69,25 @@ def _present(task, root: Path, event: EventFn) -> AnnotationResult | None:
     record = load_provenance(ds_dir)
     checks = check_files(ds_dir, names, record)
     current = {c.name: {"size": c.size, "sha256": c.sha256} for c in checks}
-    if record is not None and all(c.recorded_sha256 is not None for c in checks):
+    if record is not None:
         changed = [c.name for c in checks if not c.ok]
         if changed:
             raise DataError(f"{ds_dir / changed[0]}: changed since it was recorded in {ds_dir / SOURCE_FILE} "
                             f"({record.get('method')} of {record.get('created_at')}); rerun with --force to download "
                             f"it again, or delete {SOURCE_FILE} to keep your files as they are.")
+        unrecorded = [c.name for c in checks if c.recorded_sha256 is None]
         src = record.get("source") or {}
-        return AnnotationResult(task.dataset, "present", str(src.get("url") or src.get("dataset") or ""),
-                                "matches the provenance record", current)
+        how = "matches the provenance record"
+        if unrecorded:
+            record = dict(record)
+            record["files"] = {**(record.get("files") or {}), **{n: current[n] for n in unrecorded}}
+            note = (f"{', '.join(unrecorded)} found on disk on {now_iso()}, not in this record's source; "
+                    f"its sha256 was added to the record then")
+            record["caveats"] = [*(record.get("caveats") or []), note]
+            write_provenance(ds_dir, record)
+            event("note", {"message": f"{task.dataset}: {note} ({ds_dir / SOURCE_FILE}; its source is kept)"})
+            how += f"; {', '.join(unrecorded)} added to it"
+        return AnnotationResult(task.dataset, "present", str(src.get("url") or src.get("dataset") or ""), how, current)
     record = provenance_record(task, "local", {"kind": "local", "note": "found on disk; not fetched by cptbench"}, current)
     write_provenance(ds_dir, record)
     event("note", {"message": f"{task.dataset}: kept the annotation files already in {ds_dir} (not fetched by cptbench); "
@@ -99,49 +112,30 @@ def download_annotations(task, root: str | Path, *, sources: Sequence[str] = (),
     if expect_sha256 and not re.fullmatch(r"[0-9a-f]{64}", expect_sha256.lower()):
         raise DataError(f"--expect-sha256 {expect_sha256!r}: not a sha256 (64 hex digits).")
     failures: list[FetchError] = []
-    got: Fetched | None = None
+    won: tuple[_Attempt, Fetched] | None = None
     gate = HostGate()
     check = lambda p: archive_problem(p, task.dataset, task.split_by)  # noqa: E731
     for url in urls:
-        # the known size / digest belong to the catalog's archive; another file (a --source of other
-        # packaging) is checked against what was recorded for its own name
-        name = archive_name(url) or entry.archive
-        key = f"{task.dataset}|{name}"
-        known = entry if name == entry.archive else ArchiveSource(task.dataset, name, ())
-        learned = None if known.sha256 or expect_sha256 else recorded_checksum(key)
-        expected_sha = (expect_sha256 or "").lower() or known.sha256 or (learned or {}).get("sha256") or known.sha256_prefix
-        expected_size = None if expect_sha256 else known.size or (learned or {}).get("size")
+        attempt = _Attempt.of(task, entry, url, expect_sha256)
         event("try", {"dataset": task.dataset, "url": url})
         try:
-            if is_local(url):
-                got = _use_local(url, expected_size, expected_sha, check)
-            else:
-                got, _ = fetch_first([url], root / DOWNLOAD_DIR / name, gate=gate, expected_size=expected_size,
-                                     expected_sha256=expected_sha, policy=policy, check=check,
-                                     progress=lambda done, total: progress(f"{task.dataset}: {name}", done, total))
+            won = attempt, attempt.fetch(root, gate, policy, check, progress)
             break
         except FetchError as exc:
-            exc.learned = learned  # type: ignore[attr-defined]
+            exc.learned = attempt.learned  # type: ignore[attr-defined]
             failures.append(exc)
             event("failed", {"dataset": task.dataset, "url": url, "kind": exc.kind, "detail": exc.detail})
-    if got is None:
+    if won is None:
         _raise_all_failed(task, root, entry, urls, failures)
-    assert got is not None
-    if expect_sha256:
-        how = "matches the sha256 given with --expect-sha256"
-    elif known.sha256:
-        how = "matches the sha256 in the sources file"
-    elif learned:
-        how = f"matches the sha256 recorded on its first download ({learned.get('recorded_at', '?')})"
-    else:
-        how = "no published sha256: recorded on this first download" + (
-            f" (its first {len(known.sha256_prefix)} hex digits match the published prefix)" if known.sha256_prefix else "")
-    if not known.sha256 and not learned:  # first download (or a digest the user vouched for): check it from now on
-        record_checksum(key, {"sha256": got.sha256, "size": got.size, "url": got.url, "recorded_at": now_iso()})
+    assert won is not None
+    attempt, got = won
+    how = attempt.how_checked()
+    if not attempt.known.sha256 and not attempt.learned:  # first download (or a digest the user vouched for): check it from now on
+        record_checksum(attempt.key, {"sha256": got.sha256, "size": got.size, "url": got.url, "recorded_at": now_iso()})
     ds_dir = root / task.dataset
     written = unpack_refer_archive(got.path, ds_dir, task.dataset, task.split_by)
     files = file_entries(ds_dir, written)
-    source = {"kind": "url" if not is_local(got.url) else "file", "url": got.url, "archive": name,
+    source = {"kind": "url" if not is_local(got.url) else "file", "url": got.url, "archive": attempt.name,
               "size": got.size, "sha256": got.sha256, "checksum": how, "sources_file": catalog.path}
     write_provenance(ds_dir, provenance_record(task, "download", source, files))
     if not is_local(got.url):
@@ -152,6 +146,61 @@ def download_annotations(task, root: str | Path, *, sources: Sequence[str] = (),
             pass
     return AnnotationResult(task.dataset, "unpacked" if is_local(got.url) else "downloaded", got.url, how, files,
                             [f"{f.url}: {f.detail}" for f in failures], got.resumed_from)
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """One source of an archive and what it is checked against: the known size / digest belong to
+    the catalog's archive; another file (a --source of other packaging) is checked against what was
+    recorded for its own name on its first download."""
+
+    url: str
+    name: str  # the archive's file name
+    key: str  # "<dataset>|<name>" in the checksum store
+    known: ArchiveSource
+    learned: dict | None  # what the first download of this name recorded
+    expect_sha256: str | None
+
+    @classmethod
+    def of(cls, task, entry: ArchiveSource, url: str, expect_sha256: str | None) -> "_Attempt":
+        """The attempt of ``url`` for ``task``'s archive ``entry``."""
+        name = archive_name(url) or entry.archive
+        key = f"{task.dataset}|{name}"
+        known = entry if name == entry.archive else ArchiveSource(task.dataset, name, ())
+        learned = None if known.sha256 or expect_sha256 else recorded_checksum(key)
+        return cls(url, name, key, known, learned, expect_sha256)
+
+    @property
+    def expected_sha(self) -> str | None:
+        """The digest (or published prefix) the file must have."""
+        return ((self.expect_sha256 or "").lower() or self.known.sha256 or (self.learned or {}).get("sha256")
+                or self.known.sha256_prefix)
+
+    @property
+    def expected_size(self) -> int | None:
+        """The size the file must have (none with --expect-sha256)."""
+        return None if self.expect_sha256 else self.known.size or (self.learned or {}).get("size")
+
+    def fetch(self, root: Path, gate: HostGate, policy: HttpPolicy, check, progress: ProgressFn) -> Fetched:
+        """The verified archive from this source; :class:`FetchError` when it cannot be had."""
+        if is_local(self.url):
+            return _use_local(self.url, self.expected_size, self.expected_sha, check)
+        got, _ = fetch_first([self.url], root / DOWNLOAD_DIR / self.name, gate=gate, expected_size=self.expected_size,
+                             expected_sha256=self.expected_sha, policy=policy, check=check,
+                             progress=lambda done, total: progress(f"{self.key.split('|')[0]}: {self.name}", done, total))
+        return got
+
+    def how_checked(self) -> str:
+        """How the fetched archive was verified, in words (for the console and the provenance)."""
+        if self.expect_sha256:
+            return "matches the sha256 given with --expect-sha256"
+        if self.known.sha256:
+            return "matches the size and sha256 pinned in the sources file"
+        if self.learned:
+            return f"matches the sha256 recorded on its first download ({self.learned.get('recorded_at', '?')})"
+        prefix = self.known.sha256_prefix
+        return "no published sha256: recorded on this first download" + (
+            f" (its first {len(prefix)} hex digits match the published prefix)" if prefix else "")
 
 
 def _use_local(source: str, expected_size: int | None, expected_sha: str | None,

@@ -5,6 +5,11 @@ runs need, and the provenance record of the annotation files.
 * Images: every image of the eval splits must be there; of the train split, those of the k-shot
   draws runs make (k x seeds, drawn as :meth:`cptbench.run.session.DataSession.manifest` draws
   them; all of them with ``all_train``). Train images nothing draws are counted, not required.
+* Damaged images: every image of the task on disk is checked as runs check it (header, size, end
+  marker; a full decode for :data:`cptbench.data.images.KNOWN_DAMAGED`).
+* Boxes (:mod:`cptbench.data.box_policy`), of every split, for the ground-truth candidates and a
+  detections file: every box reaching past the image or of zero area (kept by default, refused with
+  ``strict``) and every box or expression a run refuses, named.
 * No image in both train and an eval split.
 * Provenance (:data:`cptbench.run.fingerprint.SOURCE_FILE`, written by ``data download`` / ``data
   import``): where the annotation files came from, and whether they still have the recorded sha256.
@@ -19,11 +24,13 @@ from cptbench.data.provenance import SOURCE_FILE
 from cptbench.tasks.spec import TaskSpec
 from cptbench.core.defaults import DEFAULT_SEEDS
 from cptbench.data.image_download import DEFAULT_SHOTS, kshot_images
+from cptbench.data.images import check_image_file
 from cptbench.data.provenance import FileCheck, check_files, load_provenance
 from cptbench.core.errors import DataError
 from cptbench.data.refer import ReferDataset
 
-__all__ = ["SplitReport", "ProvenanceReport", "CheckReport", "check_provenance", "check_dataset"]
+__all__ = ["SplitReport", "ProvenanceReport", "BoxReport", "CheckReport", "check_provenance", "check_boxes",
+           "check_dataset"]
 
 
 @dataclass
@@ -38,6 +45,7 @@ class SplitReport:
     missing_images: int  # images runs need that are missing (a problem)
     missing_examples: list[str] = field(default_factory=list)
     not_needed_missing: int = 0  # train images no k-shot draw uses, not on disk (fine)
+    damaged: list[str] = field(default_factory=list)  # images on disk that runs refuse (one line each)
 
     @property
     def mismatches(self) -> list[str]:
@@ -94,6 +102,55 @@ def check_provenance(ds: ReferDataset) -> ProvenanceReport:
 
 
 @dataclass
+class BoxReport:
+    """The boxes of one candidate source (``gt`` or a detections setting) in every split, as the
+    policy (``strict``: --strict-data) judges them: each split's data as loaded, with its
+    :class:`~cptbench.data.quality.QualityReport` naming every kept and refused box."""
+
+    source: str
+    strict: bool
+    splits: dict[str, Any]  # split -> SplitData
+
+    def kept(self) -> list[tuple[str, str, list[str]]]:
+        """(split, title, lines) of each kind of box kept by the default policy, splits in order."""
+        from cptbench.data.quality import KEPT_TITLES
+
+        return [(split, KEPT_TITLES[k], items) for split, sd in self.splits.items()
+                for k, items in sd.quality.kept.items() if items]
+
+    def refused(self) -> list[tuple[str, str, list[str]]]:
+        """(split, title, lines) of each kind of problem a run refuses (without --skip-bad)."""
+        out = []
+        for split, sd in self.splits.items():
+            q = sd.quality
+            for title, items in q.problems():
+                # no candidate at all is a matter of the detections' coverage (reported apart), and the
+                # expressions' own problems are reported with the ground truth
+                if items is q.without_candidates or (self.source != "gt" and items is q.bad_expressions):
+                    continue
+                out.append((split, title, items))
+        return out
+
+    def without_candidates(self) -> dict[str, int]:
+        """Expressions whose image has no candidate, per split (kept as misses with --skip-bad)."""
+        return {split: len(sd.quality.without_candidates) for split, sd in self.splits.items()
+                if sd.quality.without_candidates}
+
+    @property
+    def ok(self) -> bool:
+        """True when a run refuses nothing of it (boxes past the image, zero-area ones are kept)."""
+        return not self.refused()
+
+
+def check_boxes(task: TaskSpec, ds: ReferDataset, proposals=None, *, strict: bool = False) -> BoxReport:
+    """Every split of ``task`` (train, then the eval splits) loaded with ``proposals`` (``None``:
+    the ground-truth candidates) under the box policy, nothing refused (what would be is reported)."""
+    splits = {split: ds.load_split(split, proposals, skip_bad=True, strict=strict)
+              for split in [task.train_split, *task.eval_splits] if ds.refs_of(split)}  # an empty split: the counts say so
+    return BoxReport("gt" if proposals is None else proposals.setting, strict, splits)
+
+
+@dataclass
 class CheckReport:
     """What ``cptbench data check`` found for one task."""
 
@@ -105,32 +162,37 @@ class CheckReport:
     image_layout: str = ""
     provenance: ProvenanceReport | None = None
     needed_for: str = ""  # what the train images were checked for
+    boxes: list[BoxReport] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when every count matches, no needed image is missing, no eval image is also a train image
-        and the provenance check passes."""
-        return (all(not s.mismatches and not s.missing_images for s in self.splits)
-                and not any(self.shared_images.values())
+        """True when every count matches, no needed image is missing, no image on disk is damaged, no
+        eval image is also a train image, runs refuse no box and the provenance check passes."""
+        return (all(not s.mismatches and not s.missing_images and not s.damaged for s in self.splits)
+                and not any(self.shared_images.values()) and all(b.ok for b in self.boxes)
                 and (self.provenance is None or self.provenance.ok))
 
 
 def check_dataset(task: TaskSpec, ds: ReferDataset, check_images: bool = True, *,
                   shots: Sequence[int] = DEFAULT_SHOTS, seeds: Sequence[int] = DEFAULT_SEEDS,
-                  all_train: bool = False) -> CheckReport:
-    """Check ``ds`` against ``task``'s card: counts per split, the images runs need (those of the eval
-    splits and of the k-shot draws ``shots`` x ``seeds``, or every train image with ``all_train``; none
-    without ``check_images``), images shared by train and an eval split, and the provenance record."""
+                  all_train: bool = False, strict: bool = False, boxes: bool = True, proposals=None) -> CheckReport:
+    """Check ``ds`` against ``task``'s card: counts per split (train included), the images runs need
+    (those of the eval splits and of the k-shot draws ``shots`` x ``seeds``, or every train image with
+    ``all_train``; none without ``check_images``) and damaged images on disk, images shared by train
+    and an eval split, the provenance record, and (``boxes``) the boxes of the ground-truth candidates
+    and of ``proposals`` (detections) under the box policy (``strict``: --strict-data)."""
     reports = []
     image_sets: dict[str, set[int]] = {}
     needed_train = None
     if check_images and not all_train:
-        needed_train, _ = kshot_images(task, ds, shots, seeds)
+        needed_train, _ = kshot_images(task, ds, shots, seeds, strict=strict)
     for split in [task.train_split, *task.eval_splits]:
         refs = ds.refs_of(split)
         images = {int(r["image_id"]) for r in refs}
         image_sets[split] = images
-        missing = [i for i in sorted(images) if check_images and not ds.image_path(i).is_file()]
+        present = {i: ds.image_path(i).is_file() for i in sorted(images)} if check_images else {}
+        missing = [i for i, here in present.items() if not here]
+        damaged = [p for i, here in present.items() if here for p in [check_image_file(ds.image_path(i), ds.image_size(i))] if p]
         optional = 0
         if split == task.train_split and needed_train is not None:
             optional = sum(1 for i in missing if i not in needed_train)
@@ -139,10 +201,15 @@ def check_dataset(task: TaskSpec, ds: ReferDataset, check_images: bool = True, *
         reports.append(SplitReport(
             split, sum(len(r["sentences"]) for r in refs), len(refs), len(images),
             {"sentences": exp.sentences, "refs": exp.refs, "images": exp.images} if exp else {},
-            len(missing), [str(ds.image_path(i)) for i in missing[:3]], optional,
+            len(missing), [str(ds.image_path(i)) for i in missing[:3]], optional, damaged,
         ))
     shared = {s: len(image_sets[s] & image_sets[task.train_split]) for s in task.eval_splits}
     needed_for = ("all train images" if all_train else
                   f"train images of the k-shot draws k in {','.join(map(str, shots))} x seeds {','.join(map(str, seeds))}")
+    box_reports = []
+    if boxes:
+        box_reports.append(check_boxes(task, ds, strict=strict))
+        if proposals is not None:
+            box_reports.append(check_boxes(task, ds, proposals, strict=strict))
     return CheckReport(task.name, str(ds.refs_path), str(ds.images_dir), reports, shared, ds.image_layout,
-                       check_provenance(ds), needed_for)
+                       check_provenance(ds), needed_for, box_reports)

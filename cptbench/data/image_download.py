@@ -66,7 +66,7 @@ def image_urls(file_name: str, coco_url: str | None, catalog: Catalog, image_sou
 DEFAULT_SHOTS = (1, 2, 4, 8, 16)
 
 
-def kshot_images(task, ds, shots: Sequence[int], seeds: Sequence[int]) -> tuple[set[int], list[str]]:
+def kshot_images(task, ds, shots: Sequence[int], seeds: Sequence[int], *, strict: bool = False) -> tuple[set[int], list[str]]:
     """The image ids of the k-shot training draws (each k > 0 x seed): the very manifests a run
     draws (:func:`cptbench.data.sampling.draw_manifest` over the usable train pairs: the pool with
     degenerate expressions left out is the one every run that can run draws from), and notes on the
@@ -76,7 +76,7 @@ def kshot_images(task, ds, shots: Sequence[int], seeds: Sequence[int]) -> tuple[
     ref_image = {int(r["ref_id"]): int(r["image_id"]) for r in ds.refs_of(task.train_split)}
     if not ref_image:
         return set(), []
-    pairs = ds.pairs(task.train_split, skip_bad=True)
+    pairs = ds.pairs(task.train_split, skip_bad=True, strict=strict)
     n_pairs = len(pairs)
     ids: set[int] = set()
     notes = []
@@ -90,11 +90,13 @@ def kshot_images(task, ds, shots: Sequence[int], seeds: Sequence[int]) -> tuple[
 
 
 def select_images(task, ds, *, shots: Sequence[int] = DEFAULT_SHOTS, seeds: Sequence[int] = DEFAULT_SEEDS,
-                  all_train: bool = False, image_sources: Sequence[str] = (), catalog: Catalog | None = None) -> ImageSelection:
+                  all_train: bool = False, image_sources: Sequence[str] = (), catalog: Catalog | None = None,
+                  strict: bool = False, repair: Sequence[int] = ()) -> ImageSelection:
     """The images a run of ``task`` reads: every image of the eval splits, plus the images of the
     k-shot training expressions for each (k, seed), drawn with :func:`cptbench.data.sampling.sample_k_shot`
-    exactly as a run draws them (:func:`kshot_images`); or, with
-    ``all_train``, every image of the train split."""
+    exactly as a run draws them (:func:`kshot_images`; ``strict``: under --strict-data); or, with
+    ``all_train``, every image of the train split. ``repair``: damaged images on disk
+    (:func:`damaged_images`) to fetch again as well."""
     catalog = catalog or load_catalog()
     eval_ids: set[int] = set()
     for split in task.eval_splits:
@@ -105,16 +107,37 @@ def select_images(task, ds, *, shots: Sequence[int] = DEFAULT_SHOTS, seeds: Sequ
         what = "whole train split"
         description = f"eval splits {', '.join(task.eval_splits)} + the whole {task.train_split} split"
     else:
-        train_ids, notes = kshot_images(task, ds, shots, seeds)
+        train_ids, notes = kshot_images(task, ds, shots, seeds, strict=strict)
         what = "k-shot draws"
         description = (f"eval splits {', '.join(task.eval_splits)} + the k-shot training images for k in "
                        f"{','.join(map(str, shots))} x seeds {','.join(map(str, seeds))}")
+    damaged = {int(i) for i in repair} - eval_ids - train_ids
     needs = []
-    for image_id in sorted(eval_ids | train_ids):
+    for image_id in sorted(eval_ids | train_ids | damaged):
         info = ds.coco.imgs[image_id]
         name = ds.image_path(image_id).name
         needs.append(ImageNeed(image_id, name, ds.image_size(image_id), image_urls(name, info.get("coco_url"), catalog, image_sources)))
-    return ImageSelection(needs, {"eval splits": len(eval_ids), what: len(train_ids - eval_ids)}, notes, description)
+    counts = {"eval splits": len(eval_ids), what: len(train_ids - eval_ids)}
+    if repair:
+        counts["damaged images"] = len(set(map(int, repair)))
+        description += f" + {len(set(map(int, repair)))} damaged image(s) to fetch again"
+    return ImageSelection(needs, counts, notes, description)
+
+
+def damaged_images(ds, image_ids, *, jobs: int = 8, progress: ProgressFn = no_progress) -> list[tuple[int, str]]:
+    """(image id, what is wrong) of the images of ``image_ids`` whose file is on disk but is not a
+    complete image of its annotated size (a full decode, :func:`cptbench.data.images.verify_image`,
+    in ``jobs`` threads: the decoder releases the GIL). Missing files are not listed."""
+    present = [i for i in sorted(set(image_ids)) if ds.image_path(i).is_file()]
+    out: list[tuple[int, str]] = []
+    progress("checking images", 0, len(present))
+    with ThreadPoolExecutor(max_workers=max(1, int(jobs))) as pool:
+        results = pool.map(lambda i: (i, verify_image(ds.image_path(i), ds.image_size(i))), present)
+        for n, (image_id, problem) in enumerate(results, 1):
+            if problem:
+                out.append((image_id, problem))
+            progress("checking images", n, len(present))
+    return out
 
 
 def _not_an_image(path: Path, size) -> str | None:
@@ -138,6 +161,7 @@ class ImageFetchReport:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file name, why)
     unreachable_hosts: dict[str, str] = field(default_factory=dict)
     missing_list: Path | None = None
+    without_url: list[str] = field(default_factory=list)  # failed images no source names a URL for
 
     @property
     def offline(self) -> bool:
@@ -154,6 +178,9 @@ class ImageFetchReport:
                   f"(e.g. `wget -nc -i '{self.missing_list}' -P '{self.image_dir}'`)") if self.missing_list else \
                  f"Put them into {self.image_dir}"
         whole = f", or unpack the whole COCO train2014 archive ({archive}) there" if archive else ""
+        if self.without_url:
+            listed += (f". No URL is known for {len(self.without_url)} of them (e.g. {self.without_url[0]}): give "
+                       f"--image-source URL_PREFIX or set $CPTBENCH_IMAGE_MIRROR, or put them into {self.image_dir}")
         again = f" Then run `cptbench data download {task_name} ...` again (valid images are kept, partial ones resume)."
         head = ("no network? the image host(s) could not be reached: " +
                 "; ".join(f"{h} ({why})" for h, why in self.unreachable_hosts.items()) + ".\n  ") if self.offline else ""
@@ -207,11 +234,15 @@ def fetch_images(needs: Sequence[ImageNeed], image_dir: str | Path, *, policy: H
     report.failed.sort()
     report.unreachable_hosts = gate.down
     if missing_list is not None:
-        if report.failed:
-            by_name = {n.file_name: n for n in needs}
+        by_name = {n.file_name: n for n in needs}
+        # one URL a line (for `wget -i`); an image without any URL (no source pattern, coco_url or
+        # mirror for it) cannot be listed: the message names it
+        urls = [by_name[n].urls[-1] for n, _ in report.failed if by_name[n].urls]
+        if urls:
             missing_list.parent.mkdir(parents=True, exist_ok=True)
-            missing_list.write_text("".join(by_name[n].urls[-1] + "\n" for n, _ in report.failed))
+            missing_list.write_text("".join(u + "\n" for u in urls))
             report.missing_list = missing_list
         else:
             missing_list.unlink(missing_ok=True)
+        report.without_url = sorted(n for n, _ in report.failed if not by_name[n].urls)
     return report

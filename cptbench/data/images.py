@@ -12,7 +12,9 @@ so each is decoded once per run), a decode counter per image and optional prefet
 :func:`check_image_file` is the cheap pre-flight check run before any fit: the file exists, is not
 empty, its header decodes, its size is what the annotations say, and its end marker is present
 (JPEG ``FFD9``, PNG ``IEND``), which catches files truncated by an interrupted download without
-decoding the pixels. :func:`verify_image` adds a full decode (for downloaded and imported files).
+decoding the pixels; the files of :data:`KNOWN_DAMAGED` (damaged in the official COCO archive) are
+decoded in full. :func:`verify_image` adds a full decode (for downloaded and imported files).
+``cptbench data download TASK --to ROOT --repair`` fetches damaged images again.
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ from cptbench.core.errors import DataError
 
 class ImageFileError(DataError):
     """An image file that cannot be used; the message names the file and the fix."""
+
+
+#: image files known to be damaged in the official COCO train2014.zip: checked by a full decode
+KNOWN_DAMAGED = {
+    "COCO_train2014_000000167126.jpg": "a known truncated file of the official COCO train2014.zip",
+}
+#: how to get damaged images again (TASK and ROOT filled in where known)
+REPAIR_HINT = "`cptbench data download {task} --to {root} --repair` fetches damaged images again"
 
 
 class LRUCache:
@@ -79,7 +89,8 @@ def decode_rgb(path: str | Path) -> np.ndarray:
         raise ImageFileError(f"{path}: image file not found. Put the image there, or point --images at the folder that holds it.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageFileError(f"{path}: cannot decode the image ({type(exc).__name__}: {exc}); the file is damaged or "
-                             f"not an image. Download it again.") from None
+                             f"not an image. Download it again ("
+                             f"{REPAIR_HINT.format(task='TASK', root='DATA_ROOT')}).") from None
 
 
 _TRAILERS = {"JPEG": (b"\xff\xd9",), "PNG": (b"IEND\xaeB`\x82",)}
@@ -118,6 +129,12 @@ def check_image_file(path: str | Path, expected_size: tuple[int, int] | None = N
             return f"{p}: cannot read the image file ({exc.strerror or exc})"
         if not any(t in tail for t in trailers):
             return f"{p}: {fmt} image is truncated (no end marker); download it again"
+    if p.name in KNOWN_DAMAGED:
+        try:
+            decode_rgb(p)
+        except ImageFileError as exc:
+            why = str(exc).split(": ", 1)[-1].split("; ")[0]
+            return f"{p}: {why} ({KNOWN_DAMAGED[p.name]}); download it again"
     return None
 
 

@@ -1,8 +1,15 @@
 """Candidate regions: every COCO annotation of the image (``gt``) or a detector's output file.
 
-Detection files hold records ``{box: [x, y, w, h], image_id, category_name?, score?, rle?}`` (``bbox``
-is accepted for ``box``) as a plain list, as MAttNet's ``{"dets": [...]}`` or as ReCLIP's
-``{image_id: [...]}``. Boxes are converted to xyxy here, at the boundary.
+Detection files come in the layouts users hold:
+
+* MAttNet's ``res101_coco_minus_refer_notime_dets.json``: a list of records ``{box: [x, y, w, h],
+  image_id, category_name, score, det_id, h5_id}`` (``bbox`` is accepted for ``box``; ``rle`` when
+  present is the candidate's mask), also wrapped as ``{"dets": [...]}``;
+* ReCLIP's detections: ``{image_id: [[x, y, w, h], ...]}``, plain lists (records as above are
+  accepted in the lists too).
+
+Boxes are converted to xyxy here, at the boundary. Boxes that reach past the image or have zero area
+are kept and judged per image by the box policy (:mod:`cptbench.data.box_policy`).
 """
 
 from __future__ import annotations
@@ -18,15 +25,21 @@ import numpy as np
 from cptbench.core.boxes import xywh_to_xyxy
 from cptbench.core.errors import DataError
 
+_LAYOUTS = ("a list of {box: [x, y, w, h], image_id, ...} records (MAttNet), {'dets': [...]}, or "
+            "{image_id: [[x, y, w, h], ...]} (ReCLIP)")
+
 
 @dataclass(frozen=True)
 class Candidates:
-    """The candidate regions of one image: xyxy boxes, a category name each and a segmentation each (None
-    when there is none)."""
+    """The candidate regions of one image: xyxy boxes, a category name each, a segmentation each
+    (None when there is none), and what names each in messages (``ids``: COCO annotation ids, a
+    detection's ``det_id`` or record; ``id_name``: "annotation", "detection")."""
 
     boxes: np.ndarray  # (n, 4) xyxy
     categories: tuple[str, ...]
     masks: tuple[Any, ...]
+    ids: tuple[Any, ...] = ()
+    id_name: str = "candidate"
 
     @property
     def n(self) -> int:
@@ -56,6 +69,7 @@ class DetectionProposals:
 
 
 def _records(data: Any, path: Path):
+    """(where, record, image id from the key or None) of every detection of the file."""
     if isinstance(data, dict) and "dets" in data:
         data = data["dets"]
     if isinstance(data, list):
@@ -64,11 +78,39 @@ def _records(data: Any, path: Path):
     elif isinstance(data, dict):
         for key, recs in data.items():
             if not isinstance(recs, list):
-                raise DataError(f"{path}: entry for image {key!r} must be a list of detections; see `cptbench data check --help` for the accepted layouts.")
+                raise DataError(f"{path}: entry for image {key!r} is a {type(recs).__name__}, not a list of "
+                                f"detections; the file must be {_LAYOUTS}.")
             for i, rec in enumerate(recs):
                 yield f"{key}[{i}]", rec, key
     else:
-        raise DataError(f"{path}: expected a list of detections, {{'dets': [...]}} or {{image_id: [...]}}, got {type(data).__name__}.")
+        raise DataError(f"{path}: a {type(data).__name__} at the top level; the file must be {_LAYOUTS}.")
+
+
+def _detection(rec: Any, where: Any, key: Any, path: Path) -> tuple[int, list[float], str, Any, Any]:
+    """(image id, box, category, mask, id) of one detection record; :class:`DataError` naming it."""
+    if isinstance(rec, (list, tuple)):  # ReCLIP: a plain [x, y, w, h] under its image id
+        if key is None:
+            raise DataError(f"{path}: detection {where} is a plain list {rec!r}, which only the {{image_id: [[x, y, w, h], "
+                            f"...]}} layout allows (a list of detections needs records with 'box' and 'image_id').")
+        box, image_id, category, mask, det_id = rec, key, "object", None, where
+    elif isinstance(rec, dict):
+        box = rec.get("box", rec.get("bbox"))
+        image_id = rec.get("image_id", key)
+        if box is None or image_id is None:
+            raise DataError(f"{path}: detection {where} lacks 'box' ([x, y, w, h]) or 'image_id'; every record needs both.")
+        category, mask = str(rec.get("category_name", "object")), rec.get("rle")
+        det_id = rec.get("det_id", where)
+    else:
+        raise DataError(f"{path}: detection {where} is a {type(rec).__name__}, neither a record nor an [x, y, w, h] "
+                        f"list; the file must be {_LAYOUTS}.")
+    try:
+        image_id = int(image_id)
+        box = [float(v) for v in box]
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{path}: detection {where} has a non-numeric box or image_id ({box!r}, {image_id!r}).") from None
+    if len(box) != 4:
+        raise DataError(f"{path}: detection {where} has box {box!r}; expected [x, y, w, h].")
+    return image_id, box, category, mask, det_id
 
 
 def load_detections(path: str | Path) -> DetectionProposals:
@@ -81,29 +123,17 @@ def load_detections(path: str | Path) -> DetectionProposals:
         raise DataError(f"{path}: cannot read the proposals file ({exc}); pass --proposals gt or an existing detections JSON.") from exc
     try:
         data = json.loads(raw)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc}).") from exc
-    grouped: dict[int, list[tuple[list[float], str, Any]]] = {}
+    grouped: dict[int, list[tuple[list[float], str, Any, Any]]] = {}
     for where, rec, key in _records(data, path):
-        if not isinstance(rec, dict):
-            raise DataError(f"{path}: detection {where} is not a JSON object.")
-        box = rec.get("box", rec.get("bbox"))
-        image_id = rec.get("image_id", key)
-        if box is None or image_id is None:
-            raise DataError(f"{path}: detection {where} lacks 'box' ([x, y, w, h]) or 'image_id'; every record needs both.")
-        try:
-            image_id = int(image_id)
-            box = [float(v) for v in box]
-        except (TypeError, ValueError):
-            raise DataError(f"{path}: detection {where} has a non-numeric box or image_id ({box!r}, {image_id!r}).") from None
-        if len(box) != 4:
-            raise DataError(f"{path}: detection {where} has box {box!r}; expected [x, y, w, h].")
-        # degenerate values (NaN, w or h <= 0, outside the image) are judged per image by the
-        # data-quality policy (cptbench.data.quality), which can refuse or skip them
-        grouped.setdefault(image_id, []).append((box, str(rec.get("category_name", "object")), rec.get("rle")))
+        image_id, box, category, mask, det_id = _detection(rec, where, key, path)
+        # NaN, negative sizes, boxes wholly outside the image (refused) and boxes reaching past it or
+        # of zero area (kept by default) are judged per image by the box policy
+        grouped.setdefault(image_id, []).append((box, category, mask, det_id))
     by_image = {
-        img: Candidates(xywh_to_xyxy(np.array([b for b, _, _ in recs])).reshape(-1, 4),
-                        tuple(c for _, c, _ in recs), tuple(m for _, _, m in recs))
+        img: Candidates(xywh_to_xyxy(np.array([r[0] for r in recs])).reshape(-1, 4), tuple(r[1] for r in recs),
+                        tuple(r[2] for r in recs), tuple(r[3] for r in recs), "detection")
         for img, recs in grouped.items()
     }
     return DetectionProposals(path, hashlib.sha256(raw).hexdigest(), by_image)

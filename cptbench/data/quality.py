@@ -1,14 +1,15 @@
-"""The degenerate-data policy: what counts as a bad box or expression, and refuse-or-skip.
+"""The data-quality report of one split: what the box policy (:mod:`cptbench.data.box_policy`) kept,
+what it refused, and refuse-or-skip.
 
-Bad, by default refused with a count and examples (``--skip-bad`` drops them and counts them):
+Refused, with a count and examples (``--skip-bad`` drops them and counts them):
 
 * an expression that is empty after stripping;
-* a ground-truth box (the referred annotation) that is degenerate: the expression is dropped;
-* a candidate box that is degenerate: the candidate is dropped from that image's candidates.
+* an expression whose ground-truth box (the referred annotation) is refused: the expression is dropped;
+* a candidate box that is refused: the candidate is dropped from that image's candidates.
 
-A box ``[x, y, w, h]`` is degenerate when a value is not a finite number, ``w <= 0`` or ``h <= 0``,
-or it reaches more than :data:`EDGE_TOLERANCE` pixels past the image on any side (COCO's own
-float rounding stays well inside that).
+Kept and counted (by default; ``--strict-data`` refuses them as above): candidate and ground-truth
+boxes that reach past the image or have zero area. Records carry the counts (``n_kept``), the
+console shows them and ``cptbench data check`` lists every such box.
 
 An expression whose image has no candidate at all (a detections file that lists nothing for that
 image, or matches none of the images) is refused too; with ``--skip-bad`` it is *kept* and counted
@@ -18,105 +19,104 @@ finds nothing). Records and tables show ``n_no_candidates`` and the skipped coun
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from cptbench.core.errors import DataError
+from cptbench.data.box_policy import BAD, KEPT_KINDS, OUTSIDE, ZERO_AREA, classify_box, classify_boxes
 
-#: how far (pixels) a box may reach past the image before it counts as outside
-EDGE_TOLERANCE = 1.0
 #: problems quoted in an error message
 EXAMPLES_SHOWN = 3
+#: what kept boxes are called in counts (records' ``n_kept``) and listings
+KEPT_TITLES = {
+    "candidates_outside": "candidate box(es) reaching past the image: kept, painted clipped, scored on the raw box",
+    "candidates_zero_area": "zero-area candidate box(es): kept, painting nothing",
+    "targets_outside": "expression(s) whose ground-truth box reaches past the image: kept, scored on the raw box",
+    "targets_zero_area": "expression(s) whose ground-truth box has zero area: kept (no candidate can reach IoU > 0 with it)",
+}
 
 
-def bad_box_reason(box: Any, image_size: tuple[int, int] | None = None) -> str | None:
-    """Why an ``[x, y, w, h]`` box is degenerate, or ``None`` when it is usable.
-
-    ``image_size`` is (W, H); (0, 0) or ``None`` skips the bounds test."""
-    try:
-        vals = [float(v) for v in box]
-    except (TypeError, ValueError):
-        return "is not four numbers"
-    if len(vals) != 4:
-        return f"has {len(vals)} values, not 4 ([x, y, w, h])"
-    if not all(math.isfinite(v) for v in vals):
-        return "has a NaN or infinite value"
-    x, y, w, h = vals
-    if w <= 0 or h <= 0:
-        return f"has {'zero' if min(w, h) == 0 else 'negative'} width or height"
-    if image_size and tuple(image_size) != (0, 0):
-        W, H = image_size
-        t = EDGE_TOLERANCE
-        if x < -t or y < -t or x + w > W + t or y + h > H + t:
-            return f"lies outside the {W}x{H} image"
-    return None
-
-
-def _usable(xywh: np.ndarray, image_size: tuple[int, int] | None) -> np.ndarray:
-    """Per box of an ``(n, 4)`` xywh array: the vectorised :func:`bad_box_reason` is ``None``."""
-    x, y, w, h = xywh.T
-    ok = np.isfinite(xywh).all(axis=1) & (w > 0) & (h > 0)
-    if image_size and tuple(image_size) != (0, 0):
-        W, H = image_size
-        t = EDGE_TOLERANCE
-        with np.errstate(invalid="ignore"):
-            ok &= (x >= -t) & (y >= -t) & (x + w <= W + t) & (y + h <= H + t)
-    return ok
+def _fmt(box) -> list[float]:
+    return [round(float(v), 2) for v in box]
 
 
 @dataclass
 class QualityReport:
-    """What one split's loading found; :meth:`raise_unless` applies the policy."""
+    """What one split's loading found; :meth:`raise_unless` applies the policy (``strict``:
+    ``--strict-data``)."""
 
     split: str
+    strict: bool = False
     bad_expressions: list[str] = field(default_factory=list)
     bad_candidates: list[str] = field(default_factory=list)
     without_candidates: list[str] = field(default_factory=list)
+    kept: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in KEPT_TITLES})
     hint: str = ""
 
     def bad_expression(self, what: str) -> None:
-        """Record an expression left out (an empty text or a degenerate ground-truth box)."""
+        """Record an expression left out (an empty text or a refused ground-truth box)."""
         self.bad_expressions.append(what)
 
     def no_candidates(self, what: str) -> None:
         """Record an expression whose image has no candidate box."""
         self.without_candidates.append(what)
 
+    def target(self, box, image_size: tuple[int, int]) -> tuple[str, str]:
+        """(kind, why) of an expression's ground-truth box under this report's policy: kind ``bad``
+        when it is refused (also an ``outside`` / ``zero_area`` box under ``strict``)."""
+        kind, why = classify_box(box, image_size)
+        return ("bad" if self.strict and kind in KEPT_KINDS else kind), why
+
+    def kept_target(self, kind: str, what: str) -> None:
+        """Record an expression kept with a ground-truth box of ``kind`` (``outside`` / ``zero_area``)."""
+        self.kept[f"targets_{kind}"].append(what)
+
     def clean_candidates(self, cand, image_size: tuple[int, int], where: str):
-        """``cand`` without its degenerate boxes (each recorded). The test is one array operation;
-        :func:`bad_box_reason` words the message for the few boxes that fail it."""
+        """``cand`` without its refused boxes (each recorded); boxes kept by the policy (reaching past
+        the image, zero area) are recorded in :attr:`kept`. The test is one array operation;
+        :func:`~cptbench.data.box_policy.classify_box` words the few boxes that are not ``ok``."""
+        from cptbench.core.boxes import xyxy_to_xywh
         from cptbench.data.proposals import Candidates
 
         if cand.n == 0:
             return cand
-        from cptbench.core.boxes import xyxy_to_xywh
-
         xywh = xyxy_to_xywh(cand.boxes)
-        bad = ~_usable(xywh, image_size)
+        codes = classify_boxes(xywh, image_size)
+        if not codes.any():
+            return cand
+        for i in np.flatnonzero(codes):
+            name = f"{cand.id_name} {cand.ids[i]}" if len(cand.ids) == cand.n else f"candidate #{i}"
+            line = f"{where}: {name} box {_fmt(xywh[i])} {classify_box(xywh[i], image_size)[1]}"
+            if codes[i] == BAD or self.strict:
+                self.bad_candidates.append(line)
+            else:
+                self.kept["candidates_outside" if codes[i] == OUTSIDE else "candidates_zero_area"].append(line)
+        bad = (codes == BAD) | (self.strict & np.isin(codes, (OUTSIDE, ZERO_AREA)))
         if not bad.any():
             return cand
-        for i in np.flatnonzero(bad):
-            b = xywh[i]
-            self.bad_candidates.append(f"{where}: candidate #{i} box {[round(float(v), 2) for v in b]} "
-                                       f"{bad_box_reason(b, image_size)}")
         keep = np.flatnonzero(~bad).tolist()
         return Candidates(cand.boxes[keep].reshape(-1, 4), tuple(cand.categories[i] for i in keep),
-                          tuple(cand.masks[i] for i in keep) if len(cand.masks) == cand.n else cand.masks)
+                          tuple(cand.masks[i] for i in keep) if len(cand.masks) == cand.n else cand.masks,
+                          tuple(cand.ids[i] for i in keep) if len(cand.ids) == cand.n else cand.ids, cand.id_name)
 
     def skipped(self) -> dict[str, int]:
         """How many expressions and candidate boxes were left out."""
         return {"expressions": len(self.bad_expressions), "candidates": len(self.bad_candidates)}
 
+    def kept_counts(self) -> dict[str, int]:
+        """How many boxes the default policy kept, by :data:`KEPT_TITLES` key (zeros under ``strict``)."""
+        return {k: len(v) for k, v in self.kept.items()}
+
     def problems(self) -> list[tuple[str, list[str]]]:
         """(title, items) of each kind of problem found; [] when the split is clean."""
         out = []
+        also = " or, with --strict-data, zero-area or reaching past it" if self.strict else ""
         if self.bad_expressions:
-            out.append(("expression(s) with an empty text or a degenerate ground-truth box", self.bad_expressions))
+            out.append(("expression(s) with an empty text or a refused ground-truth box", self.bad_expressions))
         if self.bad_candidates:
-            out.append(("degenerate candidate box(es) (zero, negative or NaN size, or outside the image)", self.bad_candidates))
+            out.append((f"degenerate candidate box(es) (NaN, infinite or negative size, or wholly outside the "
+                        f"image{also})", self.bad_candidates))
         if self.without_candidates:
             out.append(("expression(s) whose image has no candidate box", self.without_candidates))
         return out
@@ -135,4 +135,8 @@ class QualityReport:
             lines.append(f"  {self.hint}")
         lines.append("Fix the files, or pass --skip-bad to drop bad expressions and boxes (counted in every record; "
                      "expressions without candidates are then kept and scored as misses).")
+        if self.strict:
+            lines.append("Without --strict-data, boxes reaching past the image and zero-area boxes are kept, as the "
+                         "CPT release keeps them (`cptbench data check` lists them).")
         raise DataError("\n".join(lines))
+

@@ -7,7 +7,8 @@ images in a folder the caller picks (:func:`cptbench.data.source.find_image_dir`
 
 Examples reach methods with an image *handle* (:class:`cptbench.data.images.ImageHandle`), never a path
 into the data root. Degenerate data (:mod:`cptbench.data.quality`) is refused with a count and
-examples, or dropped and counted with ``skip_bad=True``.
+examples, or dropped and counted with ``skip_bad=True``; boxes that reach past the image or have
+zero area are kept and counted (refused with ``strict=True``, ``--strict-data``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -26,7 +27,7 @@ from cptbench.data.examples import Example, Label, example_id
 from cptbench.data.images import ImageSource
 from cptbench.core.errors import DataError
 from cptbench.data.proposals import Candidates, DetectionProposals
-from cptbench.data.quality import QualityReport, bad_box_reason
+from cptbench.data.quality import QualityReport
 from cptbench.data.safe_pickle import load_plain_pickle
 
 _REF_KEYS = ("ref_id", "ann_id", "image_id", "split", "sentences")
@@ -44,6 +45,22 @@ class SplitData:
     image_ids: set[int]
     #: what ``skip_bad`` dropped: {"expressions": n, "candidates": n} (zeros when nothing was bad)
     skipped: dict[str, int]
+    #: what the default box policy kept and counted, by :data:`cptbench.data.quality.KEPT_TITLES` key
+    #: (candidates of the split's images reaching past the image or of zero area, and expressions
+    #: whose ground-truth box is); zeros under ``strict``
+    kept: dict[str, int] = field(default_factory=dict)
+    #: the loading's report: every kept and refused box, named (what ``data check`` lists)
+    quality: QualityReport | None = None
+
+
+def _xywh(bbox) -> list[float]:
+    """A COCO ``bbox`` as four floats; anything else as four NaNs (refused by the box policy, named
+    in its message), so one malformed annotation never stops the loader with a traceback."""
+    try:
+        vals = [float(v) for v in bbox]
+    except (TypeError, ValueError, OverflowError):
+        return [float("nan")] * 4
+    return vals if len(vals) == 4 else [float("nan")] * 4
 
 
 class ReferDataset:
@@ -145,57 +162,69 @@ class ReferDataset:
         """Every COCO annotation of image ``image_id`` as candidates (xyxy boxes, category names,
         segmentations)."""
         anns = self.coco.imgToAnns.get(image_id, [])
-        boxes = xywh_to_xyxy(np.array([a["bbox"] for a in anns], dtype=np.float64)).reshape(-1, 4)
+        boxes = xywh_to_xyxy(np.array([_xywh(a.get("bbox")) for a in anns], dtype=np.float64)).reshape(-1, 4)
         cats = tuple(self._categories.get(a["category_id"], "object") for a in anns)
         masks = tuple(a.get("segmentation") for a in anns)
-        return Candidates(boxes, cats, masks)
+        return Candidates(boxes, cats, masks, tuple(a.get("id") for a in anns), "annotation")
 
     def _sentences(self, refs: Iterable[dict], quality: QualityReport):
-        """(ref, sentence id, text) of ``refs`` (one split's) whose expression and ground-truth box
-        are usable; the others are recorded in ``quality``."""
+        """(ref, sentence id, text, (kind, why) of the ground-truth box) of ``refs`` (one split's) whose
+        expression and ground-truth box are usable; the others are recorded in ``quality``."""
         for ref in refs:
             image_id = int(ref["image_id"])
             ann = self.coco.anns[ref["ann_id"]]
-            gt_reason = bad_box_reason(ann.get("bbox"), self.image_size(image_id))
+            target = quality.target(ann.get("bbox"), self.image_size(image_id))
             for sent in ref["sentences"]:
                 sent_id = int(sent["sent_id"])
                 text = str(sent.get("sent") or str(sent.get("raw") or "").lower())
                 if not text.strip():
                     quality.bad_expression(f"{self.refs_path}: ref {ref['ref_id']} sentence {sent_id} is empty")
-                elif gt_reason:
+                elif target[0] == "bad":
                     quality.bad_expression(f"{self.instances_path}: annotation {ann.get('id')} (target of ref {ref['ref_id']}, "
-                                           f"image {image_id}) has bbox {ann.get('bbox')!r}, which {gt_reason}")
+                                           f"image {image_id}) has bbox {ann.get('bbox')!r}, which {target[1]}")
                 else:
-                    yield ref, sent_id, text
+                    yield ref, sent_id, text, target
 
-    def pairs(self, split: str, *, skip_bad: bool = False) -> list[tuple[int, int]]:
-        """The usable (ref_id, sent_id) pairs of ``split`` (what the k-shot sampler draws from)."""
-        quality = QualityReport(split)
-        out = [(int(ref["ref_id"]), sent_id) for ref, sent_id, _ in self._sentences(self.refs_of(split), quality)]
+    def pairs(self, split: str, *, skip_bad: bool = False, strict: bool = False) -> list[tuple[int, int]]:
+        """The (ref_id, sent_id) pairs of ``split`` the k-shot sampler draws from: the usable
+        expressions whose ground-truth box is ``ok``. Expressions whose target reaches past the image
+        or has zero area are left out of the pool under either policy (``strict`` refuses them, as it
+        refuses any bad data, unless ``skip_bad``), so k-shot draws and saved manifests are the same
+        with and without --strict-data, and as they were before such boxes were kept."""
+        quality = QualityReport(split, strict)
+        out = [(int(ref["ref_id"]), sent_id) for ref, sent_id, _, (kind, _) in self._sentences(self.refs_of(split), quality)
+               if kind == "ok"]
         quality.raise_unless(skip_bad, what=f"split {split!r} of {self.dir}")
         return out
 
     def load_split(self, split: str, proposals: DetectionProposals | None = None,
-                   ref_filter: Iterable[tuple[int, int]] | None = None, *, skip_bad: bool = False) -> SplitData:
+                   ref_filter: Iterable[tuple[int, int]] | None = None, *, skip_bad: bool = False,
+                   strict: bool = False) -> SplitData:
         """Examples (one per sentence) of ``split``; ``proposals=None`` means gt candidates.
 
         ``ref_filter``: only these (ref_id, sent_id) pairs (the k-shot manifest). Degenerate data
         (:mod:`cptbench.data.quality`) raises a :class:`DataError` with a count and examples,
-        unless ``skip_bad`` (then it is dropped and counted in ``skipped``)."""
+        unless ``skip_bad`` (then it is dropped and counted in ``skipped``). Boxes reaching past the
+        image and zero-area boxes are kept and counted in ``kept`` (refused as degenerate with
+        ``strict``, ``--strict-data``)."""
         refs = self.refs_of(split)
         if not refs:
             raise DataError(f"{self.refs_path}: split {split!r} has no refs; the file has splits {self.splits()}.")
         wanted = set(map(tuple, ref_filter)) if ref_filter is not None else None
         setting = proposals.setting if proposals is not None else "gt"
         source = str(proposals.path) if proposals is not None else str(self.instances_path)
-        quality = QualityReport(split)
+        quality = QualityReport(split, strict)
         examples: list[Example] = []
         labels: dict[str, Label] = {}
         cache: dict[int, Candidates] = {}
-        for ref, sent_id, text in self._sentences(refs, quality):
+        for ref, sent_id, text, (kind, why) in self._sentences(refs, quality):
             if wanted is not None and (int(ref["ref_id"]), sent_id) not in wanted:
                 continue
             image_id = int(ref["image_id"])
+            if kind != "ok":
+                quality.kept_target(kind, f"{self.instances_path}: annotation {ref['ann_id']} (target of ref "
+                                          f"{ref['ref_id']} sentence {sent_id}, image {image_id}) has bbox "
+                                          f"{self.coco.anns[ref['ann_id']].get('bbox')!r}, which {why}")
             size = self.image_size(image_id)
             if image_id not in cache:
                 raw = proposals.for_image(image_id) if proposals is not None else self.gt_candidates(image_id)
@@ -226,4 +255,4 @@ class ReferDataset:
                             f"{len(known)} image ids (e.g. {known[:3]}); is it the detections file of this dataset?")
         quality.raise_unless(skip_bad, what=f"split {split!r} of {self.dir}")
         return SplitData(split, examples, labels, setting, len(refs), {int(r["image_id"]) for r in refs},
-                         quality.skipped())
+                         quality.skipped(), quality.kept_counts(), quality)

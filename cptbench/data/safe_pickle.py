@@ -3,6 +3,10 @@
 ``refs(<splitBy>).p`` files are pickles, and unpickling can run arbitrary code. This reader accepts
 only the builtin containers and scalars a refs file holds (dict, list, tuple, set, str, bytes, int,
 float, bool, None); any other global (a class, a function such as ``os.system``) is refused.
+
+The published refs files are Python 2 pickles (protocol 2) whose text is Python 2 ``str``, i.e.
+bytes: they are decoded as UTF-8 (the whole file as Latin-1 when some string is not valid UTF-8),
+so non-ASCII text comes out as written rather than as Latin-1 mojibake.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ class UnsafePickleError(DataError, pickle.UnpicklingError):
 
 
 class _PlainUnpickler(pickle.Unpickler):
-    def __init__(self, file, source: str):
-        super().__init__(file, encoding="latin1")
+    def __init__(self, file, source: str, encoding: str = "utf-8"):
+        super().__init__(file, encoding=encoding)  # how Python 2 str (bytes) become text
         self._source = source
 
     def find_class(self, module: str, name: str):
@@ -62,7 +66,10 @@ def load_plain_pickle(path: str | Path) -> Any:
     except OSError as exc:
         raise DataError(f"{path}: cannot read the refs file ({exc.strerror or exc}).") from exc
     try:
-        return _PlainUnpickler(io.BytesIO(data), str(path)).load()
+        try:
+            return _PlainUnpickler(io.BytesIO(data), str(path)).load()
+        except UnicodeDecodeError:  # a Python 2 str that is not UTF-8: every byte a character
+            return _PlainUnpickler(io.BytesIO(data), str(path), "latin-1").load()
     except UnsafePickleError:
         raise
     except Exception as exc:  # truncated or corrupt file

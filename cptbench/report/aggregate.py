@@ -26,7 +26,7 @@ from cptbench.results.records import RunRecord
 
 #: the fields of a record that make its aggregation group (also fields of :class:`LeaderboardRow`)
 GROUP_KEYS = ("task", "task_version", "split", "method", "method_config_hash", "model", "model_fingerprint",
-              "data_fingerprint", "proposals", "shots", "limit", "skip_bad", "sampler")
+              "data_fingerprint", "proposals", "shots", "limit", "skip_bad", "strict_data", "sampler")
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,7 @@ class LeaderboardRow:
     shots: int
     limit: int | None
     skip_bad: bool
+    strict_data: bool
     sampler: str
     n_seeds: int
     acc_mean: float
@@ -132,7 +133,8 @@ def aggregate(records: Iterable[RunRecord]) -> list[LeaderboardRow]:
 
 def row_identity(r: LeaderboardRow) -> tuple:
     """What tells two rows of one method apart besides task, split and shots."""
-    return (r.method, r.method_config_hash, r.model_fingerprint, r.data_fingerprint, r.skip_bad, r.sampler)
+    return (r.method, r.method_config_hash, r.model_fingerprint, r.data_fingerprint, r.skip_bad, r.strict_data,
+            r.sampler)
 
 
 def option_value(v: Any) -> str:
@@ -192,6 +194,8 @@ def method_labels(rows: Sequence[LeaderboardRow]) -> dict[tuple, str]:
             name += f" [data {str(r.data_fingerprint)[:6]}]"
         if r.skip_bad:
             name += " [skip-bad]"
+        if r.strict_data:
+            name += " [strict-data]"
         if r.sampler != "cptbench":
             name += f" [sampler {r.sampler}]"
         out[row_identity(r)] = name

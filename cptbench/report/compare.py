@@ -30,7 +30,7 @@ from cptbench.results.store import ResultsStore
 LIKE_FOR_LIKE = (("model", "model"), ("model_fingerprint", "model content (fingerprint)"),
                  ("proposals", "proposals"), ("data_fingerprint", "data content (fingerprint)"),
                  ("task_version", "task version"), ("limit", "limit (expressions per split)"),
-                 ("skip_bad", "data policy (--skip-bad)"))
+                 ("skip_bad", "data policy (--skip-bad)"), ("strict_data", "box policy (--strict-data)"))
 
 
 def _short(v: Any) -> str:

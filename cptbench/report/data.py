@@ -23,8 +23,9 @@ def open_task(task: str, data_root=None, images=None):
 
 
 def load_examples(ds, split: str, example_ids: Iterable[str], proposals_setting: str, proposals_file=None,
-                  skip_bad: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(example id -> Example, example id -> Label) for the given ids of ``split``."""
+                  skip_bad: bool = False, strict: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(example id -> Example, example id -> Label) for the given ids of ``split``, read under the data
+    policy of the runs (``skip_bad``, ``strict``: --strict-data)."""
     pairs = []
     for eid in example_ids:
         ref, _, sent = str(eid).partition(":")
@@ -40,5 +41,5 @@ def load_examples(ds, split: str, example_ids: Iterable[str], proposals_setting:
         if dets.setting != proposals_setting:
             raise UsageError(f"--proposals {proposals_file}: its setting is {dets.setting}, the runs used {proposals_setting}; "
                              f"give the detections file the runs were made with.")
-    data = ds.load_split(split, dets, ref_filter=pairs, skip_bad=skip_bad)
+    data = ds.load_split(split, dets, ref_filter=pairs, skip_bad=skip_bad, strict=strict)
     return {ex.example_id: ex for ex in data.examples}, dict(data.labels)

@@ -107,7 +107,8 @@ def _settings(rows: Sequence[LeaderboardRow], records: Sequence[RunRecord]) -> l
                     "proposals": proposals, "models": "; ".join(models) or "none",
                     "data content": ", ".join(sorted({str(r.data_fingerprint)[:12] for r in here})),
                     "metric": "; ".join(metric), "limit": str(limit or "none (full splits)"),
-                    "data policy": "skip bad data" if any(r.skip_bad for r in here) else "refuse bad data"})
+                    "data policy": ("skip bad data" if any(r.skip_bad for r in here) else "refuse bad data")
+                    + ("; --strict-data" if any(r.strict_data for r in here) else "")})
     return out
 
 

@@ -123,7 +123,7 @@ def build_gallery(store: ResultsStore, records: Sequence[RunRecord], rows: Seque
     painter = Painter(palette, float(cfg["alpha"]), cls.mode, prepare=lambda x: x)
     chosen = _choose(load_predictions(store, rec), n_right, n_wrong, rec.run_id)
     examples, labels = load_examples(ds, rec.split, [p["example_id"] for p in chosen], rec.proposals, proposals_file,
-                                     bool(rec.skip_bad))
+                                     bool(rec.skip_bad), rec.strict_data)
     items, notes = [], []
     for p in chosen:
         ex = examples.get(p["example_id"])

@@ -77,7 +77,8 @@ def hardest(store: ResultsStore, records: Sequence[RunRecord], ds, *, min_wrong:
     wrong = {eid: rows for eid, rows in per_id.items() if sum(not p["correct"] for _, p in rows) >= need}
     if not wrong:
         return []
-    examples, labels = load_examples(ds, split, wrong, records[0].proposals, proposals_file, bool(records[0].skip_bad))
+    examples, labels = load_examples(ds, split, wrong, records[0].proposals, proposals_file, bool(records[0].skip_bad),
+                                     records[0].strict_data)
     out = []
     for eid, rows in wrong.items():
         ex = examples.get(eid)

@@ -94,6 +94,17 @@ class RunRecord:
     sampler: str = "cptbench"
     #: the method ran sealed: in its own process, without evaluation labels or paths to them
     sealed: bool = False
+    #: the box policy where it mattered: ``strict`` (--strict-data), ``release`` (boxes reaching past
+    #: the image or of zero area were kept), "" (the default, on data without such boxes)
+    data_policy: str = ""
+    #: boxes the default policy kept, by kind (``candidates_outside``, ``candidates_zero_area``,
+    #: ``targets_outside``, ``targets_zero_area``; kinds with none left out)
+    n_kept: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def strict_data(self) -> bool:
+        """Whether the run refused boxes reaching past the image and zero-area boxes (--strict-data)."""
+        return self.data_policy == "strict"
 
     def to_json(self) -> dict[str, Any]:
         """Every field as plain JSON values (mappings as dicts, tuples as lists)."""
@@ -164,7 +175,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "predict_seconds": (int, float), "seconds": (int, float), "resumed_examples": (int,),
     "manifest_sha256": (str,), "manifest_path": (str,), "predictions_path": (str,), "method_info": (dict,),
     "skip_bad": (bool,), "n_skipped": (dict,), "predictions_sha256": (str,), "results_version": (int,),
-    "method_version": (int,), "precision": (str,), "sampler": (str,), "sealed": (bool,),
+    "method_version": (int,), "precision": (str,), "sampler": (str,), "sealed": (bool,), "data_policy": (str,),
+    "n_kept": (dict,),
 }
 
 

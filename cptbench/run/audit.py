@@ -143,7 +143,7 @@ def _context(task: TaskSpec, cls):
 
 def audit_task(task: TaskSpec, *, data_root: str | None = None, images: str | None = None,
                proposals: str | None = None, splits: Sequence[str] | None = None,
-               heuristics: Sequence[str] | None = None, skip_bad: bool = False, level: float = LEVEL,
+               heuristics: Sequence[str] | None = None, skip_bad: bool = False, strict_data: bool = False, level: float = LEVEL,
                correction: str = "none", progress: Callable[[str, int, int], None] | None = None) -> AuditReport:
     """Run the audit on ``task``'s refer-layout data (``data_root``; synthref: its cache)."""
     from cptbench.data.examples import TrainExample
@@ -165,7 +165,7 @@ def audit_task(task: TaskSpec, *, data_root: str | None = None, images: str | No
 
         raise UsageError(unknown_name_message(f"eval split of task {task.name!r}:", bad[0], task.eval_splits))
     proposals_arg = proposals or task.default_proposals
-    session = DataSession(data_root, images, skip_bad=skip_bad)
+    session = DataSession(data_root, images, skip_bad=skip_bad, strict_data=strict_data)
     setting = session.proposal_setting(proposals_arg)
     ds = session.dataset(task)
     if correction == "bonferroni":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from cptbench.core import faults
@@ -36,6 +36,7 @@ class SplitResult:
     resumed: int
     perf: dict[str, Any]
     skipped: dict[str, int]
+    kept: dict[str, int] = field(default_factory=dict)  # boxes the default policy kept (SplitData.kept)
     sealed: bool = False  # the method ran in its own process (cptbench.run.sealed)
 
 
@@ -127,7 +128,7 @@ class Executor:
             yield SplitResult(spec, sorted(rows.values(), key=lambda r: order[r["example_id"]]), counters, fit_info,
                               split_fit, time.perf_counter() - t_pred, resumed,
                               {**plain(method.perf_info()), "images": self.session.dataset(task).images.stats()},
-                              dict(data.skipped), bool(getattr(method, "sealed", False)))
+                              dict(data.skipped), dict(data.kept), bool(getattr(method, "sealed", False)))
 
     def _predict_rounds(self, method: Method, job: Job, data, remaining: Sequence[Example]):
         """(scored rows, counters) per saved chunk. Distributed: each rank predicts its images'

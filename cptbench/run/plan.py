@@ -52,6 +52,7 @@ class RunRequest:
     eval_batch_size: int | str = EVAL_BATCH_SIZE  # or "auto": the largest batch the device holds
     chunk_size: int = CHUNK_SIZE  # predictions are saved every chunk (the resume granularity)
     skip_bad: bool = False  # drop degenerate boxes / expressions instead of refusing them
+    strict_data: bool = False  # refuse boxes reaching past the image and zero-area boxes too (--strict-data)
     precision: str | None = None  # None: each method's own precision option (default auto)
     sampler: str = DEFAULT_SAMPLER  # the k-shot draw: cptbench | release (the CPT release's own)
     sealed: bool | None = None  # None: methods that are not part of cptbench run sealed (cptbench.run.sealed)
@@ -79,17 +80,22 @@ class RunSpec:
     results_version: int = RESULTS_VERSION
     method_version: int = 0  # the method's own result version (identity only when non-zero)
     sampler: str = DEFAULT_SAMPLER  # the k-shot sampler (identity only when not the default)
+    #: the box policy where it matters (cptbench.data.box_policy.data_policy): "strict", "release" (the
+    #: default kept boxes reaching past the image or zero-area ones), or "" (identity only when not "")
+    data_policy: str = ""
 
     def identity(self) -> dict[str, Any]:
         """What decides the result: everything but the model's display name. Fields added later
         enter only when they differ from their default (``method_version`` 0, the default
-        ``sampler``), so the ids of runs made before them stay the same."""
+        ``sampler``, an empty ``data_policy``), so the ids of runs made before them stay the same."""
         d = asdict(self)
         d.pop("model")
         if not self.method_version:
             d.pop("method_version")
         if self.sampler == DEFAULT_SAMPLER:
             d.pop("sampler")
+        if not self.data_policy:
+            d.pop("data_policy")
         return d
 
     @property
@@ -206,14 +212,15 @@ def plan(request: RunRequest) -> list[Job]:
 
 
 def run_specs(job: Job, *, model_fp: str, data_fp: str, proposal_setting: str, limit: int | None,
-              skip_bad: bool) -> tuple[RunSpec, ...]:
-    """The runs of ``job`` (one per split) for the given fingerprints and data policy."""
+              skip_bad: bool, data_policy: Mapping[str, str] | None = None) -> tuple[RunSpec, ...]:
+    """The runs of ``job`` (one per split) for the given fingerprints and data policy
+    (``data_policy``: split -> :attr:`RunSpec.data_policy`, "" for a split not named)."""
     task = job.task
     config_json = json.dumps(config_dict(job.config), sort_keys=True)
     return tuple(RunSpec(task.name, task.version, split, job.method_cls.name, config_json, job.model or "none",
                          model_fp, data_fp, proposal_setting, job.shots, job.seed, limit, task.metric, skip_bad,
                          method_version=int(getattr(job.method_cls, "version", 0) or 0),
-                         sampler=job.sampler)
+                         sampler=job.sampler, data_policy=(data_policy or {}).get(split, ""))
                  for split in job.splits)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Sequence
 
 from cptbench.core.errors import DataError
+from cptbench.data.box_policy import data_policy
 from cptbench.data.examples import Example, TrainExample
 from cptbench.data.sampling import DEFAULT_SAMPLER, Manifest, draw_manifest
 from cptbench.run.fingerprint import Fingerprint, data_fingerprint, model_fingerprint
@@ -34,12 +35,15 @@ class DataSession:
     """Datasets, splits, manifests, fingerprints and checks of one process (module docstring).
 
     ``limit`` cuts each eval split to its first N expressions (smoke tests); ``skip_bad`` drops
-    degenerate data instead of refusing it; ``event(kind, info)`` hears ``load`` and ``data``;
-    ``datasets`` adopts datasets a caller already opened."""
+    degenerate data instead of refusing it; ``strict_data`` refuses boxes reaching past the image and
+    zero-area boxes too (:mod:`cptbench.data.box_policy`); ``event(kind, info)`` hears ``load`` and
+    ``data``; ``datasets`` adopts datasets a caller already opened."""
 
     def __init__(self, data_root: str | None = None, images: str | None = None, *, skip_bad: bool = False,
-                 limit: int | None = None, event: EventFn = _no_event, datasets: Mapping[str, Any] | None = None):
+                 limit: int | None = None, event: EventFn = _no_event, datasets: Mapping[str, Any] | None = None,
+                 strict_data: bool = False):
         self.data_root, self.images, self.skip_bad, self.limit = data_root, images, skip_bad, limit
+        self.strict_data = strict_data
         self.event = event
         self._datasets: dict[str, Any] = dict(datasets or {})  # task name -> an already opened dataset
         self._detections: dict[str, Any] = {}
@@ -49,11 +53,13 @@ class DataSession:
         self._checked_images: set[str] = set()
         self._pairs: dict[str, list[tuple[int, int]]] = {}
         self._train: dict[tuple, list[TrainExample]] = {}
+        self._train_kept: dict[tuple, dict[str, int]] = {}
 
     @classmethod
     def for_request(cls, request, event: EventFn = _no_event) -> "DataSession":
         """The session a :class:`~cptbench.run.plan.RunRequest` reads its data through."""
-        return cls(request.data_root, request.images, skip_bad=request.skip_bad, limit=request.limit, event=event)
+        return cls(request.data_root, request.images, skip_bad=request.skip_bad, limit=request.limit, event=event,
+                   strict_data=request.strict_data)
 
     # -- data ----------------------------------------------------------------------------------
     def dataset(self, task: TaskSpec):
@@ -86,7 +92,8 @@ class DataSession:
         """A split's examples and labels (whole; :meth:`eval_examples` applies the limit)."""
         key = (task.name, split, proposals_arg)
         if key not in self._splits:
-            self._splits[key] = self.dataset(task).load_split(split, self.detections(proposals_arg), skip_bad=self.skip_bad)
+            self._splits[key] = self.dataset(task).load_split(split, self.detections(proposals_arg), skip_bad=self.skip_bad,
+                                                              strict=self.strict_data)
         return self._splits[key]
 
     def eval_examples(self, task: TaskSpec, split: str, proposals_arg: str = "gt") -> list[Example]:
@@ -97,7 +104,8 @@ class DataSession:
     def train_pairs(self, task: TaskSpec) -> list[tuple[int, int]]:
         """The (ref_id, sent_id) pairs of the train split (read once, not once per job)."""
         if task.name not in self._pairs:
-            self._pairs[task.name] = self.dataset(task).pairs(task.train_split, skip_bad=self.skip_bad)
+            self._pairs[task.name] = self.dataset(task).pairs(task.train_split, skip_bad=self.skip_bad,
+                                                              strict=self.strict_data)
         return self._pairs[task.name]
 
     def manifest(self, task: TaskSpec, shots: int, seed: int, sampler: str = DEFAULT_SAMPLER) -> Manifest:
@@ -111,7 +119,9 @@ class DataSession:
         key = (task.name, manifest.sha256, proposals_arg)
         if key not in self._train:
             data = self.dataset(task).load_split(task.train_split, self.detections(proposals_arg),
-                                                 ref_filter=manifest.examples, skip_bad=self.skip_bad)
+                                                 ref_filter=manifest.examples, skip_bad=self.skip_bad,
+                                                 strict=self.strict_data)
+            self._train_kept[key] = data.kept
             by_pair = {(ex.ref_id, ex.sent_id): ex for ex in data.examples}
             self._train[key] = [TrainExample(by_pair[p], data.labels[by_pair[p].example_id]) for p in manifest.examples]
         return self._train[key]
@@ -145,8 +155,9 @@ class DataSession:
             shown = "\n  ".join(problems[:5]) + (f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else "")
             raise DataError(f"{len(problems)} of the {len(todo)} images this command needs cannot be used "
                             f"(images looked for in {ds.images_dir}, layout: {ds.image_layout}):\n  {shown}\n"
-                            f"Fix or re-download them (`cptbench data check {task.name}` lists them all), or point "
-                            f"--images at the right folder. Nothing was run.")
+                            f"Fetch them again (`cptbench data download {task.name} --to {ds.root} --repair` replaces "
+                            f"damaged ones; `cptbench data check {task.name}` lists them all), or point --images at the "
+                            f"right folder. Nothing was run.")
         self._checked_images.update(todo)
 
     def prepare(self, jobs: Sequence[Job], manifests=None) -> list[Job]:
@@ -165,8 +176,11 @@ class DataSession:
             self.check_images(task, [t.example for t in self.train_examples(task, manifest, job.proposals_arg)])
             for split in job.splits:
                 self.check_images(task, self.eval_examples(task, split, job.proposals_arg))
+            train_kept = self._train_kept.get((task.name, manifest.sha256, job.proposals_arg), {})
+            policy = {split: data_policy(self.strict_data, self.split(task, split, job.proposals_arg).kept, train_kept)
+                      for split in job.splits}
             runs = run_specs(job, model_fp=model_fp.digest, data_fp=data_fp.digest, proposal_setting=setting,
-                             limit=self.limit, skip_bad=self.skip_bad)
+                             limit=self.limit, skip_bad=self.skip_bad, data_policy=policy)
             out.append(with_runs(job, runs=runs, model_path=model_path, model_fp=model_fp, data_fp=data_fp,
                                  manifest=manifest))
         return out

@@ -22,7 +22,8 @@ STUDY_KEYS = {
     "options": "method options (key or method.key -> value), as --set", "model": "backbone",
     "proposals": "'gt' or a detections file", "splits": "eval splits", "limit": "first N expressions per split",
     "data_root": "refer-layout data root", "images": "image folder", "device": "torch device",
-    "batch_size": "evaluation batch size", "skip_bad": "drop degenerate data", "results": "results folder",
+    "batch_size": "evaluation batch size", "skip_bad": "drop degenerate data",
+    "strict_data": "refuse boxes reaching past the image and zero-area boxes too", "results": "results folder",
 }
 
 
@@ -44,6 +45,7 @@ class Study:
     device: str = "cpu"
     batch_size: int = EVAL_BATCH_SIZE
     skip_bad: bool = False
+    strict_data: bool = False
     results: str | None = None
 
 
@@ -85,9 +87,9 @@ def load_study(path: str) -> Study:
             value = _positive(value, key, path) if value is not None else None
         elif key == "batch_size":
             value = "auto" if str(value).strip().lower() == "auto" else _positive(value, key, path)
-        elif key == "skip_bad":
+        elif key in ("skip_bad", "strict_data"):
             if not isinstance(value, bool):
-                raise UsageError(f"{path}: key 'skip_bad' must be true or false, got {value!r}")
+                raise UsageError(f"{path}: key '{key}' must be true or false, got {value!r}")
         elif value is not None and not isinstance(value, str):
             raise UsageError(f"{path}: key '{key}' must be a string ({STUDY_KEYS[key]}), got {type(value).__name__} {value!r}")
         setattr(study, key, value)
@@ -118,4 +120,4 @@ def study_request(study: Study, **overrides: Any):
     return RunRequest(tasks=[get_task(t) for t in s.tasks], methods=s.methods, shots=s.shots, seeds=s.seeds,
                       proposals=s.proposals, model=s.model, options=s.options, splits=s.splits, limit=s.limit,
                       data_root=s.data_root, images=s.images, device=s.device, eval_batch_size=s.batch_size,
-                      skip_bad=s.skip_bad, command=command)
+                      skip_bad=s.skip_bad, strict_data=s.strict_data, command=command)

@@ -168,10 +168,12 @@ CASES = [
     # --- instances.json -----------------------------------------------------------------------------
     ("instances-not-json", lambda w: then(w.instances_file.write_text("{nope"), base(w)), 1, "instances.json: cannot read COCO instances"),
     ("instances-missing", lambda w: then(w.instances_file.unlink(), base(w)), 1, "instances.json: COCO instances file not found"),
-    ("box-zero-width", lambda w: then(w.edit_instances(lambda d: w.val_ann(d)["bbox"].__setitem__(2, 0.0)), base(w)), 1, "zero width or height"),
+    ("box-zero-width-strict-data", lambda w: then(w.edit_instances(lambda d: w.val_ann(d)["bbox"].__setitem__(2, 0.0)), base(w, "--strict-data")), 1, "zero width or height"),
+    ("box-past-the-image-strict-data", lambda w: then(w.edit_instances(lambda d: w.val_ann(d)["bbox"].__setitem__(2, 90.0)), base(w, "--strict-data")), 1, "reaches past the 48x32 image"),
     ("box-negative-height", lambda w: then(w.edit_instances(lambda d: w.val_ann(d)["bbox"].__setitem__(3, -4.0)), base(w)), 1, "negative width or height"),
     ("box-nan", lambda w: then(w.edit_instances(lambda d: w.val_ann(d)["bbox"].__setitem__(0, float("nan"))), base(w)), 1, "NaN or infinite"),
-    ("box-outside-image", lambda w: then(w.edit_instances(lambda d: w.val_ann(d)["bbox"].__setitem__(0, 500.0)), base(w)), 1, "outside the 48x32 image"),
+    ("box-outside-image", lambda w: then(w.edit_instances(lambda d: w.val_ann(d)["bbox"].__setitem__(0, 500.0)), base(w)), 1, "lies wholly outside the 48x32 image"),
+    ("box-not-four-numbers", lambda w: then(w.edit_instances(lambda d: w.val_ann(d).update(bbox=[1, 2, 3])), base(w)), 1, "annotation"),
     ("empty-expression", lambda w: then(w.edit_refs(lambda r: w.val_ref(r)["sentences"][0].update(sent="  ", raw="")), base(w)), 1, "is empty"),
     # --- proposals ------------------------------------------------------------------------------------
     ("detections-match-no-image", lambda w: base(w, "--proposals", str(_detections(w, [{"box": [1, 1, 5, 5], "image_id": 999}]))), 1, "has no candidate box"),
@@ -179,7 +181,10 @@ CASES = [
     ("detections-without-box", lambda w: base(w, "--proposals", str(_detections(w, [{"image_id": 7}]))), 1, "dets.json: detection 0 lacks 'box'"),
     ("detections-non-numeric", lambda w: base(w, "--proposals", str(_detections(w, [{"box": ["a", 1, 2, 3], "image_id": 7}]))), 1, "non-numeric box"),
     ("detections-missing-file", lambda w: base(w, "--proposals", str(w.tmp / "nope.json")), 1, "nope.json: cannot read the proposals file"),
-    ("detections-degenerate-box", lambda w: base(w, "--proposals", str(_detections(w, [{"box": [1, 1, 0, 5], "image_id": i} for i in range(7, 14)]))), 1, "degenerate candidate box"),
+    ("detections-degenerate-box", lambda w: base(w, "--proposals", str(_detections(w, [{"box": [1, 1, -2, 5], "image_id": i} for i in range(7, 14)]))), 1, "degenerate candidate box"),
+    ("detections-zero-width-strict-data", lambda w: base(w, "--strict-data", "--proposals", str(_detections(w, [{"box": [1, 1, 0, 5], "image_id": i} for i in range(7, 14)]))), 1, "--strict-data"),
+    ("detections-wholly-outside", lambda w: base(w, "--proposals", str(_detections(w, {str(i): [[60, 1, 5, 5]] for i in range(7, 14)}))), 1, "lies wholly outside the 48x32 image"),
+    ("detections-plain-list-without-image", lambda w: base(w, "--proposals", str(_detections(w, [[1, 1, 5, 5]]))), 1, "dets.json: detection 0 is a plain list"),
     # --- data root ------------------------------------------------------------------------------------
     ("data-root-missing", lambda w: ["run", "-m", "random", "-k", "0", "-t", "toyref", "--data-root", str(w.tmp / "no-such-dir"), "--results", str(w.res)], 1, "no-such-dir: --data-root does not exist"),
     ("data-root-without-dataset", lambda w: ["run", "-m", "random", "-k", "0", "-t", "toyref", "--data-root", str(w.tmp), "--results", str(w.res)], 1, "refs file not found"),
@@ -267,7 +272,7 @@ def test_skip_bad_drops_degenerate_data_and_counts_it(world):
 
 def w_box(data):
     ann = next(a for a in data["annotations"] if a["image_id"] == 8 and a["id"] % 3 == 0)  # a non-target candidate
-    ann["bbox"][2] = 0.0
+    ann["bbox"][2] = -3.0  # negative: refused under any policy
 
 
 def test_debug_shows_the_traceback(world):

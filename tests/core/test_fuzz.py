@@ -19,7 +19,7 @@ from cptbench.report.aggregate import aggregate, seed_stats
 from cptbench.core.boxes import iou_matrix, is_hit, xywh_to_xyxy
 from cptbench.core.errors import DataError
 from cptbench.data.proposals import load_detections
-from cptbench.data.quality import bad_box_reason
+from cptbench.data.box_policy import KINDS, bad_box_reason, classify_box, classify_boxes
 from cptbench.data.safe_pickle import load_plain_pickle
 from cptbench.core.errors import CptbenchError
 from cptbench.data.examples import Example, Label
@@ -172,17 +172,26 @@ def test_refer_loader_loads_or_refuses_any_refs_structure(tmp_path, data):
 @FUZZ
 @given(st.lists(any_float | st.text(max_size=3) | st.none(), max_size=6), st.tuples(st.integers(0, 200), st.integers(0, 200)))
 def test_bad_box_reason_accepts_only_real_boxes(box, size):
-    reason = bad_box_reason(box, size)
-    if reason is None:
+    strict = bad_box_reason(box, size, strict=True)
+    if strict is None:  # --strict-data: a positive, finite box inside the image
         x, y, w, h = (float(v) for v in box)
         assert all(math.isfinite(v) for v in (x, y, w, h)) and w > 0 and h > 0
+    if bad_box_reason(box, size) is None:  # the default also keeps zero-area boxes and boxes past the border
+        x, y, w, h = (float(v) for v in box)
+        assert all(math.isfinite(v) for v in (x, y, w, h)) and w >= 0 and h >= 0
+        inside = x >= -1 and y >= -1 and x + w <= size[0] + 1 and y + h <= size[1] + 1  # to within a pixel
+        if size != (0, 0) and w > 0 and h > 0 and not inside:  # ... that still cover part of the image
+            assert min(x + w, size[0]) > max(x, 0) and min(y + h, size[1]) > max(y, 0)
+    else:
+        assert strict is not None  # what the default refuses, --strict-data refuses too
 
 
 @FUZZ
 @given(st.lists(st.tuples(any_float, any_float, any_float, any_float), min_size=1, max_size=8),
        st.tuples(st.integers(0, 200), st.integers(0, 200)))
 def test_vectorised_box_check_agrees_with_the_worded_one(boxes, size):
-    from cptbench.data.quality import _usable
-
     arr = np.array(boxes, dtype=np.float64)
-    assert _usable(arr, size).tolist() == [bad_box_reason(b, size) is None for b in boxes]
+    kinds = [KINDS[c] for c in classify_boxes(arr, size)]
+    worded = [classify_box(b, size) for b in boxes]
+    assert kinds == [k for k, _ in worded]
+    assert all((why == "") == (k == "ok") for k, why in worded)

@@ -468,8 +468,9 @@ def test_malformed_provenance_record_is_a_data_error_naming_the_file(tmp_path, r
     assert r.exit_code == 1 and what in r.output and "internal error" not in r.output, r.output
 
 
-def test_data_check_recall_report_drops_degenerate_detections(tmp_path, monkeypatch):
-    """`data check --proposals` reports recall; it has no --skip-bad, so bad boxes are left out and counted."""
+def test_data_check_lists_kept_and_refused_detection_boxes_and_reports_recall(tmp_path, monkeypatch):
+    """`data check --proposals` lists every detection box past the image or of zero area (kept) and
+    every box runs refuse (status 1), and reports recall with the refused ones left out."""
     from cptbench.cli.main import cli
     from cptbench.data.refer import ReferDataset
 
@@ -477,14 +478,22 @@ def test_data_check_recall_report_drops_degenerate_detections(tmp_path, monkeypa
     root = write_refer_fixture(tmp_path / "root")
     ds = ReferDataset(root, "toyref", "unc", root)
     dets = []
-    for split in ("val", "testA", "testB"):
+    for split in ("train", "val", "testA", "testB"):
         for image_id in sorted({int(r["image_id"]) for r in ds.refs_of(split)}):
             for a in ds.coco.imgToAnns[image_id]:
                 dets.append({"box": a["bbox"], "image_id": image_id, "score": 0.9})
-            dets.append({"box": [1, 1, 0, 5], "image_id": image_id, "score": 0.1})  # zero width: degenerate
+            dets.append({"box": [1, 1, 0, 5], "image_id": image_id, "score": 0.1, "det_id": 9000 + image_id})  # zero width: kept
     f = tmp_path / "dets.json"
     f.write_text(json.dumps(dets))
     r = CliRunner().invoke(cli, ["data", "check", "toyref", "--data-root", str(root), "--proposals", str(f)])
     assert r.exit_code == 0, r.output
-    assert "--skip-bad" not in r.output
-    assert "val: proposal recall 100.00%" in r.output and "left out as degenerate: 3 candidates" in r.output
+    assert "val: proposal recall 100.00%" in r.output and "left out" not in r.output
+    assert "val: 3 zero-area candidate box(es): kept, painting nothing" in r.output
+    assert "image 7: detection 9007 box [1.0, 1.0, 0.0, 5.0] has zero width or height" in r.output
+    r = CliRunner().invoke(cli, ["data", "check", "toyref", "--data-root", str(root), "--proposals", str(f), "--strict-data"])
+    assert r.exit_code == 1 and "val: 3 degenerate candidate box(es)" in r.output and "runs refuse them" in r.output
+    assert "val: proposal recall 100.00%" in r.output and "left out as refused: 3 candidates" in r.output
+    dets.append({"box": [1, 1, -4, 5], "image_id": 7, "det_id": 1})  # negative: refused under any policy
+    f.write_text(json.dumps(dets))
+    r = CliRunner().invoke(cli, ["data", "check", "toyref", "--data-root", str(root), "--proposals", str(f)])
+    assert r.exit_code == 1 and "image 7: detection 1 box [1.0, 1.0, -4.0, 5.0] has negative width or height" in r.output

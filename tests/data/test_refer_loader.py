@@ -64,18 +64,21 @@ def test_bad_record_names_file_and_ref(tmp_path):
     assert "refs(unc).p" in str(err.value) and f"ref {refs[3]['ref_id']}" in str(err.value) and "ann_id" in str(err.value)
 
 
-@pytest.mark.parametrize("layout", ["list", "dets", "reclip"])
+@pytest.mark.parametrize("layout", ["list", "dets", "reclip", "records-by-image"])
 def test_detection_layouts(tmp_path, toy, layout):
-    recs = [{"box": [1, 2, 10, 12], "image_id": 7, "category_name": "cat", "score": 0.9},
+    recs = [{"box": [1, 2, 10, 12], "image_id": 7, "category_name": "cat", "score": 0.9, "det_id": 5, "h5_id": 4},
             {"box": [20, 2, 10, 12], "image_id": 7}]
     data = {"list": recs, "dets": {"dets": recs},
-            "reclip": {"7": [{k: v for k, v in r.items() if k != "image_id"} for r in recs]}}[layout]
+            # ReCLIP's file as published: {image_id: [[x, y, w, h], ...]}, plain lists
+            "reclip": {"7": [[1, 2, 10, 12], [20, 2, 10, 12]]},
+            "records-by-image": {"7": [{k: v for k, v in r.items() if k != "image_id"} for r in recs]}}[layout]
     f = tmp_path / "dets.json"
     f.write_text(json.dumps(data))
     dets = load_detections(f)
     c = dets.for_image(7)
     np.testing.assert_allclose(c.boxes, [[1, 2, 11, 14], [20, 2, 30, 14]])
-    assert c.categories == ("cat", "object")
+    assert c.categories == (("object", "object") if layout == "reclip" else ("cat", "object"))
+    assert c.id_name == "detection" and len(c.ids) == 2
     assert dets.setting.startswith("det:dets.json:")
     with pytest.raises(DataError, match="no candidate box"):
         toy.load_split("val", dets)  # two of the three val images have no detection: refused
