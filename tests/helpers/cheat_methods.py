@@ -72,7 +72,7 @@ class ThroughGC(Method):
         from cptbench.data.examples import Label
 
         wanted = {ex.example_id for ex in examples}
-        labels = {o.example_id: o for o in gc.get_objects() if isinstance(o, Label) and o.example_id in wanted}
+        labels = {o.example_id: o for o in gc.get_objects() if type(o) is Label and o.example_id in wanted}
         return [_pick(ex, labels[ex.example_id].box if ex.example_id in labels else None) for ex in examples]
 
 
