@@ -87,7 +87,7 @@ def decode_rgb(path: str | Path) -> np.ndarray:
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
     except FileNotFoundError:
         raise ImageFileError(f"{path}: image file not found. Put the image there, or point --images at the folder that holds it.") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageFileError(f"{path}: cannot decode the image ({type(exc).__name__}: {exc}); the file is damaged or "
                              f"not an image. Download it again ("
                              f"{REPAIR_HINT.format(task='TASK', root='DATA_ROOT')}).") from None
@@ -115,7 +115,7 @@ def check_image_file(path: str | Path, expected_size: tuple[int, int] | None = N
     try:
         with Image.open(p) as im:
             fmt, (w, h) = im.format, im.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         return f"{p}: not a readable image ({type(exc).__name__}: {exc})"
     if expected_size is not None and tuple(expected_size) != (0, 0) and (w, h) != tuple(expected_size):
         return f"{p}: image is {w}x{h} but the annotations say {expected_size[0]}x{expected_size[1]}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,10 @@ def _detection(rec: Any, where: Any, key: Any, path: Path) -> tuple[int, list[fl
             raise DataError(f"{path}: detection {where} lacks 'box' ([x, y, w, h]) or 'image_id'; every record needs both.")
         category, mask = str(rec.get("category_name", "object")), rec.get("rle")
         det_id = rec.get("det_id", where)
+        score = rec.get("score")
+        if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score)):
+            raise DataError(f"{path}: detection {det_id} has score {score!r}; a detector's score is a finite number. "
+                            f"Fix or drop that record.")
     else:
         raise DataError(f"{path}: detection {where} is a {type(rec).__name__}, neither a record nor an [x, y, w, h] "
                         f"list; the file must be {_LAYOUTS}.")
@@ -126,8 +131,15 @@ def load_detections(path: str | Path) -> DetectionProposals:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc}).") from exc
     grouped: dict[int, list[tuple[list[float], str, Any, Any]]] = {}
+    seen: dict[tuple, Any] = {}
     for where, rec, key in _records(data, path):
         image_id, box, category, mask, det_id = _detection(rec, where, key, path)
+        same = (image_id, tuple(box), category)
+        if same in seen:
+            raise DataError(f"{path}: detections {seen[same]} and {det_id} of image {image_id} are the same {category!r} "
+                            f"box {box} twice (a copy doubles the candidates); remove the duplicates (a file joined "
+                            f"with itself?).")
+        seen[same] = det_id
         # NaN, negative sizes, boxes wholly outside the image (refused) and boxes reaching past it or
         # of zero area (kept by default) are judged per image by the box policy
         grouped.setdefault(image_id, []).append((box, category, mask, det_id))

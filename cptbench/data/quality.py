@@ -3,7 +3,7 @@ what it refused, and refuse-or-skip.
 
 Refused, with a count and examples (``--skip-bad`` drops them and counts them):
 
-* an expression that is empty after stripping;
+* an expression that is empty after stripping, or has no word (only punctuation);
 * an expression whose ground-truth box (the referred annotation) is refused: the expression is dropped;
 * a candidate box that is refused: the candidate is dropped from that image's candidates.
 

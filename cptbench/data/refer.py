@@ -176,9 +176,12 @@ class ReferDataset:
             target = quality.target(ann.get("bbox"), self.image_size(image_id))
             for sent in ref["sentences"]:
                 sent_id = int(sent["sent_id"])
-                text = str(sent.get("sent") or str(sent.get("raw") or "").lower())
+                text = _valid_text(str(sent.get("sent") or str(sent.get("raw") or "").lower()))
                 if not text.strip():
                     quality.bad_expression(f"{self.refs_path}: ref {ref['ref_id']} sentence {sent_id} is empty")
+                elif not any(ch.isalnum() for ch in text):
+                    quality.bad_expression(f"{self.refs_path}: ref {ref['ref_id']} sentence {sent_id} is {text!r}, "
+                                           f"which has no word (only punctuation)")
                 elif target[0] == "bad":
                     quality.bad_expression(f"{self.instances_path}: annotation {ann.get('id')} (target of ref {ref['ref_id']}, "
                                            f"image {image_id}) has bbox {ann.get('bbox')!r}, which {target[1]}")
@@ -256,3 +259,13 @@ class ReferDataset:
         quality.raise_unless(skip_bad, what=f"split {split!r} of {self.dir}")
         return SplitData(split, examples, labels, setting, len(refs), {int(r["image_id"]) for r in refs},
                          quality.skipped(), quality.kept_counts(), quality)
+
+
+def _valid_text(text: str) -> str:
+    """``text`` with code points that cannot be written as UTF-8 (lone surrogates from a damaged
+    file) replaced by ``?``, as a UTF-8 reader replaces invalid bytes."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")

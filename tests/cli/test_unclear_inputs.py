@@ -147,3 +147,62 @@ def test_config_errors_name_the_file_and_key_and_scalars_are_accepted(toy):
     cfg.write_text(f"run:\n  method: random\n  shots: 0\n  seeds: [0, 1]\n  task: toyref\n  data_root: {root}\n")
     r = cptbench("--config", cfg, "run", "--results", tmp / "res", "--no-leaderboard")
     assert r.exit_code == 0 and len(ResultsStore(tmp / "res").records()) == 6
+
+
+# ---------------------------------------------------------------------------------- data files
+def _edit_val_sentence(root, text):
+    import pickle
+
+    refs_file = root / "toyref" / "refs(unc).p"
+    refs = pickle.loads(refs_file.read_bytes())
+    sent = next(r for r in refs if r["split"] == "val")["sentences"][0]
+    sent["sent"] = sent["raw"] = text
+    refs_file.write_bytes(pickle.dumps(refs))
+
+
+def test_an_expression_of_only_punctuation_is_bad_data_not_a_scored_expression(toy):
+    tmp, root = toy
+    _edit_val_sentence(root, "?!...")
+    r = run_random(tmp, root)
+    assert r.exit_code == 1 and "which has no word (only punctuation)" in r.output and "--skip-bad" in r.output
+    r = run_random(tmp, root, "--skip-bad")
+    assert r.exit_code == 0
+    val = next(rec for rec in ResultsStore(tmp / "res").records() if rec.split == "val")
+    assert sum(val.n_skipped.values()) >= 1
+
+
+def test_a_lone_surrogate_in_an_expression_is_read_as_a_replacement_character(toy):
+    tmp, root = toy
+    _edit_val_sentence(root, "the left \ud800 one")
+    assert run_random(tmp, root).exit_code == 0
+    r = cptbench("errors", "-t", "toyref", "-m", "random", "--split", "val", "--data-root", root, "--results", tmp / "res")
+    assert r.exit_code == 0
+    from cptbench.run.session import DataSession
+    from cptbench.tasks import get_task
+
+    texts = [ex.expression for ex in DataSession(str(root)).split(get_task("toyref"), "val").examples]
+    assert "the left ? one" in texts
+
+
+def test_a_decompression_bomb_image_is_named(toy):
+    from PIL import Image
+
+    tmp, root = toy
+    Image.new("L", (20000, 20000)).save(root / "images" / "train2014" / "COCO_train2014_000000000007.png")
+    r = run_random(tmp, root)
+    assert r.exit_code == 1 and "COCO_train2014_000000000007.png" in r.output and "DecompressionBomb" in r.output
+
+
+@pytest.mark.parametrize("edit, text", [("nan-score", "has score nan"), ("duplicate", "twice")])
+def test_detections_with_nan_scores_or_duplicates_are_refused(toy, edit, text):
+    tmp, root = toy
+    anns = json.loads((root / "toyref" / "instances.json").read_text())["annotations"]
+    dets = [{"box": a["bbox"], "image_id": a["image_id"], "category_name": "x", "score": 0.5} for a in anns]
+    if edit == "nan-score":
+        dets[0]["score"] = float("nan")
+    else:
+        dets = dets + dets[:1]
+    (tmp / "dets.json").write_text(json.dumps(dets))
+    r = cptbench("run", "-t", "toyref", "-m", "oracle", "-k", "0", "--data-root", root, "--proposals", tmp / "dets.json",
+                 "--results", tmp / "res")
+    assert r.exit_code == 1 and "dets.json" in r.output and text in r.output
