@@ -159,14 +159,21 @@ class BlindMethod(Method):
             bow = csr_matrix((np.ones(len(cols)), cols, indptr), shape=(len(rows), self.config.buckets))
         return _Batch(np.vstack(rows), starts_a, seg, sum_rows, np.asarray(targets), bow), skipped
 
-    def _loss(self, theta: np.ndarray, batch: _Batch) -> tuple[float, np.ndarray]:
-        """Mean cross-entropy plus the L2 penalty, and its gradient, at flat weights ``theta``."""
-        n_feat, n = self.n_features, len(batch.starts)
-        v = theta[:n_feat]
-        s = batch.phi @ v
+    def _scores(self, theta: np.ndarray, batch: _Batch) -> np.ndarray:
+        """Every training candidate's score ``phi_c . (v + W b_e)`` at flat weights ``theta = (v, W)``."""
+        n_feat = self.n_features
+        s = batch.phi @ theta[:n_feat]
         if batch.words is not None:
             u = batch.words @ theta[n_feat:].reshape(self.config.buckets, n_feat)  # (N, F)
             s += np.einsum("mf,mf->m", batch.phi, u[batch.seg])
+        return s
+
+    def _loss(self, theta: np.ndarray, batch: _Batch) -> tuple[float, np.ndarray]:
+        """The objective divided by the number of expressions (mean cross-entropy plus
+        ``l2 / (2 N)`` times the squared weights: same minimum, gradients of a mean's scale) and its
+        gradient, at flat weights ``theta``."""
+        n = len(batch.starts)
+        s = self._scores(theta, batch)
         p, log_norm = _segment_log_softmax(s, batch.starts, batch.seg)
         loss = float(np.mean(log_norm - s[batch.target]))
         r = p
@@ -175,7 +182,7 @@ class BlindMethod(Method):
         grad = [g_expr.sum(axis=0)]
         if batch.words is not None:
             grad.append(np.asarray(batch.words.T @ g_expr).reshape(-1))
-        lam = self.config.l2 / n  # the penalty on the summed loss, expressed on the mean
+        lam = self.config.l2 / n
         g = np.concatenate(grad) + lam * theta
         return loss + 0.5 * lam * float(theta @ theta), g
 
@@ -198,11 +205,12 @@ class BlindMethod(Method):
         self._v = theta[:n_feat].copy()
         if self.reads_expression:
             self._w = theta[n_feat:].reshape(self.config.buckets, n_feat).copy()
-        picks = [int(np.argmax(self._raw(batch.phi[a:b], batch.words[i].indices if batch.words is not None else [])))
-                 for i, (a, b) in enumerate(zip(batch.starts, np.append(batch.starts[1:], len(batch.phi))))]
+        s = self._scores(theta, batch)
+        ends = np.append(batch.starts[1:], len(s))
+        picks = np.array([a + int(np.argmax(s[a:b])) for a, b in zip(batch.starts, ends)])
         self._facts.update({"iterations": int(res.nit), "converged": bool(res.success),
-                            "train_loss": round(float(res.fun), 6),
-                            "train_accuracy": round(100.0 * float(np.mean(np.asarray(picks) + batch.starts == batch.target)), 4)})
+                            "train_loss": round(float(res.fun), 6),  # per expression, penalty included
+                            "train_accuracy": round(100.0 * float(np.mean(picks == batch.target)), 4)})
 
     # -- prediction ------------------------------------------------------------------------------
     def _raw(self, phi: np.ndarray, buckets) -> np.ndarray:
