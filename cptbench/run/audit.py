@@ -17,10 +17,20 @@ with that interval (chance + excess interval). A heuristic is **flagged** when t
 lies above chance: it beats random by more than its interval. One below chance the same way is
 marked ``below`` (its opposite rule would beat random), for information.
 
-Many comparisons. An audit makes one comparison per heuristic and split (24 on a task with three
-eval splits), so on data without any shortcut a 95 % interval per comparison still flags one of
-them now and then by chance. ``correction="bonferroni"`` widens every interval to the level
+Many comparisons. An audit makes one comparison per heuristic or blind baseline and split (30 on
+a task with three eval splits: 8 heuristics and 2 blind baselines), so on data without any
+shortcut a 95 % interval per comparison still flags one of them now and then by chance. ``correction="bonferroni"`` widens every interval to the level
 ``1 - 0.05 / comparisons`` (family-wise 95 %); the default is the per-comparison 95 % interval.
+
+Solvable without looking. Besides the fixed rules, the audit trains the blind baselines of
+:mod:`cptbench_baselines.blind` (``blind-text``: the expression, boxes and category names, no
+pixels; ``blind-image``: boxes and categories, no expression) on the whole train split and scores
+them on every eval split the same way, against the same chance and with the same clustered
+intervals (and they count in the Bonferroni correction). One of them above chance is flagged like a
+heuristic: part of the task can be solved without looking at the image (or without reading the
+expression). :meth:`AuditReport.solvable_without_looking` gives each split's best blind accuracy,
+an estimate from below of how far a method can get without looking (a model that learns more could
+do better).
 
 Library code: returns an :class:`AuditReport`; the CLI (``cptbench data audit``) prints it.
 """
@@ -41,6 +51,8 @@ AUDIT_HEURISTICS: tuple[str, ...] = (
     "first-candidate", "largest-box", "smallest-box", "most-central", "category-prior",
     "ref-order", "sent-order", "expression-length",
 )
+#: the blind baselines the audit trains on the whole train split (registered in ``cptbench.methods``)
+AUDIT_BLIND: tuple[str, ...] = ("blind-text", "blind-image")
 LEVEL = 0.95
 CORRECTIONS = ("none", "bonferroni")
 
@@ -84,8 +96,9 @@ def excess_interval(correct: Sequence[bool], n_candidates: Sequence[int], cluste
 
 @dataclass(frozen=True)
 class HeuristicResult:
-    """One heuristic on one eval split: its accuracy and interval against chance (percent), and whether the
-    interval lies wholly above chance (``flagged``) or below it (``below``)."""
+    """One heuristic (``kind`` ``"heuristic"``) or blind baseline (``"blind"``) on one eval split: its
+    accuracy and interval against chance (percent), and whether the interval lies wholly above chance
+    (``flagged``) or below it (``below``)."""
 
     split: str
     heuristic: str
@@ -101,6 +114,7 @@ class HeuristicResult:
     flagged: bool  # the whole interval is above chance
     below: bool  # the whole interval is below chance
     info: dict[str, Any] = field(default_factory=dict)
+    kind: str = "heuristic"  # "heuristic" (a fixed rule) or "blind" (a trained blind baseline)
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,8 @@ class AuditReport:
     level: float  # the level of every interval (after the correction)
     correction: str
     results: tuple[HeuristicResult, ...]
+    fitted: tuple[str, ...] = ()  # the heuristics and blind baselines fitted on the train split
+    data_fingerprint: str = ""  # the data's content fingerprint, as run records name it (``data_fingerprint``)
 
     @property
     def flagged(self) -> list[HeuristicResult]:
@@ -124,14 +140,32 @@ class AuditReport:
 
     @property
     def ok(self) -> bool:
-        """True when no heuristic beats random."""
+        """True when neither a heuristic nor a blind baseline beats random."""
         return not self.flagged
 
+    def solvable_without_looking(self) -> dict[str, dict[str, Any]]:
+        """Per eval split with blind results: the best blind baseline (``best``, its ``accuracy``,
+        ``ci_low``, ``ci_high`` in percent), ``chance``, whether any blind baseline beats it
+        (``flagged``), and every blind baseline's ``accuracy``, interval and verdict under
+        ``baselines``. Empty when the audit ran none."""
+        out: dict[str, dict[str, Any]] = {}
+        for split in dict.fromkeys(r.split for r in self.results if r.kind == "blind"):
+            rows = [r for r in self.results if r.kind == "blind" and r.split == split]
+            best = max(rows, key=lambda r: r.accuracy)
+            out[split] = {
+                "best": best.heuristic, "accuracy": best.accuracy, "ci_low": best.ci_low, "ci_high": best.ci_high,
+                "chance": best.chance, "flagged": any(r.flagged for r in rows), "n": best.n,
+                "baselines": {r.heuristic: {"accuracy": r.accuracy, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                                            "excess": r.excess, "flagged": r.flagged, "below": r.below} for r in rows},
+            }
+        return out
+
     def to_json(self) -> dict[str, Any]:
-        """The report as a JSON-ready dict, with ``ok``."""
+        """The report as a JSON-ready dict, with ``ok`` and ``solvable_without_looking``."""
         d = asdict(self)
         d["results"] = [asdict(r) for r in self.results]
         d["ok"] = self.ok
+        d["solvable_without_looking"] = self.solvable_without_looking()
         return d
 
 
@@ -143,9 +177,13 @@ def _context(task: TaskSpec, cls):
 
 def audit_task(task: TaskSpec, *, data_root: str | None = None, images: str | None = None,
                proposals: str | None = None, splits: Sequence[str] | None = None,
-               heuristics: Sequence[str] | None = None, skip_bad: bool = False, strict_data: bool = False, level: float = LEVEL,
-               correction: str = "none", progress: Callable[[str, int, int], None] | None = None) -> AuditReport:
-    """Run the audit on ``task``'s refer-layout data (``data_root``; synthref: its cache)."""
+               heuristics: Sequence[str] | None = None, blind: Sequence[str] | None = None, skip_bad: bool = False,
+               strict_data: bool = False, level: float = LEVEL, correction: str = "none",
+               progress: Callable[[str, int, int], None] | None = None) -> AuditReport:
+    """Run the audit on ``task``'s refer-layout data (``data_root``; synthref: its cache).
+
+    ``heuristics``: the fixed rules to run (default :data:`AUDIT_HEURISTICS`); ``blind``: the blind
+    baselines to train and run (default :data:`AUDIT_BLIND`; an empty list runs none)."""
     from cptbench.data.examples import TrainExample
     from cptbench.run.session import DataSession
     from cptbench.methods.registry import create_method, get_method_class
@@ -156,7 +194,9 @@ def audit_task(task: TaskSpec, *, data_root: str | None = None, images: str | No
         raise UsageError(f"audit correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
     if not 0.0 < level < 1.0:
         raise UsageError(f"audit level must be in (0, 1), e.g. 0.95; got {level!r}")
-    names = list(heuristics) if heuristics else list(AUDIT_HEURISTICS)
+    kinds = dict.fromkeys(heuristics or AUDIT_HEURISTICS, "heuristic")
+    kinds.update(dict.fromkeys(AUDIT_BLIND if blind is None else blind, "blind"))
+    names = list(kinds)
     classes = {name: get_method_class(name) for name in names}  # unknown names: "did you mean"
     splits = list(splits) if splits else list(task.eval_splits)
     bad = [s for s in splits if s not in task.eval_splits]
@@ -193,16 +233,19 @@ def audit_task(task: TaskSpec, *, data_root: str | None = None, images: str | No
             iv = excess_interval(correct, [ex.n_candidates for ex in examples], [ex.image_id for ex in examples], level)
             n = len(rows)
             chance = 100.0 * iv.chance
-            info = {k: v for k, v in method.describe().items() if k not in ("heuristic", "rule", "reads_pixels")}
+            info = {k: v for k, v in method.describe().items()
+                    if k not in ("heuristic", "rule", "reads_pixels", "features")}
             results.append(HeuristicResult(
                 split=split, heuristic=name, rule=getattr(classes[name], "rule", ""), n=n, n_correct=sum(correct),
                 accuracy=100.0 * sum(correct) / n if n else float("nan"),
                 ci_low=chance + 100.0 * iv.low, ci_high=chance + 100.0 * iv.high, chance=chance,
                 excess=100.0 * iv.excess, images=iv.clusters, flagged=bool(iv.low > 0), below=bool(iv.high < 0),
-                info=info))
+                info=info, kind=kinds[name]))
             done += 1
             if progress is not None:
                 progress("audit", done, len(splits) * len(methods))
     return AuditReport(task=task.name, task_version=task.version, proposals=setting,
                        data_root=str(ds.root), image_layout=ds.image_layout, n_train=len(train), level=level,
-                       correction=correction, results=tuple(results))
+                       correction=correction, results=tuple(results),
+                       fitted=tuple(name for name in names if classes[name].trains),
+                       data_fingerprint=session.data_fingerprint(task).digest)

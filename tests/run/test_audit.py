@@ -1,5 +1,7 @@
 """The shortcut audit: heuristics (hand-built examples), the interval against random, the bundled
-benchmark (must pass), every bundled card's layout, the old-order synthref fixture (flagged), CLI."""
+benchmark (its heuristics pass, its blind-text baseline does not), every bundled card's layout, the
+old-order synthref fixture (flagged), CLI. Planted shortcuts only blind baselines catch:
+tests/run/test_blind_audit.py."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cptbench.run.audit import AUDIT_HEURISTICS, audit_task, excess_interval
+from cptbench.run.audit import AUDIT_BLIND, AUDIT_HEURISTICS, audit_task, excess_interval
 from cptbench.cli.main import cli
 from cptbench.data import synthref as sr
 from cptbench.data.examples import Example, Label, TrainExample
@@ -124,16 +126,33 @@ def _generate(tmp_path: Path, card, legacy: bool, seed: int = 0, n_eval: int = 3
     return root
 
 
-def test_bundled_synthref_passes_the_audit(synthref_cache, monkeypatch):
+def test_bundled_synthref_passes_the_heuristics_but_is_solvable_without_looking(tmp_path, synthref_cache, monkeypatch):
+    """Every fixed rule is within noise of random on synthref v2; the blind-text baseline (no pixels)
+    is far above chance on every split, so the audit as a whole fails."""
     monkeypatch.setenv("CPTBENCH_CACHE", str(synthref_cache))
     card = get_task("synthref")
     report = audit_task(card)
-    assert report.ok, [(r.split, r.heuristic, r.accuracy, r.ci_low, r.chance) for r in report.flagged]
-    assert {(r.split, r.heuristic) for r in report.results} == {(s, h) for s in card.eval_splits for h in AUDIT_HEURISTICS}
+    heuristics = [r for r in report.results if r.kind == "heuristic"]
+    assert not [r for r in heuristics if r.flagged], [(r.split, r.heuristic, r.accuracy, r.ci_low) for r in heuristics]
+    assert {(r.split, r.heuristic) for r in report.results} == {
+        (s, h) for s in card.eval_splits for h in AUDIT_HEURISTICS + AUDIT_BLIND}
     counts = {s: c.sentences for s, c in card.expected_counts.items()}
     for r in report.results:
         assert r.n == counts[r.split] and 15 < r.chance < 25 and r.ci_low < r.accuracy < r.ci_high
     assert report.n_train == counts[card.train_split]
+    assert {(r.split, r.heuristic) for r in report.flagged} >= {(s, "blind-text") for s in card.eval_splits}
+    assert not report.ok and all(r.kind == "blind" for r in report.flagged)
+    solvable = report.solvable_without_looking()
+    assert set(solvable) == set(card.eval_splits)
+    for split, s in solvable.items():
+        assert s["flagged"] and s["best"] == "blind-text" and s["accuracy"] > 60 > s["chance"] + 30
+    assert set(report.fitted) == {"category-prior", "expression-length", *AUDIT_BLIND}
+    # the report names the data as run records do, so a stored audit can be matched to runs
+    import cptbench
+
+    record = cptbench.evaluate(tasks="synthref", methods="random", shots=0, seeds=[0], splits="val", limit=3,
+                               results=str(tmp_path / "results"))[0]
+    assert report.data_fingerprint == record.data_fingerprint and len(report.data_fingerprint) > 8
 
 
 @pytest.mark.parametrize("task", list_tasks())
@@ -141,14 +160,15 @@ def test_every_bundled_card_layout_clean_passes_old_order_is_flagged(tmp_path, t
     """Each card's own refer layout (dataset, splitBy, image folder, eval splits), written by the
     synthref generator: with random ref order it passes (family-wise intervals: a clean fixture of
     30 images per split must not fail by the chance of 24 comparisons); with version 1's order (refs
-    sorted by target, consecutive ids) the order heuristics beat random."""
+    sorted by target, consecutive ids) the order heuristics beat random. The fixed rules only: synthref's
+    content is solvable without looking, which the blind baselines flag (tests/run/test_blind_audit.py)."""
     card = get_task(task)
-    clean = audit_task(card, data_root=str(_generate(tmp_path, card, legacy=False)), correction="bonferroni")
+    clean = audit_task(card, data_root=str(_generate(tmp_path, card, legacy=False)), correction="bonferroni", blind=[])
     assert clean.ok, [(r.split, r.heuristic) for r in clean.flagged]
     assert clean.level == pytest.approx(1 - 0.05 / (len(AUDIT_HEURISTICS) * len(card.eval_splits)))
     old_root = str(_generate(tmp_path, card, legacy=True))
     for correction in ("none", "bonferroni"):
-        old = audit_task(card, data_root=old_root, correction=correction)
+        old = audit_task(card, data_root=old_root, correction=correction, blind=[])
         assert "ref-order" in {r.heuristic for r in old.flagged}, [(r.split, r.heuristic) for r in old.flagged]
 
 
@@ -158,27 +178,39 @@ def test_old_order_leak_is_gone_at_full_size(tmp_path):
     card = get_task("synthref")
     root = tmp_path / "v1"
     sr.generate_synthref(card.synthref, root, card.dataset, card.split_by, card.image_dir, legacy_order=True)
-    old = audit_task(card, data_root=str(root), heuristics=["ref-order"])
+    old = audit_task(card, data_root=str(root), heuristics=["ref-order"], blind=[])
     assert all(r.flagged and r.excess > 10 for r in old.results), [(r.split, r.accuracy) for r in old.results]
     assert json.loads((root / "SYNTHREF.json").read_text())["settings"]["generator_version"] == 1
 
 
 # ----------------------------------------------------------------------------------------- CLI
-def test_cli_audit_passes_on_synthref_and_fails_on_the_old_order(tmp_path, synthref_cache, monkeypatch):
+def test_cli_audit_on_synthref_heuristics_pass_blind_text_fails_old_order_fails(tmp_path, synthref_cache, monkeypatch):
     monkeypatch.setenv("CPTBENCH_CACHE", str(synthref_cache))
     out = tmp_path / "audit.json"
-    r = CliRunner().invoke(cli, ["data", "audit", "synthref", "--json", str(out)])
+    r = CliRunner().invoke(cli, ["data", "audit", "synthref", "--no-blind", "--json", str(out)])
     assert r.exit_code == 0, r.output
     assert "shortcut audit passed" in r.output and "ref-order" in r.output and "95% interval" in r.output
     report = json.loads(out.read_text())
     assert report["ok"] and report["task"] == "synthref" and len(report["results"]) == 3 * len(AUDIT_HEURISTICS)
+    assert report["solvable_without_looking"] == {}
+
+    r = CliRunner().invoke(cli, ["data", "audit", "synthref", "--json", str(out)])
+    assert r.exit_code == 1, r.output
+    assert "solvable without looking" in r.output and "blind-text on val" in r.output, r.output
+    report = json.loads(out.read_text())
+    assert not report["ok"] and len(report["results"]) == 3 * (len(AUDIT_HEURISTICS) + len(AUDIT_BLIND))
+    assert {r["kind"] for r in report["results"]} == {"heuristic", "blind"}
+    for split, s in report["solvable_without_looking"].items():
+        assert s["flagged"] and s["baselines"]["blind-text"]["flagged"] and s["accuracy"] > s["chance"] + 30
 
     old = _generate(tmp_path, get_task("synthref"), legacy=True)
-    r = CliRunner().invoke(cli, ["data", "audit", "synthref", "--data-root", str(old), "--split", "val",
+    r = CliRunner().invoke(cli, ["data", "audit", "synthref", "--data-root", str(old), "--split", "val", "--no-blind",
                                  "--heuristic", "ref-order", "--heuristic", "largest-box"])
     assert r.exit_code == 1 and "ref-order on val" in r.output and "largest-box on" not in r.output, r.output
-    r = CliRunner().invoke(cli, ["data", "audit", "synthref", "--data-root", str(old), "--split", "val",
+    r = CliRunner().invoke(cli, ["data", "audit", "synthref", "--data-root", str(old), "--split", "val", "--no-blind",
                                  "--heuristic", "ref-order,largest-box"])  # a comma list, as every command takes
     assert r.exit_code == 1 and "ref-order on val" in r.output and "largest-box" in r.output, r.output
     r = CliRunner().invoke(cli, ["data", "audit", "synthref", "--heuristic", "ref-ordr"])
     assert r.exit_code == 2 and "ref-order" in r.output
+    r = CliRunner().invoke(cli, ["data", "audit", "synthref", "--blind", "blind-txt"])
+    assert r.exit_code == 2 and "blind-text" in r.output
