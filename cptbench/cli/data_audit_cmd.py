@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from cptbench.cli.options import data_options, strict_data_option
+from cptbench.cli.options import data_options, results_option, strict_data_option
 from cptbench.cli.common import parse_name_list
 from cptbench.cli.state import pass_state
 
@@ -25,14 +25,16 @@ from cptbench.cli.state import pass_state
 @strict_data_option
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Also write the report as JSON to this file.")
+@results_option
 @pass_state
 def audit(state, task, data_root, images, proposals, splits, heuristics, blind, no_blind, bonferroni, skip_bad,
-          strict_data, json_out) -> None:
+          strict_data, json_out, results) -> None:
     """Score label-free heuristics (first candidate, largest / smallest box, most central, category prior,
     ref and sentence order, expression length) and blind baselines trained on the train split
     (blind-text: expression, boxes and categories, no pixels; blind-image: no expression either) like
     any method, and compare each with random (1 / candidates per expression), with a 95% interval.
-    Exits with status 1 when any of them beats random by more than its interval."""
+    Exits with status 1 when any of them beats random by more than its interval. The report is kept in
+    the results folder (audits/<task>/), where `cptbench report` shows each task's blind ceiling."""
     import json
 
     from rich.console import Console
@@ -56,10 +58,17 @@ def audit(state, task, data_root, images, proposals, splits, heuristics, blind, 
     blind_summary = report.solvable_without_looking()
     if blind_summary:
         out.print(_blind_table(spec.name, blind_summary, pct))
+    text = json.dumps(report.to_json(), indent=1) + "\n"
     if json_out:
         with open(json_out, "w", encoding="utf-8") as fh:
-            json.dump(report.to_json(), fh, indent=1)
-            fh.write("\n")
+            fh.write(text)
+    if not splits:  # a whole-task audit is kept where the report looks for it
+        from cptbench.core.files import write_atomic
+        from cptbench.results.layout import ResultsLayout
+
+        kept = ResultsLayout(results).audit(report.task, report.proposals)
+        write_atomic(kept, text.encode())
+        state.log(f"[dim]kept in {kept}[/]")
     if not report.ok:
         names = ", ".join(f"{r.heuristic} on {r.split}" for r in report.flagged)
         out.print(f"[red]shortcut audit failed: {names} beat random by more than the {pct}% interval[/]")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cptbench.core.errors import CptbenchError
+from cptbench.report.blind import BlindCeilings, blind_ceilings, blind_html, blind_markdown
 from cptbench.report.aggregate import LeaderboardRow, aggregate
 from cptbench.report.compare import (EXPRESSION_HEADER, SEED_HEADER, Comparison, compare, expression_rows, headline_lines,
                                      note_lines, seed_counts, seed_rows)
@@ -66,6 +67,7 @@ class Report:
     commands: list[Command]
     row_commands: dict[tuple, list[str]]  # (table title, label, shots, model) -> command ids
     notes: list[str] = field(default_factory=list)
+    blind: BlindCeilings = field(default_factory=lambda: BlindCeilings((), ()))
 
 
 CAPTIONS = {
@@ -174,7 +176,7 @@ def build_report(store: ResultsStore, *, tasks: Sequence[str] | None = None, pai
     return Report(title or f"cptbench report: {', '.join(present)}",
                   datetime.now(timezone.utc).isoformat(timespec="seconds"), str(store.root), len(records), __version__,
                   tables, published, _settings(rows, records), figures, comparisons, cnotes, galleries, gnotes, commands,
-                  row_commands, notes)
+                  row_commands, notes, blind_ceilings(store, rows))
 
 
 # -- HTML ----------------------------------------------------------------------------------------
@@ -294,6 +296,8 @@ def to_html(r: Report) -> str:
         parts += [_published_html(t) for t in r.published]
     else:
         parts.append("<p class='dim'>No published numbers for the tasks in these results.</p>")
+    parts.append("<h2 id='blind'>Solvable without looking: each task's blind ceiling</h2>")
+    parts.append(blind_html(r.blind))
     parts.append("<h2 id='plots'>Plots</h2>")
     parts += [f"<p class='note'>{_e(n)}</p>" for n in r.notes]
     for f in r.figures:
@@ -351,6 +355,7 @@ def to_markdown(r: Report, assets: Path, link_prefix: str) -> str:
         md += [f"### {t.title}", ""] + _md_table(["", *t.header], [["**published**", *row] for row in t.rows])
     if not r.published:
         md += ["No published numbers for the tasks in these results.", ""]
+    md += ["## Solvable without looking: each task's blind ceiling", ""] + blind_markdown(r.blind) + [""]
     md += ["## Plots", ""] + [f"- note: {n}" for n in r.notes] + ([""] if r.notes else [])
     for f in r.figures:
         save(f.fig, assets / f.stem, ("png", "svg"))

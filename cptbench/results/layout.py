@@ -11,6 +11,7 @@
     locks/<run_id>.lock                 held (flock) by the process computing that run
     artifacts/<run_id>/                 what a method saves when asked (tuned weights)
     leaderboard.csv, leaderboard_wide.csv, leaderboard.md   rebuilt from runs.jsonl alone
+    audits/<task>/<proposals>.json      ``cptbench data audit``'s report (the report's blind ceilings)
     report.html                         ``cptbench report``'s default output
     plots/                              ``cptbench plot``'s default output folder
 
@@ -107,6 +108,18 @@ class ResultsLayout:
         """The leaderboard files rebuilt from ``runs.jsonl``: ``long`` (CSV), ``wide`` (CSV), ``markdown``."""
         return {"long": self.root / "leaderboard.csv", "wide": self.root / "leaderboard_wide.csv",
                 "markdown": self.root / "leaderboard.md"}
+
+    def audit(self, task: str, proposals: str) -> Path:
+        """The stored shortcut audit of ``task`` with ``proposals`` (``gt`` or a detections setting)."""
+        import hashlib
+
+        slug = "gt" if proposals == "gt" else "det-" + hashlib.sha256(proposals.encode()).hexdigest()[:12]
+        return self.root / "audits" / safe_component(task, "task name") / f"{slug}.json"
+
+    @property
+    def audits_dir(self) -> Path:
+        """The folder of stored shortcut audits."""
+        return self.root / "audits"
 
     @property
     def report(self) -> Path:
