@@ -41,10 +41,14 @@ def write_atomic(path: Path, data: bytes, kill_point: str = "") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     _sweep_stale_temps(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk (or a kill signal turned exception) leaves no temp file
+        raise
     if kill_point:
         faults.point(kill_point)
     os.replace(tmp, path)

@@ -63,7 +63,7 @@ def no_event(kind: str, info: Mapping[str, Any]) -> None:
 class FetchError(DataError):
     """One URL could not be fetched. ``kind``: unreachable (DNS failure, refused, no route) | timeout
     (while connecting) | http | tls | transient | checksum | invalid (the file fails its check) | url
-    (not a valid http(s) URL)."""
+    (not a valid http(s) URL) | disk (this machine could not write the file: full, read-only)."""
 
     def __init__(self, url: str, kind: str, detail: str):
         self.url, self.kind, self.detail = url, kind, detail
@@ -125,6 +125,13 @@ def classify(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, (TimeoutError, ConnectionError, http.client.HTTPException, OSError)):
         return "transient", f"{type(exc).__name__}: {exc}"
     raise exc
+
+
+def _is_local_write_error(exc: OSError) -> bool:
+    """Whether ``exc`` is this machine's disk refusing a write (full, over quota, read-only), not the network."""
+    import errno
+
+    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES)
 
 
 def _request(url: str, start: int, validator: str | None, policy: HttpPolicy):
@@ -223,14 +230,23 @@ def _transfer(url: str, part: Path, meta_path: Path, meta: dict, expected_size: 
         meta.update(url=url, total=total, validator=validator)
         _write_meta(meta_path, meta)
         done = start
-        with open(part, mode) as f:
-            while True:
-                block = resp.read(policy.chunk)
-                if not block:
-                    break
-                f.write(block)
-                done += len(block)
-                progress(done, total)
+        try:
+            with open(part, mode) as f:
+                while True:
+                    block = resp.read(policy.chunk)
+                    if not block:
+                        break
+                    f.write(block)
+                    done += len(block)
+                    progress(done, total)
+        except OSError as exc:
+            if not _is_local_write_error(exc):
+                raise
+            if part.exists() and part.stat().st_size == 0:
+                discard(part, meta_path)
+            kept = f"; the {part.stat().st_size:,} bytes written so far are kept for a resume" if part.exists() else ""
+            raise FetchError(url, "disk", f"{part}: cannot write ({exc.strerror or exc}){kept}. Free some space on "
+                                          f"that disk (or download elsewhere) and run the same command again") from None
         if total is not None and done < total:
             raise http.client.IncompleteRead(b"", total - done)
         if total is None:
@@ -264,7 +280,7 @@ def fetch_url(url: str, dest: Path, *, expected_size: int | None = None, expecte
         except Exception as exc:  # noqa: BLE001 - classified; unknown kinds re-raise
             kind, detail = classify(exc)
             if kind != "transient":
-                if kind not in ("unreachable", "timeout"):  # offline now: keep a partial file for a later resume
+                if kind not in ("unreachable", "timeout", "disk"):  # offline or disk full now: keep it for a resume
                     discard(part, meta_path)
                 raise FetchError(url, kind, detail) from None
             if attempts > policy.retries:
@@ -349,6 +365,9 @@ def fetch_first(urls: Sequence[str], dest: Path, *, gate: HostGate | None = None
         try:
             got = fetch_url(url, dest, **kwargs)
         except FetchError as exc:
+            if exc.kind == "disk":  # no other source can help a full disk
+                exc.failures = failures + [exc]  # type: ignore[attr-defined]
+                raise
             failures.append(exc)
             if gate is not None:
                 gate.failed(exc)

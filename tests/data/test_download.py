@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import socket
 import time
 import zipfile
@@ -497,3 +498,54 @@ def test_data_check_lists_kept_and_refused_detection_boxes_and_reports_recall(tm
     f.write_text(json.dumps(dets))
     r = CliRunner().invoke(cli, ["data", "check", "toyref", "--data-root", str(root), "--proposals", str(f)])
     assert r.exit_code == 1 and "image 7: detection 1 box [1.0, 1.0, -4.0, 5.0] has negative width or height" in r.output
+
+
+def test_a_full_disk_names_the_file_keeps_what_was_written_and_leaves_no_temp_file(server, tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    from cptbench.core.files import write_atomic
+    from cptbench.data.fetch import FetchError, fetch_first
+
+    data = payload(200_000)
+    url = server.add("/full.bin", data)
+    other = server.add("/other.bin", data)
+    real_open = builtins.open
+    written = {"n": 0}
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, block):
+            if written["n"] + len(block) > 70_000:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            written["n"] += len(block)
+            return self.f.write(block)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+    def fake_open(path, mode="r", *args, **kwargs):
+        f = real_open(path, mode, *args, **kwargs)
+        return FullDisk(f) if str(path).endswith(".part") and "b" in mode and ("a" in mode or "w" in mode) else f
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    with pytest.raises(FetchError) as info:
+        fetch_first([url, other], tmp_path / "full.bin", policy=FAST)
+    monkeypatch.setattr(builtins, "open", real_open)
+    err = info.value
+    assert err.kind == "disk" and str(tmp_path / "full.bin.part") in str(err) and "Free some space" in str(err)
+    assert len(err.failures) == 1  # the second source is not tried: it cannot help a full disk
+    assert (tmp_path / "full.bin.part").stat().st_size == written["n"] > 0  # kept for a resume
+    # an atomic write that fails on a full disk leaves no temporary file behind
+    def no_space(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OSError):
+        write_atomic(tmp_path / "x.json", b"{}")
+    assert not list(tmp_path.glob(".x.json.*.tmp")) and not (tmp_path / "x.json").exists()
