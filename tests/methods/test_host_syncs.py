@@ -25,6 +25,8 @@ TORCH = str(Path(torch.__file__).parent)
 READS = {"item", "cpu", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__", "__array__"}
 #: what puts a host tensor on the model's device (the upload): its result lives "on the device"
 UPLOADS = {"to", "cuda", "copy_"}
+#: the loss-read interval the tests use (the library's is longer; a short fit reads once inside it)
+READ_EVERY = 3
 
 
 class DeviceTaint(torch.overrides.TorchFunctionMode):
@@ -94,6 +96,7 @@ def sync_shim(monkeypatch, model):
 
     for mod in ("cptbench.methods.numerics", "cptbench.cpt.training", "cptbench_baselines.finetune"):
         monkeypatch.setattr(sys.modules[mod], "read_losses", counted_read)
+        monkeypatch.setattr(sys.modules[mod], "LOSS_READ_EVERY", READ_EVERY)  # a short loop reads inside it too
     mode.steps = 0
 
     def progress(stage, done, total):
@@ -128,13 +131,13 @@ def test_cpt_fit_reads_nothing_back_but_the_losses_once(tmp_path, monkeypatch, t
     from cptbench.methods.base import MethodContext
 
     train = _train(tmp_path)
-    steps = numerics.LOSS_READ_EVERY + 5  # one read inside the loop, one after it
+    steps = READ_EVERY + 2  # one read inside the loop, one after it
     m = CptBlockMethod(CptConfig(steps=steps, pipeline=pipeline), MethodContext(model=str(tiny_vilt_dir)))
     m.setup()  # model load and vocabulary checks are not the loop
     with sync_shim(monkeypatch, m.adapter.model) as (calls, progress):
         object.__setattr__(m.context, "progress", progress)
         m.fit(train, seed=0)
-    every = numerics.LOSS_READ_EVERY
+    every = READ_EVERY
     assert calls == [f"step {every - 1}: read_losses", f"step {steps}: read_losses"], calls  # and nothing else
     assert len(m.train_result.losses) == steps and all(np.isfinite(m.train_result.losses))
 
@@ -149,12 +152,12 @@ def test_ft_fit_reads_nothing_back_but_the_losses_once(tmp_path, monkeypatch, ti
     train = _train(tmp_path)
     adapter = load_adapter(str(tiny_vilt_dir))
     cls = LinearProbeMethod if probe else FineTuneMethod
-    steps = numerics.LOSS_READ_EVERY + 5
+    steps = READ_EVERY + 2
     m = cls(FineTuneConfig(steps=steps), MethodContext(model=str(tiny_vilt_dir), adapter=adapter))
     with sync_shim(monkeypatch, adapter.model) as (calls, progress):
         object.__setattr__(m.context, "progress", progress)
         m.fit(train, seed=0)
-    every = numerics.LOSS_READ_EVERY
+    every = READ_EVERY
     # step 0: ft-head's frozen features, before the loop; step N: after the last step (the last losses, the
     # pooling-fallback count read once)
     inside = [c for c in calls if not c.startswith(("step 0:", f"step {steps}:"))]
