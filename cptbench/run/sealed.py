@@ -199,6 +199,10 @@ class SealedMethod:
         """The method's performance facts."""
         return self._worker.call("perf_info")
 
+    def load_clock(self) -> float:
+        """Seconds the sealed process has spent loading models so far."""
+        return float(self._worker.call("load_clock"))
+
     def set_eval_labels(self, labels) -> None:
         """Never: a sealed method does not receive evaluation labels."""
         raise RuntimeError(f"method {self.name!r} is sealed and cannot receive evaluation labels")
@@ -274,6 +278,10 @@ def serve(conn) -> None:
                 result = _scores(method.predict([_rebuild(row, source) for row in rows]))
             elif op in ("describe", "take_counters", "perf_info"):
                 result = _plain(getattr(method, op)())
+            elif op == "load_clock":
+                from cptbench.models.loading import load_clock
+
+                result = load_clock()
             else:
                 raise ValueError(f"unknown call {op!r}")
             conn.send(("ok", result))
