@@ -93,6 +93,39 @@ def host_threads(device: Any):
         torch.set_num_threads(n)
 
 
+#: the environment variable of ``--threads``
+THREADS_ENV = "CPTBENCH_THREADS"
+
+
+def threads_setting(threads: int | None) -> int | None:
+    """The thread count asked for: ``threads`` when given, else ``$CPTBENCH_THREADS``, else None
+    (torch's own default: one per physical core). A bad value is a usage error naming it."""
+    import os
+
+    from cptbench.core.errors import UsageError
+
+    if threads is None:
+        raw = os.environ.get(THREADS_ENV, "").strip()
+        if not raw:
+            return None
+        if not raw.isdigit() or int(raw) < 1:
+            raise UsageError(f"{THREADS_ENV}={raw!r} must be a whole number >= 1 (torch CPU threads); unset it or fix it.")
+        threads = int(raw)
+    if threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    return int(threads)
+
+
+def apply_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads for the forward and the pipeline's ops to ``threads`` (None:
+    leave torch's default) and return the count in force."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    return torch.get_num_threads()
+
+
 def is_oom(exc: BaseException) -> bool:
     """Whether ``exc`` is the device running out of memory."""
     import torch

@@ -145,7 +145,8 @@ class Executor:
             loaded, self.loaded = self.loaded, 0.0
             yield SplitResult(spec, sorted(rows.values(), key=lambda r: order[r["example_id"]]), counters, fit_info,
                               split_fit, self.predict_time, resumed,
-                              {**plain(method.perf_info()), "images": self.session.dataset(task).images.stats()},
+                              {**plain(method.perf_info()), "images": self.session.dataset(task).images.stats(),
+                               **_threads()},
                               dict(data.skipped), dict(data.kept), bool(getattr(method, "sealed", False)), loaded)
 
     def _predict_rounds(self, method: Method, job: Job, data, remaining: Sequence[Example]):
@@ -188,6 +189,14 @@ class Executor:
                 rows = [r for part, _ in gathered for r in part]
                 counters = sum_counters(c for _, c in gathered)
             yield rows, counters
+
+
+def _threads() -> dict[str, int]:
+    """``{"threads": n}``: torch's CPU threads in force, when torch is loaded (nothing otherwise)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return {"threads": int(torch.get_num_threads())} if torch is not None else {}
 
 
 def clock() -> float:
