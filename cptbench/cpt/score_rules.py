@@ -58,7 +58,8 @@ def score_candidates(logits, colour_index: Sequence[int], none_index: int, rule:
         with np.errstate(divide="ignore", invalid="ignore"):
             out = colour / none
     elif rule == "logsoftmax":
-        out = colour - none
+        with np.errstate(invalid="ignore"):  # inf - inf is NaN, scored -inf below
+            out = colour - none
     else:
         raise ValueError(f"unknown score rule {rule!r}; choose one of {', '.join(SCORE_RULES)}")
     return np.where(np.isnan(out), -np.inf, out)
@@ -78,7 +79,8 @@ def score_rows(logits, n_colours: int, rule: str) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
             out = colour / none
     elif rule == "logsoftmax":
-        out = colour - none
+        with np.errstate(invalid="ignore"):  # inf - inf is NaN, scored -inf below
+            out = colour - none
     else:
         raise ValueError(f"unknown score rule {rule!r}; choose one of {', '.join(SCORE_RULES)}")
     return np.where(np.isnan(out), -np.inf, out)
