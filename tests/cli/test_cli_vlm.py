@@ -1,0 +1,79 @@
+"""vlm-colour and vlm-mark end to end through the CLI on synthref, zero- and few-shot, with tiny
+random generative models of each family (built offline), and the errors a user can meet."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from cptbench.cli.main import cli
+from cptbench_baselines.vlm_lora import peft_available
+
+
+@pytest.fixture
+def cache_env(synthref_cache, monkeypatch):
+    monkeypatch.setenv("CPTBENCH_CACHE", str(synthref_cache))
+    monkeypatch.delenv("CPTBENCH_TASKS_PATH", raising=False)
+
+
+def records(res):
+    return [json.loads(line) for line in (res / "runs.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("kind", ["llava", "qwen2_vl"])
+def test_zero_and_few_shot_through_the_cli(kind, tiny_generative_dir, tmp_path, cache_env):
+    model = tiny_generative_dir(kind)
+    res = tmp_path / "res"
+    args = ["run", "-m", "vlm-colour", "-m", "vlm-mark", "-k", "0,2", "--seeds", "0,1", "--model", str(model),
+            "--limit", "5", "--results", str(res), "--batch-size", "4"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    recs = records(res)
+    assert len(recs) == 2 * (1 + 2) * 3  # 2 methods x (k=0 once, k=2 for 2 seeds) x 3 splits
+    for rec in recs:
+        info = rec["method_info"]
+        assert rec["model"] == str(model) and rec["n"] == 5 and rec["n_invalid"] == 0
+        assert info["family"] == kind and info["fewshot"] == "icl" and info["kv_cache"] is True
+        assert info["icl_turns"] == (2 if rec["shots"] else 0) - info["skipped_no_hit"]
+        assert info["icl_turns_shown"] == info["icl_turns"] * info["prompts"] and info["icl_turns_cut"] == 0
+        assert rec["method_config"]["steps"] == 100  # synthref's budget for trained methods (used by fewshot=lora)
+    colour = [r for r in recs if r["method"] == "vlm-colour"]
+    assert all(r["method_info"]["palette"]["name"] == "release5" for r in colour)
+    assert "vlm-colour" in r.output and "vlm-mark" in r.output
+    # the harness's k-shot draws: one manifest per (k, seed), shared by both methods, another per seed
+    draws = {(r["seed"], r["manifest_sha256"]) for r in recs if r["shots"] == 2}
+    assert len(draws) == 2 and len({sha for _, sha in draws}) == 2
+
+
+@pytest.mark.skipif(not peft_available(), reason="peft is not installed (pip install 'cptbench[lora]')")
+def test_lora_through_the_cli(tiny_generative_dir, tmp_path, cache_env):
+    res = tmp_path / "res"
+    r = CliRunner().invoke(cli, ["run", "-m", "vlm-mark", "-k", "2", "--seeds", "0", "--model",
+                                 str(tiny_generative_dir("qwen2_vl")), "--limit", "4", "--results", str(res),
+                                 "--set", "fewshot=lora", "--set", "steps=3"])
+    assert r.exit_code == 0, r.output
+    for rec in records(res):
+        info = rec["method_info"]
+        assert info["lora"] == "trained" and info["steps"] == 3 and info["trainable_parameters"] > 0
+
+
+def test_a_masked_lm_model_is_refused_clearly(tiny_model_dir, tmp_path, cache_env):
+    r = CliRunner().invoke(cli, ["run", "-m", "vlm-colour", "-k", "0", "--model", str(tiny_model_dir("vilt")),
+                                 "--limit", "2", "--results", str(tmp_path / "res")])
+    assert r.exit_code == 2 and "not a generative vision-language family" in r.output and "Traceback" not in r.output
+
+
+def test_bad_options_are_refused(tmp_path, cache_env):
+    r = CliRunner().invoke(cli, ["run", "-m", "vlm-mark", "--set", "fewshot=both", "--results", str(tmp_path)])
+    assert r.exit_code == 2 and "fewshot must be one of icl, lora, none" in r.output
+
+
+def test_listing_the_methods_imports_no_model_library():
+    code = ("import sys; from cptbench.cli.main import cli\n"
+            "try:\n    cli.main(['list', 'methods'], prog_name='cptbench')\nexcept SystemExit: pass\n"
+            "import cptbench_baselines.vlm_prompting, cptbench_baselines.vlm_lora\n"
+            "assert not {'torch', 'transformers', 'peft'} & set(sys.modules), 'heavy import'\n")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert "vlm-colour" in out and "vlm-mark" in out and "vlm-color" in out
