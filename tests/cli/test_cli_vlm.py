@@ -77,3 +77,52 @@ def test_listing_the_methods_imports_no_model_library():
             "assert not {'torch', 'transformers', 'peft'} & set(sys.modules), 'heavy import'\n")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert "vlm-colour" in out and "vlm-mark" in out and "vlm-color" in out
+
+
+def test_loading_the_model_is_timed_as_loading(tiny_generative_dir, tmp_path, cache_env, monkeypatch):
+    """Reading a generative model lands in a record's load_seconds, not in its fit or predict time."""
+    import time
+
+    from cptbench.models import gen_loading
+
+    real = gen_loading._load
+
+    def slow(name_or_path, device):
+        time.sleep(3.0)  # far above the fit and predict of two expressions with the tiny model
+        return real(name_or_path, device)
+
+    monkeypatch.setattr(gen_loading, "_load", slow)
+    res = tmp_path / "res"
+    r = CliRunner().invoke(cli, ["run", "-m", "vlm-colour", "-k", "0", "--model", str(tiny_generative_dir("llava")),
+                                 "--limit", "2", "--results", str(res), "--no-sealed"])
+    assert r.exit_code == 0, r.output
+    recs = records(res)
+    first = recs[0]
+    assert first["load_seconds"] >= 3.0 and first["fit_seconds"] < 3.0 and first["predict_seconds"] < 3.0
+    assert all(abs(rec["seconds"] - rec["load_seconds"] - rec["fit_seconds"] - rec["predict_seconds"]) < 0.01
+               for rec in recs)
+
+
+def test_sealed_evaluation_runs_the_method_in_its_own_process(tiny_generative_dir, tmp_path, cache_env):
+    """--sealed: fit and predict in a spawned process that gets no evaluation label; the same scores
+    as in-process (the tiny model is deterministic), and the model's loading still timed."""
+    model = str(tiny_generative_dir("qwen2_vl"))
+    out = {}
+    for flag in ("--sealed", "--no-sealed"):
+        res = tmp_path / flag.strip("-")
+        r = CliRunner().invoke(cli, ["run", "-m", "vlm-mark", "-k", "0,1", "--seeds", "0", "--model", model,
+                                     "--limit", "3", "--results", str(res), flag])
+        assert r.exit_code == 0, r.output
+        out[flag] = records(res)
+    assert all(rec["sealed"] for rec in out["--sealed"]) and not any(rec["sealed"] for rec in out["--no-sealed"])
+    assert sum(rec["load_seconds"] for rec in out["--sealed"]) > 0
+
+    def scores(flag):
+        res = tmp_path / flag.strip("-")
+        return {(rec["shots"], rec["split"], row["example_id"]): row["scores"] for rec in out[flag]
+                for row in map(json.loads, (res / "predictions" / f"{rec['run_id']}.jsonl").read_text().splitlines())}
+
+    sealed, plain = scores("--sealed"), scores("--no-sealed")
+    assert len(sealed) == 2 * 3 * 3 and sealed.keys() == plain.keys()
+    for key, values in sealed.items():
+        assert values == pytest.approx(plain[key], abs=1e-4), key
