@@ -92,8 +92,9 @@ def test_loading_the_model_is_timed_as_loading(tiny_generative_dir, tmp_path, ca
         return real(name_or_path, device)
 
     monkeypatch.setattr(gen_loading, "_load", slow)
+    # a model of its own (seed 7): one another test ran is kept loaded for the process and not read again
     res = tmp_path / "res"
-    r = CliRunner().invoke(cli, ["run", "-m", "vlm-colour", "-k", "0", "--model", str(tiny_generative_dir("llava")),
+    r = CliRunner().invoke(cli, ["run", "-m", "vlm-colour", "-k", "0", "--model", str(tiny_generative_dir("llava", seed=7)),
                                  "--limit", "2", "--results", str(res), "--no-sealed"])
     assert r.exit_code == 0, r.output
     recs = records(res)
