@@ -6,8 +6,8 @@ entry-point group.
 
 * ``shots``: 0 for zero-shot rows, ``full`` for the fully supervised reference (MDETR);
 * ``proposals``: ``det:mattnet`` (MAttNet's Mask R-CNN detections), ``gt`` (all COCO annotations
-  of the image), or ``n/a (predicts boxes)`` for MDETR, which regresses boxes instead of ranking
-  proposals;
+  of the image), or ``n/a (predicts boxes)`` for the models that use no proposals: MDETR regresses
+  boxes, and the zero-shot generalists Kosmos-2 and Florence-2-L write a box as location tokens;
 * ``source``: the paper and table the number was read from.
 """
 
