@@ -57,7 +57,8 @@ def _canonical_method(name: str) -> str | None:
 
 def match_rows(rows: Sequence[LeaderboardRow], spec: str) -> list[LeaderboardRow]:
     """Leaderboard rows that ``spec`` names: an exact label (with or without the ``*`` mark), a
-    ``method#hash`` prefix, or a method name / alias (all its configs)."""
+    ``method#hash`` prefix, or a method name / alias: its default config where one ran (the plain
+    label), else all its configs."""
     spec = spec.strip()
     exact = [r for r in rows if r.label in (spec, spec + "*") or r.label.rstrip("*") == spec]
     if exact:
@@ -67,11 +68,11 @@ def match_rows(rows: Sequence[LeaderboardRow], spec: str) -> list[LeaderboardRow
         hits = [r for r in rows if r.method == name and r.method_config_hash.startswith(prefix)]
         if hits:
             return hits
-    hits = [r for r in rows if r.method == spec]
-    if not hits:
-        canonical = _canonical_method(spec)
-        hits = [r for r in rows if canonical and r.method == canonical]
-    return hits
+    canonical = spec if any(r.method == spec for r in rows) else _canonical_method(spec)
+    plain = [r for r in rows if canonical and r.label.rstrip("*") == canonical]
+    if plain:  # an alias names the method's default config, as its canonical name does (``cpt`` = ``cpt-blk``)
+        return plain
+    return [r for r in rows if canonical and r.method == canonical]
 
 
 def known_labels(rows: Iterable[LeaderboardRow]) -> list[str]:
