@@ -21,7 +21,8 @@ from cptbench.report.aggregate import LeaderboardRow, aggregate
 from cptbench.report.compare import (EXPRESSION_HEADER, SEED_HEADER, Comparison, compare, expression_rows, headline_lines,
                                      note_lines, seed_counts, seed_rows)
 from cptbench.report.gallery import Gallery, build_gallery
-from cptbench.report.plots import all_figures, figure_title, file_stem, method_trains, png_bytes, save
+from cptbench.report.figure_style import png_bytes, save
+from cptbench.report.plots import all_figures, figure_title, file_stem, method_trains
 from cptbench.report.provenance import Command, build_commands
 from cptbench.report.tables import LEGEND, WideTable, cell, shots_text, table_title, wide_tables
 from cptbench.results.records import RunRecord
