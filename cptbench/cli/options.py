@@ -42,3 +42,52 @@ def strict_data_option(f):
                              "(by default they are kept, as the CPT release keeps them: painted clipped, scored on "
                              "the raw box, counted in every record). NaN, negative and wholly outside boxes are "
                              "always refused; --skip-bad drops what is refused.")(f)
+
+
+def _names(ctx, param, value):
+    from cptbench.core.values import name_list
+
+    return name_list(value) or None
+
+
+def _ints(ctx, param, value):
+    from cptbench.core.errors import UsageError
+    from cptbench.core.values import int_list
+
+    if not value:
+        return None
+    try:
+        return int_list(value, "--shots")
+    except UsageError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def _y_range(ctx, param, value):
+    from cptbench.report.figure_style import parse_y_range
+
+    try:
+        return parse_y_range(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def filter_options(f):
+    """``-t`` / ``-m`` / ``-k`` filters of the commands that read a results folder (repeatable or
+    comma lists; ``-k`` takes ranges such as ``1-16``), parsed into lists (None when not given)."""
+    from cptbench.cli.completion import complete_methods, complete_tasks
+
+    f = click.option("-k", "--shots", multiple=True, callback=_ints,
+                     help="Only these k (repeatable, comma list or range: -k 0,1 -k 4-16); methods that do not "
+                          "train stay as references.")(f)
+    f = click.option("-m", "--method", "methods", multiple=True, callback=_names, shell_complete=complete_methods,
+                     help="Only these methods or labels (repeatable or comma list).")(f)
+    return click.option("-t", "--task", "tasks", multiple=True, callback=_names, shell_complete=complete_tasks,
+                        help="Only these tasks (repeatable or comma list).")(f)
+
+
+def figure_filter_options(f):
+    """:func:`filter_options` and ``--y-range shared|panel|LOW,HIGH`` for the commands that draw figures."""
+    f = click.option("--y-range", "y_range", default="shared", show_default=True, callback=_y_range,
+                     help="The y axis of accuracy figures: shared (one range over a figure's panels), panel (one per "
+                          "panel), or LOW,HIGH in percent (e.g. 0,60); reference lines never set it.")(f)
+    return filter_options(f)

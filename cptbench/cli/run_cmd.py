@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from cptbench.cli.completion import complete_methods, complete_set_keys, complete_tasks
 from cptbench.core.defaults import CHUNK_SIZE, DEFAULT_SEEDS, DEFAULT_TASK, EVAL_BATCH_SIZE
 from cptbench.cli.options import data_options, results_option, strict_data_option
 from cptbench.cli.common import command_line, parse_name_list, parse_sets
@@ -31,16 +32,16 @@ BATCH_SIZE = BatchSizeType()
 
 
 @click.command()
-@click.option("-m", "--method", "methods", multiple=True, default=("cpt",), show_default=True,
+@click.option("-m", "--method", "methods", multiple=True, shell_complete=complete_methods, default=("cpt",), show_default=True,
               help="Method name (repeatable or comma list); see `cptbench list methods`.")
 @click.option("-k", "--shots", multiple=True, default=("1",), show_default=True,
               help="Training expressions per run (repeatable or comma list, e.g. -k 0,1,2,4,8,16); 0 = zero-shot.")
-@click.option("-t", "--task", "tasks", multiple=True, help="Task card name (repeatable or comma list); default: the bundled synthref.")
+@click.option("-t", "--task", "tasks", multiple=True, shell_complete=complete_tasks, help="Task card name (repeatable or comma list); default: the bundled synthref.")
 @click.option("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), show_default=True, help="Comma list of seeds (k-shot draws); zero-shot runs use the first only.")
 @click.option("--split", "splits", multiple=True, help="Evaluate only these eval splits (repeatable or comma list; default: all of the task card).")
 @click.option("--proposals", default=None, help="'gt' (all COCO annotations) or a detections JSON file; default: the task card's.")
 @click.option("--model", default=None, help="Hub id or local folder of the backbone; default: the task card's.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", shell_complete=complete_set_keys,
               help="Method option (repeatable), e.g. --set palette=release5 or --set cpt-seg.alpha=0.5.")
 @data_options
 @results_option

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from cptbench.cli.completion import complete_methods, complete_set_keys, complete_tasks
 from cptbench.cli.options import DEFAULT_RESULTS, data_root_option, strict_data_option
 from cptbench.cli.common import command_line, parse_name_list, parse_sets
 from cptbench.cli.state import parse_int_list, pass_state
@@ -11,11 +12,11 @@ from cptbench.cli.state import parse_int_list, pass_state
 
 @click.command()
 @click.argument("study_file", required=False, type=click.Path(exists=True, dir_okay=False))
-@click.option("-t", "--task", "tasks", multiple=True, help="Task cards (repeatable or comma list); overrides the study file.")
-@click.option("-m", "--method", "methods", multiple=True, help="Methods (repeatable or comma list); overrides the study file.")
+@click.option("-t", "--task", "tasks", multiple=True, shell_complete=complete_tasks, help="Task cards (repeatable or comma list); overrides the study file.")
+@click.option("-m", "--method", "methods", multiple=True, shell_complete=complete_methods, help="Methods (repeatable or comma list); overrides the study file.")
 @click.option("-k", "--shots", multiple=True, help="k values (repeatable or comma list); overrides the study file.")
 @click.option("--seeds", default=None, help="Comma list of seeds; overrides the study file.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable), added to the study's options.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", shell_complete=complete_set_keys, help="Method option (repeatable), added to the study's options.")
 @click.option("--model", default=None, help="Backbone (default: the study's, else each task card's).")
 @data_root_option
 @strict_data_option

@@ -145,3 +145,43 @@ def load_predictions(store: ResultsStore, rec: RunRecord) -> list[dict[str, Any]
     if key not in cache:
         cache[key] = store.read_predictions(rec)
     return cache[key]
+
+
+def filtered(results, tasks: Sequence[str] | None = None, methods: Sequence[str] | None = None,
+             shots: Sequence[int] | None = None) -> tuple[ResultsStore, list[RunRecord], list[LeaderboardRow]]:
+    """``(store, records, rows)`` of a results folder under the ``-t`` / ``-m`` / ``-k`` filters of
+    ``plot`` and ``report`` (:func:`select_runs`)."""
+    store = ResultsStore(results)
+    return (store, *select_runs(store, tasks, methods, shots))
+
+
+def select_runs(store: ResultsStore, tasks: Sequence[str] | None = None, methods: Sequence[str] | None = None,
+                shots: Sequence[int] | None = None) -> tuple[list[RunRecord], list[LeaderboardRow]]:
+    """``(records, rows)`` of ``store``: rows of the methods named (:func:`select_all`) at the k
+    asked for; rows of methods that do not train (random, oracle: the same at every k) are kept at
+    their one k, as references. A usage error when nothing is left."""
+    from cptbench.report.aggregate import aggregate
+
+    records = load_records(store, tasks or None)
+    rows = aggregate(records)
+    if methods:
+        rows = select_all(rows, methods)
+    if shots:
+        counts: dict[tuple, set[int]] = {}
+        for r in rows:
+            counts.setdefault((r.task, r.label), set()).add(r.shots)
+        rows = [r for r in rows if r.shots in shots or (len(counts[(r.task, r.label)]) == 1 and not _trains(r.method))]
+        if not any(r.shots in shots for r in rows):
+            raise UsageError(f"no runs at k = {', '.join(map(str, shots))} with these filters (k present: "
+                             f"{', '.join(map(str, sorted(set().union(*counts.values()))))}).")
+    keys = {group_key(r) for r in rows}
+    return [r for r in records if group_key(r) in keys], rows
+
+
+def _trains(method: str) -> bool:
+    try:
+        from cptbench.methods.registry import get_method_class
+
+        return bool(getattr(get_method_class(method), "trains", True))
+    except Exception:
+        return True

@@ -189,13 +189,12 @@ def test_plot_series_and_svg(results, tmp_path):
     assert got["oracle*"]["accuracy"] == [100.0]
 
 
-def test_plot_cli_writes_png_and_svg(results, tmp_path):
+def test_plot_cli_writes_png_pdf_and_svg(results, tmp_path):
     store, _, _ = results
     out = tmp_path / "plots"
     invoke("plot", "--results", store.root, "--out", out, "-m", "cpt-blk,ft", "--kind", "shots,rsd")
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["toyref_accuracy_vs_shots.png", "toyref_accuracy_vs_shots.svg", "toyref_rsd_vs_shots.png",
-                     "toyref_rsd_vs_shots.svg"]
+    assert names == [f"toyref_{kind}_vs_shots.{ext}" for kind in ("accuracy", "rsd") for ext in ("pdf", "png", "svg")]
     svg = (out / "toyref_accuracy_vs_shots.svg").read_text()
     assert 'id="mean-val-ft"' in svg and "random" not in svg  # only the methods asked for
     r = CliRunner().invoke(cli, ["plot", "--results", str(store.root), "--kind", "pie"])
@@ -245,7 +244,7 @@ def test_runs_filters_and_moves_records_aside(scratch):
     board = [line.split(",") for line in (store.root / "leaderboard.csv").read_text().splitlines()]
     ft1 = [b for b in board if b[2] == "ft" and b[5] == "1"]
     assert ft1 and all(b[6] == "3" for b in ft1)  # 3 seeds left at k=1
-    out = invoke("runs", "--results", store.root, "--config", "score=auto", "--until", "2025-01-01")
+    out = invoke("runs", "--results", store.root, "--option", "score=auto", "--until", "2025-01-01")
     assert "9 of 78 runs" in out  # cpt-blk seed 0 (created 2025-01-01) at k = 0, 1, 2 on three splits
 
 
