@@ -21,7 +21,7 @@ STUDY_TO_OPTION = {"tasks": "task", "methods": "method", "shots": "shots", "seed
                    "model": "model", "proposals": "proposals", "splits": "split", "limit": "limit",
                    "data_root": "data_root", "images": "images", "device": "device", "batch_size": "batch_size",
                    "skip_bad": "skip_bad", "strict_data": "strict_data", "results": "results", "precision": "precision",
-                   "sampler": "sampler"}
+                   "sampler": "sampler", "threads": "threads"}
 #: study keys that also set the option of that name in every other command that has one
 SHARED_KEYS = ("results", "data_root", "images")
 #: the commands a study's keys are defaults for

@@ -44,6 +44,43 @@ def strict_data_option(f):
                              "always refused; --skip-bad drops what is refused.")(f)
 
 
+def _threads(several: bool):
+    def callback(ctx, param, value):
+        from cptbench.core.errors import UsageError
+        from cptbench.methods.numerics import THREADS_ENV, parse_threads, threads_setting
+
+        try:
+            if value is None:  # not given: $CPTBENCH_THREADS, else torch's own (None)
+                env = threads_setting(None)
+                return [env] if several else env
+            counts = parse_threads(value, "--threads")
+        except UsageError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+        if not several and len(counts) > 1:
+            raise click.BadParameter(f"{value!r}: one thread count here (a comma list is for `cptbench bench`); "
+                                     f"or set {THREADS_ENV}.", ctx, param)
+        return counts if several else counts[0]
+
+    return callback
+
+
+def threads_option(f=None, *, several: bool = False):
+    """``--threads N`` (else ``$CPTBENCH_THREADS``, else torch's default): torch CPU threads for the
+    forward and the pipeline, parsed by :func:`cptbench.methods.numerics.parse_threads` and applied
+    by the run (:func:`~cptbench.methods.numerics.apply_threads`). The value is an int or None;
+    with ``several`` (``bench --threads 1,2``) a list of counts, ``[None]`` for torch's default."""
+    def decorate(g):
+        from cptbench.methods.numerics import THREADS_ENV
+
+        what = "a comma list of counts, each measured in turn" if several else "recorded in each record's perf"
+        return click.option("--threads", default=None, callback=_threads(several), metavar="N[,N...]" if several else "N",
+                            help=f"torch CPU threads for the forward and the pipeline ({what}); default: ${THREADS_ENV}, "
+                                 "else torch's (one per core). On a CPU shared with other work, 1 holds its speed "
+                                 "best (docs/performance.md).")(g)
+
+    return decorate(f) if f is not None else decorate
+
+
 def _names(ctx, param, value):
     from cptbench.core.values import name_list
 

@@ -6,7 +6,7 @@ import click
 
 from cptbench.cli.completion import complete_methods, complete_set_keys, complete_tasks
 from cptbench.core.defaults import CHUNK_SIZE, DEFAULT_SEEDS, DEFAULT_TASK, EVAL_BATCH_SIZE
-from cptbench.cli.options import data_options, results_option, strict_data_option
+from cptbench.cli.options import data_options, results_option, strict_data_option, threads_option
 from cptbench.cli.common import command_line, parse_name_list, parse_sets
 from cptbench.cli.state import parse_int_list, pass_state
 
@@ -65,9 +65,7 @@ BATCH_SIZE = BatchSizeType()
               help="Run each method's fit and predict in its own process that never holds an evaluation label, a path "
                    "into the data root or the results folder (default: sealed for methods that are not part of "
                    "cptbench; --no-sealed trusts every method, --sealed seals cptbench's own too).")
-@click.option("--threads", type=click.IntRange(min=1), default=None, envvar="CPTBENCH_THREADS",
-              help="torch CPU threads for the forward and the pipeline (recorded in each record's perf); default: "
-                   "torch's (one per core). On a CPU shared with other work, 1 holds its speed best (docs/performance.md).")
+@threads_option
 @click.option("--chunk-size", type=click.IntRange(min=1), default=CHUNK_SIZE, show_default=True,
               help="Predictions are saved every N expressions (what a kill can lose at most).")
 @click.option("--no-leaderboard", is_flag=True, help="Do not rebuild and print the leaderboard afterwards.")

@@ -322,8 +322,9 @@ def run_benchmark(*, model: str = "real", device: str = "cpu", pipeline: str = "
 
 def summary_lines(result: dict[str, Any]) -> Sequence[str]:
     """The figures as short lines for the terminal."""
+    threads = f", {result['threads']} torch threads" if result.get("threads") else ""
     lines = [f"model={result['model']} device={result['device']} pipeline={result['pipeline']} "
-             f"({result['machine']['cpus']} CPUs, torch {result['machine']['torch']})"]
+             f"({result['machine']['cpus']} CPUs{threads}, torch {result['machine']['torch']})"]
     for name in ("null", "forward"):
         r = result.get(name)
         if not r:
@@ -340,4 +341,17 @@ def summary_lines(result: dict[str, Any]) -> Sequence[str]:
     if "peak_host_mib_process" in result:
         lines.append(f"peak host memory of the process (model build, warm-up and every run): "
                      f"{result['peak_host_mib_process']} MiB")
+    return lines
+
+
+def threads_table(results: Sequence[dict[str, Any]]) -> Sequence[str]:
+    """One line per thread count of a ``bench --threads 1,2,...`` run: passes/s and ms/pass of
+    the null and forward runs side by side."""
+    lines = [f"{'threads':>7s}  {'null passes/s':>13s}  {'null ms/pass':>12s}  {'fwd passes/s':>12s}  {'fwd ms/pass':>11s}"]
+    for r in results:
+        cells = []
+        for name in ("null", "forward"):
+            run = r.get(name) or {}
+            cells += [f"{run['passes_per_s']:.1f}" if run else "-", f"{run['ms_per_pass']:.3f}" if run else "-"]
+        lines.append(f"{r.get('threads', '-')!s:>7s}  {cells[0]:>13s}  {cells[1]:>12s}  {cells[2]:>12s}  {cells[3]:>11s}")
     return lines

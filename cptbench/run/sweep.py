@@ -25,6 +25,7 @@ STUDY_KEYS = {
     "batch_size": "evaluation batch size", "skip_bad": "drop degenerate data",
     "strict_data": "refuse boxes reaching past the image and zero-area boxes too", "results": "results folder",
     "precision": "numerics of every model method: auto, fp32 or bf16", "sampler": "k-shot draw: cptbench or release",
+    "threads": "torch CPU threads (recorded in each record's perf, not part of a run's identity)",
 }
 #: a ``--config`` file's option names (``run`` / ``sweep`` sections) -> study keys: the one schema
 OPTION_TO_STUDY = {"task": "tasks", "method": "methods", "set": "options", "sets": "options", "split": "splits",
@@ -56,6 +57,7 @@ class Study:
     results: str | None = None
     precision: str | None = None
     sampler: str = "cptbench"
+    threads: int | None = None
 
 
 def _ints(value: Any, key: str, file: str) -> list[int]:
@@ -97,6 +99,8 @@ def load_study(path: str) -> Study:
             value = _positive(value, key, path) if value is not None else None
         elif key == "batch_size":
             value = "auto" if str(value).strip().lower() == "auto" else _positive(value, key, path)
+        elif key == "threads":
+            value = _positive(value, key, path) if value is not None else None
         elif key == "precision" and value not in ("auto", "fp32", "bf16", None):
             raise UsageError(f"{path}: key 'precision' must be auto, fp32 or bf16, got {value!r}")
         elif key in ("skip_bad", "strict_data"):
@@ -170,4 +174,4 @@ def study_request(study: Study, **overrides: Any):
                       proposals=s.proposals, model=s.model, options=s.options, splits=s.splits, limit=s.limit,
                       data_root=s.data_root, images=s.images, device=s.device, eval_batch_size=s.batch_size,
                       skip_bad=s.skip_bad, strict_data=s.strict_data, precision=s.precision, sampler=s.sampler,
-                      command=command)
+                      threads=s.threads, command=command)
