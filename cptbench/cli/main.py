@@ -27,6 +27,7 @@ _COMMANDS = {
     "list": ("cptbench.cli.list_cmd", "list_"),
     "data": ("cptbench.cli.data_cmd", "data"),
     "show": ("cptbench.cli.show_cmd", "show"),
+    "reproduce": ("cptbench.cli.reproduce_cmd", "reproduce"),
     "bench": ("cptbench.cli.bench_cmd", "bench"),
     "pretrain-mini": ("cptbench.cli.pretrain_cmd", "pretrain_mini"),
 }
