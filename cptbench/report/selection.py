@@ -88,6 +88,9 @@ def select_rows(rows: Sequence[LeaderboardRow], spec: str, *, task: str | None =
     if not hits:
         from cptbench.core.registry import unknown_name_message
 
+        if _registered(spec):  # a real method that only has no runs here
+            raise UsageError(f"method {spec!r} has no runs in these results (methods with runs: "
+                             f"{', '.join(known_labels(rows)) or 'none'}); `cptbench run -m {spec}` computes them.")
         raise UsageError(unknown_name_message("method in the results:", spec, known_labels(rows)))
     out = [r for r in hits if (task is None or r.task == task) and (shots is None or r.shots in shots)
            and (splits is None or r.split in splits) and (model is None or r.model == model)
@@ -176,6 +179,17 @@ def select_runs(store: ResultsStore, tasks: Sequence[str] | None = None, methods
                              f"{', '.join(map(str, sorted(set().union(*counts.values()))))}).")
     keys = {group_key(r) for r in rows}
     return [r for r in records if group_key(r) in keys], rows
+
+
+def _registered(name: str) -> bool:
+    """Whether ``name`` is a registered method name or alias (nothing is imported)."""
+    try:
+        from cptbench.methods.registry import method_registry
+
+        reg = method_registry()
+        return any(name == n or name in reg.aliases_of(n) for n in reg.names())
+    except Exception:
+        return False
 
 
 def _trains(method: str) -> bool:

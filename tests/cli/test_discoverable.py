@@ -176,3 +176,17 @@ def test_list_json_and_names():
     assert r.exit_code != 0 and "cpt-seg" in r.output
     r = CliRunner().invoke(cli, ["list", "tasks", "cpt"])
     assert r.exit_code != 0 and "list options cpt" in r.output
+
+
+def test_data_check_json_carries_the_table_counts(tmp_path):
+    r = CliRunner().invoke(cli, ["data", "check", "synthref", "--format", "json", "--skip-images"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["task"] == "synthref" and doc["ok"] is True
+    assert [s["split"] for s in doc["splits"]] == ["train", "val", "testA", "testB"]
+    table = CliRunner().invoke(cli, ["data", "check", "synthref", "--skip-images"])
+    assert table.exit_code == 0, table.output
+    for s in doc["splits"]:
+        assert s["mismatches"] == [] and s["sentences"] > 0
+        line = next(ln for ln in table.output.splitlines() if ln.split() and ln.split()[0] == s["split"])
+        assert str(s["sentences"]) in line and str(s["refs"]) in line

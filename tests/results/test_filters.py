@@ -26,6 +26,7 @@ def store(tmp_path_factory):
     _, splits = load_splits("toyref", root)
     s = ResultsStore(tmp / "res")
     study(s, splits)
+    s.data_root = root  # for the commands that read the task's data
     yield s
     if old is None:
         os.environ.pop("CPTBENCH_TASKS_PATH", None)
@@ -79,3 +80,23 @@ def test_bad_y_range_is_refused_with_the_forms(store):
     r = CliRunner().invoke(cli, ["plot", "--results", str(store.root), "--y-range", "tall"])
     assert r.exit_code != 0
     assert "--y-range" in r.output
+
+
+def test_errors_defaults_to_every_split_of_the_method(store):
+    args = ["errors", "-m", "cpt-blk", "-t", "toyref", "--results", str(store.root), "--data-root", str(store.data_root)]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    splits = sorted({rec.split for rec in store.records() if rec.method == "cpt-blk"})
+    assert len(splits) > 1
+    heads = [line for line in r.output.splitlines() if line.startswith("cpt-blk on toyref")]
+    assert sorted(h.split()[3].rstrip(",") for h in heads) == splits
+    one = CliRunner().invoke(cli, [*args, "--split", splits[0]])
+    assert one.exit_code == 0 and one.output.count("cpt-blk on toyref") == 1
+
+
+def test_a_registered_method_without_runs_is_not_called_unknown(store):
+    r = CliRunner().invoke(cli, ["compare", "cpt-blk", "ft-head", "--results", str(store.root)])
+    assert r.exit_code == 2
+    assert "has no runs in these results" in r.output and "cptbench run -m ft-head" in r.output
+    r = CliRunner().invoke(cli, ["compare", "cpt-blk", "ft-haed", "--results", str(store.root)])
+    assert r.exit_code == 2 and "has no runs" not in r.output
