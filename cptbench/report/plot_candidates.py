@@ -72,8 +72,8 @@ def accuracy_vs_candidates(store: ResultsStore, records: Sequence[RunRecord], ro
     per_bin = [[n for n in expressions.values() if lo <= n <= hi] for lo, hi in bins]
     chance = [100.0 * float(np.mean([1.0 / n for n in ns])) for ns in per_bin]
     ref = REFERENCE_STYLE["chance"]
-    ax.plot(range(len(bins)), chance, ls=ref["ls"], color=ref["color"], lw=ref["lw"], label="chance (1/candidates)",
-            gid="cand-chance")
+    xs, ys = (list(range(len(bins))), chance) if len(bins) > 1 else ([-0.3, 0.3], chance * 2)  # one bin: a short segment
+    ax.plot(xs, ys, ls=ref["ls"], color=ref["color"], lw=ref["lw"], label="chance (1/candidates)", gid="cand-chance")
     series.append({"kind": "chance", "bins": [list(b) for b in bins], "accuracy": chance,
                    "expressions": [len(ns) for ns in per_bin]})
     ticks = [(str(lo) if lo == hi else (f"{lo}-{hi}" if hi < 10**6 else f"{lo}+")) + f"\n{len(ns)}"

@@ -80,3 +80,22 @@ def test_bench_single_count_keeps_the_one_object(tmp_path, keep_threads):
     assert isinstance(doc, dict) and doc["threads"] == 1
     _, doc = _bench(tmp_path, env={THREADS_ENV: "1"})
     assert isinstance(doc, dict) and doc["threads"] == 1
+
+
+def test_bench_is_never_silent_for_long(monkeypatch, keep_threads):
+    """A measured run reports progress at most every PROGRESS_EVERY_S seconds, within a predict call
+    too (a fake clock makes every call look 3 s after the last)."""
+    from cptbench.run import bench
+
+    now = [0.0]
+
+    def fake_clock():
+        now[0] += 3.0
+        return now[0]
+
+    monkeypatch.setattr(bench, "clock", fake_clock)
+    lines = []
+    bench.run_benchmark(model="tiny", images=2, forward=False, chunk=4, progress=lines.append)
+    within = [line for line in lines if "passes of this call" in line]
+    between = [line for line in lines if line.strip().endswith("expressions")]
+    assert within and between, lines
