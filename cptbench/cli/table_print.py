@@ -20,12 +20,12 @@ def _width(console, table) -> int:
     return Measurement.get(console, console.options.update_width(10_000), table).maximum
 
 
-def _table(t, full: bool, show_model: bool, labels: dict[str, str]):
+def _table(t, full: bool, show_model: bool, labels: dict[str, str], narrow: bool = False):
     from rich import box
     from rich.markup import escape
     from rich.table import Table
 
-    from cptbench.report.cells import cell, compact_cell, shots_text
+    from cptbench.report.cells import cell, compact_cell, narrow_cell, shots_text
 
     models = [m for m in t.models if m != "none"]
     title = escape(t.title if show_model or not models else f"{t.title} · model {models[0]}")
@@ -39,7 +39,8 @@ def _table(t, full: bool, show_model: bool, labels: dict[str, str]):
     for s in t.splits:  # compact cells never wrap; full cells wrap at their spaces on a narrow terminal
         table.add_column(s, justify="right", no_wrap=not full)
     for e in t.entries:
-        cells = [escape((cell if full else compact_cell)(e.cells[s])) if s in e.cells else "" for s in t.splits]
+        fmt = cell if full else narrow_cell if narrow else compact_cell
+        cells = [escape(fmt(e.cells[s])) if s in e.cells else "" for s in t.splits]
         table.add_row(*([escape(e.model)] if show_model else []), escape(labels.get(e.label, e.label)),
                       shots_text(e.shots, True), e.seeds_text(), *cells)
     return table
@@ -58,7 +59,8 @@ def _footnotes(t) -> dict[str, str]:
 def render_table(t, layout: str, width: int, console=None):
     """``(table, footnotes)`` of one measured table for a terminal ``width`` columns wide:
     ``layout`` compact, full (``wide``) or auto (full where it fits, else compact); the compact
-    layout replaces long labels by footnotes where the table would not fit otherwise."""
+    layout replaces long labels by footnotes where the table would not fit otherwise, then prints
+    one decimal (never a cell cut to an ellipsis)."""
     from rich.console import Console
 
     console = console or Console(width=width)
@@ -72,7 +74,10 @@ def render_table(t, layout: str, width: int, console=None):
     if full or _width(console, table) <= width:
         return table, {}
     notes = _footnotes(t)
-    return _table(t, False, show_model, notes), notes
+    table = _table(t, False, show_model, notes)
+    if _width(console, table) <= width:
+        return table, notes
+    return _table(t, False, show_model, notes, narrow=True), notes  # one decimal rather than cut cells
 
 
 def print_tables(state: AppState, tables: Sequence, published=None, layout: str = "auto", console=None) -> None:

@@ -85,17 +85,23 @@ def cell(row: LeaderboardRow) -> str:
     return f"{text} {ci}" if ci else text
 
 
-def compact_cell(row: LeaderboardRow) -> str:
+def compact_cell(row: LeaderboardRow, digits: int = 2) -> str:
     """One short line: ``29.53±1.81 6.1%`` (3+ seeds), ``29.53±1.81 n=2``, zero-shot ``18.91±1.51``,
-    one run ``31.27``."""
-    text = mean_std_text(row, sep="±")
+    one run ``31.27``; ``digits`` 1 (:func:`narrow_cell`): ``29.5±1.8 6%``."""
+    text = mean_std_text(row, digits=digits, sep="±")
     if not _has_mean(row) or row.n_seeds < 2:
         return text
     if row.n_seeds == 2:
         return f"{text} n=2"
     if shows_rsd(row):
-        return f"{text} {'n/a' if is_missing(row.rsd) else f'{100 * row.rsd:.1f}%'}"
+        return f"{text} {'n/a' if is_missing(row.rsd) else f'{100 * row.rsd:.{digits - 1}f}%'}"
     return text
+
+
+def narrow_cell(row: LeaderboardRow) -> str:
+    """:func:`compact_cell` with one decimal (RSD in whole percent), for tables that would not fit
+    their terminal otherwise: ``29.5±1.8 6%``."""
+    return compact_cell(row, digits=1)
 
 
 def cell_lines(row: LeaderboardRow) -> list[str]:

@@ -157,3 +157,16 @@ def test_table_of_a_subset_keeps_the_labels_of_the_whole():
     assert {r.label for r in rows if r.task == "t"} == {"cpt-blk[score=auto]", "cpt-blk[score=safe]"}
     (t,) = wide_tables(only_u)
     assert [row[1] for row in t.rows] == ["cpt-blk"] and t.entries[0].label == "cpt-blk"
+
+
+def test_wide_spreads_print_one_decimal_rather_than_cut_cells():
+    # double-digit std on every split: two decimals would need more than 80 columns
+    recs = [rec(s, base + 13.0 * (s - 2), method=m, split=split, shots=k)
+            for m in ("blind-image", "ft") for k in (1, 2) for s in range(5)
+            for split, base in (("val", 73.0), ("testA", 67.0), ("testB", 65.0))]
+    text = _printed(wide_tables(aggregate(recs)), 80)
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    # seeds 47, 60, 73, 86, 99: mean 73.0, population std 18.38, RSD 25.2%: one decimal, RSD in whole percent
+    row = next(ln for ln in text.splitlines() if ln.startswith("blind-image") and ln.split()[1] == "1")
+    assert "73.0±18.4 25%" in row
+    assert "73.00±18.38 25.2%" in _printed(wide_tables(aggregate(recs)), 120, layout="compact")
