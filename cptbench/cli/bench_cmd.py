@@ -77,4 +77,4 @@ def bench(state, model, device, pipeline, precision, batch_size, images, forward
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = results[0] if len(results) == 1 else results  # one thread count: the one object, as before
     path.write_text(json.dumps(doc, indent=1) + "\n")
-    state.log(f"figures written to {path}" + (f" (a list: one entry per thread count)" if len(results) > 1 else ""))
+    state.log(f"figures written to {path}" + (" (a list: one entry per thread count)" if len(results) > 1 else ""))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 from cptbench.report.aggregate import default_options, option_value
 from cptbench.report.tables import split_order
