@@ -151,7 +151,7 @@ def reproduce(store: ResultsStore, run_id: str, scratch: Path, *, data_root=None
     if why:
         raise ReproduceRefused(f"run {rec.run_id} ({rec.method} k={rec.shots} seed {rec.seed} {rec.split}) cannot be "
                                "reproduced as recorded: " + "; ".join(why) + ". Restore what changed, or run it "
-                               f"anew with `cptbench run`.")
+                               "anew with `cptbench run`.")
     runner.run(jobs)
     rerun = next((r for r in out.records() if r.run_id == rec.run_id), None)
     if rerun is None:
