@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from cptbench.cli.run_cmd import BATCH_SIZE
-from cptbench.cli.options import threads_option
+from cptbench.cli.options import default_threads, threads_option
 from cptbench.cli.state import pass_state
 
 
@@ -58,7 +58,7 @@ def bench(state, model, device, pipeline, precision, batch_size, images, forward
     check_device(device)
     results = []
     for n in threads:
-        used = apply_threads(n)
+        used = apply_threads(default_threads(n))
         if len(threads) > 1:
             state.log(f"[bold]threads = {used}[/] ({len(results) + 1} of {len(threads)})")
         result = run_benchmark(model=model, device=device, pipeline=pipeline, precision=precision, batch_size=batch_size,

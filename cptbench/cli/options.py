@@ -50,8 +50,8 @@ def _threads(several: bool):
         from cptbench.methods.numerics import THREADS_ENV, parse_threads, threads_setting
 
         try:
-            if value is None:  # not given: $CPTBENCH_THREADS, else torch's own (None)
-                env = threads_setting(None)
+            if value is None:  # not given: $CPTBENCH_THREADS, else None (the command applies DEFAULT_THREADS,
+                env = threads_setting(None)  # after a study file's own count)
                 return [env] if several else env
             counts = parse_threads(value, "--threads")
         except UsageError as exc:
@@ -64,19 +64,28 @@ def _threads(several: bool):
     return callback
 
 
+def default_threads(threads: int | None) -> int:
+    """``threads``, or :data:`~cptbench.methods.numerics.DEFAULT_THREADS` when nothing said one."""
+    from cptbench.methods.numerics import DEFAULT_THREADS
+
+    return int(threads) if threads else DEFAULT_THREADS
+
+
 def threads_option(f=None, *, several: bool = False):
-    """``--threads N`` (else ``$CPTBENCH_THREADS``, else torch's default): torch CPU threads for the
+    """``--threads N`` (else ``$CPTBENCH_THREADS``, else :data:`~cptbench.methods.numerics.DEFAULT_THREADS`): torch CPU threads for the
     forward and the pipeline, parsed by :func:`cptbench.methods.numerics.parse_threads` and applied
     by the run (:func:`~cptbench.methods.numerics.apply_threads`). The value is an int or None;
-    with ``several`` (``bench --threads 1,2``) a list of counts, ``[None]`` for torch's default."""
+    with ``several`` (``bench --threads 1,2``) a list of counts. None (not given): the command uses a
+    study file's count if it has one, else :func:`default_threads`."""
     def decorate(g):
-        from cptbench.methods.numerics import THREADS_ENV
+        from cptbench.methods.numerics import DEFAULT_THREADS, THREADS_ENV
 
         what = "a comma list of counts, each measured in turn" if several else "recorded in each record's perf"
         return click.option("--threads", default=None, callback=_threads(several), metavar="N[,N...]" if several else "N",
                             help=f"torch CPU threads for the forward and the pipeline ({what}); default: ${THREADS_ENV}, "
-                                 "else torch's (one per core). On a CPU shared with other work, 1 holds its speed "
-                                 "best (docs/performance.md).")(g)
+                                 f"else {DEFAULT_THREADS}: measured, one thread holds its speed on a CPU shared with "
+                                 "other work where two collapse (docs/performance.md). Give the core count for a "
+                                 "large model on an otherwise idle CPU.")(g)
 
     return decorate(f) if f is not None else decorate
 

@@ -7,7 +7,7 @@ import json
 
 import click
 
-from cptbench.cli.options import data_options, results_option, threads_option
+from cptbench.cli.options import data_options, default_threads, results_option, threads_option
 from cptbench.cli.state import pass_state
 
 
@@ -47,10 +47,9 @@ def reproduce(state, run_id, results, data_root, images, proposals_file, scratch
     store = ResultsStore(results)
     folder = Path(scratch) if scratch else Path(tempfile.mkdtemp(prefix="cptbench-reproduce-"))
     try:
-        if threads:
-            from cptbench.methods.numerics import apply_threads
+        from cptbench.methods.numerics import apply_threads
 
-            apply_threads(threads)
+        apply_threads(default_threads(threads))
         with RunReporter(state) as reporter:
             out = rerun(store, run_id, folder, data_root=data_root, images=images, proposals_file=proposals_file,
                         device=device, progress=reporter.on_progress, event=reporter.on_event)

@@ -6,7 +6,7 @@ import click
 
 from cptbench.cli.completion import complete_methods, complete_set_keys, complete_tasks
 from cptbench.core.defaults import CHUNK_SIZE, DEFAULT_SEEDS, DEFAULT_TASK, EVAL_BATCH_SIZE
-from cptbench.cli.options import data_options, results_option, strict_data_option, threads_option
+from cptbench.cli.options import data_options, default_threads, results_option, strict_data_option, threads_option
 from cptbench.cli.common import command_line, parse_name_list, parse_sets
 from cptbench.cli.state import parse_int_list, pass_state
 
@@ -93,7 +93,7 @@ def run(state, methods, shots, tasks, seeds, splits, proposals, model, sets, dat
         seeds=parse_int_list(seeds, "--seeds"), proposals=proposals, model=model, options=parse_sets(sets),
         splits=parse_name_list(splits) or None, limit=limit, data_root=data_root, images=images, device=device,
         eval_batch_size=batch_size, chunk_size=chunk_size, skip_bad=skip_bad, strict_data=strict_data,
-        precision=precision, sampler=sampler, sealed=sealed, threads=threads,
+        precision=precision, sampler=sampler, sealed=sealed, threads=default_threads(threads),
         command=command_line(),
     )
     jobs = plan(request)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
 from cptbench.cli.completion import complete_methods, complete_set_keys, complete_tasks
-from cptbench.cli.options import DEFAULT_RESULTS, data_root_option, strict_data_option, threads_option
+from cptbench.cli.options import DEFAULT_RESULTS, data_root_option, default_threads, strict_data_option, threads_option
 from cptbench.cli.common import command_line, parse_name_list, parse_sets
 from cptbench.cli.state import parse_int_list, pass_state
 
@@ -57,6 +59,7 @@ def sweep(state, study_file, tasks, methods, shots, seeds, sets, model, data_roo
         seeds=parse_int_list(seeds, "--seeds") if seeds is not None else None,
         options=options, model=model, data_root=data_root, device=device, strict_data=strict_data or None, threads=threads,
         command=command_line())
+    request = dataclasses.replace(request, threads=default_threads(request.threads))  # the option, else the study's, else the default
     jobs = plan(request)
     store = ResultsStore(results or study.results or DEFAULT_RESULTS)
     n_runs = sum(len(j.splits) for j in jobs)

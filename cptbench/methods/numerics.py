@@ -95,6 +95,11 @@ def host_threads(device: Any):
 
 #: the environment variable of ``--threads``
 THREADS_ENV = "CPTBENCH_THREADS"
+#: the command line's thread count when neither ``--threads`` nor ``$CPTBENCH_THREADS`` says one:
+#: measured on the project's 2-core machine (docs/performance.md, "Threads"), one thread kept the
+#: tiny-forward workload at 620-740 passes/s where two gave 100, and at 170-270 beside a busy
+#: process where two gave 66-126. The Python API keeps torch's own setting unless asked.
+DEFAULT_THREADS = 1
 
 
 def parse_threads(raw: Any, what: str = "--threads") -> list[int]:

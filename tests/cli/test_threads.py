@@ -59,6 +59,26 @@ def test_sweep_records_the_threads_like_run(tmp_path, keep_threads):
     assert {rec.perf["threads"] for rec in ResultsStore(tmp_path / "r2").records()} == {1}
 
 
+def test_the_command_line_default_is_the_measured_one_and_a_study_count_wins(tmp_path, keep_threads, monkeypatch):
+    """Nothing said: run records DEFAULT_THREADS; a study file's count beats the default, --threads
+    beats the study file."""
+    from cptbench.methods.numerics import DEFAULT_THREADS
+
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    keep_threads.set_num_threads(2)
+    r = CliRunner().invoke(cli, ["run", "-m", "random", "-k", "0", "--seeds", "0", "--limit", "3", "--results",
+                                 str(tmp_path / "a"), "--no-leaderboard"])
+    assert r.exit_code == 0, r.output
+    assert {rec.perf["threads"] for rec in ResultsStore(tmp_path / "a").records()} == {DEFAULT_THREADS}
+    study = tmp_path / "study.yaml"
+    study.write_text(f"methods: [random]\nshots: [0]\nseeds: [0]\nlimit: 3\nthreads: 2\nresults: {tmp_path / 'b'}\n")
+    assert CliRunner().invoke(cli, ["sweep", str(study), "--no-leaderboard"]).exit_code == 0
+    assert {rec.perf["threads"] for rec in ResultsStore(tmp_path / "b").records()} == {2}
+    study.write_text(study.read_text().replace(str(tmp_path / "b"), str(tmp_path / "c")))
+    assert CliRunner().invoke(cli, ["sweep", str(study), "--threads", "1", "--no-leaderboard"]).exit_code == 0
+    assert {rec.perf["threads"] for rec in ResultsStore(tmp_path / "c").records()} == {1}
+
+
 def _bench(tmp_path, *threads: str, env=None):
     out = tmp_path / "b.json"
     r = CliRunner().invoke(cli, ["bench", "--model", "tiny", "--images", "2", "--no-forward", "--json", str(out),
