@@ -3,6 +3,7 @@ models written on the fly (configs and tokenizers; nothing downloaded), zero- an
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -42,3 +43,36 @@ def test_every_visual_prompt_method_zero_and_one_shot_through_the_cli(kind, tiny
         assert perf[key] > 0
     for method in METHODS:
         assert method in r.output
+
+
+def test_sealed_runs_take_a_relative_model_folder_and_predict_the_same(tiny_dual_dir, tmp_path, cache_env,
+                                                                        monkeypatch):
+    """Sealed evaluation: the method's process starts in an empty folder, so a model given as a
+    relative folder must reach it as that folder (not be read as a hub id); its predictions are the
+    in-process ones, and the model's loading is recorded as loading, not fitting."""
+    from cptbench.results.store import ResultsStore
+
+    model = tiny_dual_dir("clip")
+    monkeypatch.chdir(model.parent)
+    stores = {}
+    for mode in ("--no-sealed", "--sealed"):
+        res = tmp_path / mode.strip("-")
+        args = ["run", "-m", "reclip,clip-circle", "-k", "0,1", "--seeds", "0", "--model", model.name, "--limit", "4",
+                "--results", str(res), "--batch-size", "8", mode]
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 0, r.output
+        stores[mode] = {(rec.method, rec.shots, rec.split): rec for rec in ResultsStore(res).records()}
+    plain, sealed = stores["--no-sealed"], stores["--sealed"]
+    assert set(plain) == set(sealed) and len(plain) == 2 * 2 * 3
+    for key, rec in plain.items():  # the same scores, up to the last bits of float kernels on other buffers
+        other = sealed[key]
+        assert not rec.sealed and other.sealed and other.run_id == rec.run_id
+        assert (other.n, other.n_correct, other.n_invalid) == (rec.n, rec.n_correct, rec.n_invalid)
+        rows = [[json.loads(line) for line in (tmp_path / mode / rec.predictions_path).read_text().splitlines()]
+                for mode in ("no-sealed", "sealed")]
+        assert [r["example_id"] for r in rows[0]] == [r["example_id"] for r in rows[1]]
+        for a, b in zip(*rows):
+            assert np.allclose(a["scores"], b["scores"], rtol=0, atol=1e-4)
+    for recs in (plain, sealed):  # each job's first split carries its model's load
+        for method in ("reclip", "clip-circle"):
+            assert recs[(method, 0, "val")].load_seconds > 0
