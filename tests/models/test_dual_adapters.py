@@ -79,6 +79,11 @@ def test_tokenizers_written_by_hand(tiny_dual_dir):
 def test_wrong_models_are_refused_by_name(tiny_dual_dir, tiny_model_dir, tmp_path):
     with pytest.raises(UnsupportedDualEncoderError, match="'vilt'.*blip, clip"):
         load_dual_encoder(str(tiny_model_dir("vilt")))
+    # the other way: a masked-LM method given a dual encoder names the methods that take it
+    from cptbench.models.loading import UnsupportedModelError, load_adapter
+
+    with pytest.raises(UnsupportedModelError, match="'clip' model is a dual encoder.*clip-crop.*clip-cpt"):
+        load_adapter(str(tiny_dual_dir("clip")))
     # a BLIP checkpoint without its matching head and projections (a captioning checkpoint, say)
     import shutil
 
@@ -110,3 +115,25 @@ def test_embedding_cache_keys_exact_pixels_and_counts():
     cache.put("image", "c", np.zeros(3))  # capacity 2: the least recently used (a) goes
     assert cache.peek("image", image_digest(a)) is None
     assert cache.stats() == {"image_cache_hits": 1, "image_cache_misses": 1}
+
+
+def test_loading_a_dual_encoder_is_counted_as_loading(tiny_dual_dir, monkeypatch):
+    """``load_dual_encoder`` adds exactly its own time to the process's load clock (the run engine
+    records it as ``load_seconds``, not as fit or predict time): a fake clock that only the model's
+    reading advances, by 7 s."""
+    from cptbench.models import dual_clip, loading
+
+    folder = tiny_dual_dir("clip")
+    loading.warm_imports()
+    now = [100.0]
+    monkeypatch.setattr(loading.time, "perf_counter", lambda: now[0])
+    real = dual_clip.ClipDualEncoder.from_pretrained.__func__
+
+    def slow(cls, *args, **kwargs):
+        now[0] += 7.0
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(dual_clip.ClipDualEncoder, "from_pretrained", classmethod(slow))
+    before = loading.load_clock()
+    enc = load_dual_encoder(str(folder))
+    assert enc.family == "clip" and loading.load_clock() - before == pytest.approx(7.0)
