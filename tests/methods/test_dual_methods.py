@@ -197,3 +197,19 @@ def test_few_shot_fit_through_the_method(scene):
     method = make("clip-crop")
     method.fit([miss, *train[:1]], seed=0)
     assert method.describe()["skipped_no_hit"] == 1 and method.describe()["train_expressions"] == 1
+
+
+@pytest.mark.parametrize("kind", ["clip", "blip"])
+def test_the_precision_policy_reaches_the_real_forward(kind, tiny_dual_dir, scene):
+    """A real (tiny) model under ``precision=bf16`` runs its forward in bf16 autocast: its scores
+    move off the fp32 ones by bf16 rounding (not more), and both are recorded as such."""
+    examples = scene[0][:6]
+    scores = {}
+    for precision in ("fp32", "bf16"):
+        context = MethodContext(model=str(tiny_dual_dir(kind)), eval_batch_size=8, precision=precision)
+        method = create_method("reclip", {}, context)
+        scores[precision] = method.predict(examples)
+        assert method.describe()["precision"] == method.perf_info()["precision"] == precision
+        assert method.describe()["family"] == kind
+    gaps = [np.abs(a - b).max() for a, b in zip(scores["fp32"], scores["bf16"])]
+    assert max(gaps) > 0 and max(gaps) < 0.5
