@@ -37,6 +37,7 @@ import numpy as np
 from cptbench.data.examples import Example, TrainExample
 from cptbench.data.images import LRUCache
 from cptbench.methods import Method, MethodContext
+from cptbench.models.dual_encoder import DUAL_ENCODERS
 
 from cptbench_baselines.dual_config import BlurConfig, CircleConfig, CptShadeConfig, CropConfig, ReclipConfig
 from cptbench_baselines.dual_head import Head, fit_head, log_softmax
@@ -48,6 +49,7 @@ class DualPromptMethod(Method):
     """Common code of the visual-prompt methods; ``prompts`` names the prompt images per candidate."""
 
     needs_model = True
+    model_types = tuple(DUAL_ENCODERS)
     trains = True
     #: the prompt images of each candidate: crop | blur | circle | shade
     prompts: ClassVar[tuple[str, ...]] = ()

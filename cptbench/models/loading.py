@@ -31,6 +31,9 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "bridgetower": ("cptbench.models.bridgetower", "BridgeTowerAdapter"),
 }
 
+#: the model types of the masked-LM methods (CPT, ft): those with an adapter here
+MASKED_LM_TYPES: tuple[str, ...] = tuple(sorted(ADAPTERS))
+
 BUNDLED_PREFIX = "bundled:"
 _BUNDLED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -60,6 +63,16 @@ def resolve_model_path(name_or_path: str) -> str:
             f"Bundled models available: {', '.join(available) or 'none'}."
         )
     return str(folder)
+
+
+def local_model_type(name_or_path: str) -> str | None:
+    """The ``model_type`` in the ``config.json`` of a local or bundled model folder; None for
+    anything else (a hub id is not looked up: nothing is fetched before a run starts)."""
+    try:
+        cfg = Path(resolve_model_path(name_or_path)).expanduser() / "config.json"
+        return str(json.loads(cfg.read_text()).get("model_type") or "") or None if cfg.is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 def supported_model_types() -> list[str]:

@@ -2,6 +2,7 @@
 models written on the fly (configs and tokenizers; nothing downloaded), zero- and one-shot."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -76,3 +77,17 @@ def test_sealed_runs_take_a_relative_model_folder_and_predict_the_same(tiny_dual
     for recs in (plain, sealed):  # each job's first split carries its model's load
         for method in ("reclip", "clip-circle"):
             assert recs[(method, 0, "val")].load_seconds > 0
+
+
+def test_a_model_of_the_wrong_family_is_refused_before_any_job(tiny_dual_dir, tmp_path, cache_env):
+    """One --model cannot serve a masked-LM method and a visual-prompt method: the run says which
+    method takes which model types before it fits anything, whichever method comes first."""
+    cases = [("clip-crop,cpt", str(tiny_dual_dir("clip")), "'cpt-blk' takes bridgetower, flava, vilt.*'clip' model"),
+             ("cpt,reclip", "bundled:mini-vilt", "'reclip' takes clip, blip.*'vilt' model")]
+    for methods, model, message in cases:
+        res = tmp_path / methods.replace(",", "_")
+        r = CliRunner().invoke(cli, ["run", "-m", methods, "-k", "0", "--seeds", "0", "--model", model, "--limit", "3",
+                                     "--results", str(res)])
+        assert r.exit_code != 0 and "Nothing was run" in r.output, r.output
+        assert re.search(message, r.output.replace("\n", " ")), r.output
+        assert not (res / "runs.jsonl").exists() or not (res / "runs.jsonl").read_text().strip()
