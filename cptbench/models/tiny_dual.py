@@ -144,10 +144,13 @@ def _build_blip(words, image_size, patch):
                                     model_max_length=_BLIP_TEXT_POSITIONS)
     small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
     config = BlipConfig(
+        # initial scales: BlipVisionConfig's default is 1e-10 (the real checkpoints are trained), at
+        # which a random vision tower embeds every image alike; at the text default (0.02) the tiny
+        # text tower's [CLS] embeds every text alike (cosines 0.99997+). 0.02 and 0.1 keep them apart
         text_config=dict(small, vocab_size=len(tokenizer), max_position_embeddings=_BLIP_TEXT_POSITIONS,
                          pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
-                         sep_token_id=tokenizer.sep_token_id, encoder_hidden_size=32),
-        vision_config=dict(small, image_size=image_size, patch_size=patch),
+                         sep_token_id=tokenizer.sep_token_id, encoder_hidden_size=32, initializer_range=0.1),
+        vision_config=dict(small, image_size=image_size, patch_size=patch, initializer_range=0.02),
         image_text_hidden_size=16,
     )
     model = BlipForImageTextRetrieval(config)

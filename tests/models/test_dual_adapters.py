@@ -137,3 +137,20 @@ def test_loading_a_dual_encoder_is_counted_as_loading(tiny_dual_dir, monkeypatch
     before = loading.load_clock()
     enc = load_dual_encoder(str(folder))
     assert enc.family == "clip" and loading.load_clock() - before == pytest.approx(7.0)
+
+
+@pytest.mark.parametrize("kind", ["clip", "blip"])
+def test_tiny_models_see_the_image_and_read_the_text(kind, tiny_dual_dir):
+    """A tiny random model whose embeddings ignore the pixels (BLIP's vision default init, 1e-10)
+    would tie every candidate, and every visual prompt would score the same: different images and
+    different texts must embed apart."""
+    enc = load_dual_encoder(str(tiny_dual_dir(kind)))
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8), np.zeros((40, 40, 3), np.uint8),
+              np.full((40, 40, 3), 255, np.uint8)]
+    with torch.no_grad():
+        img = enc.encode_images([enc.prepare_image(a) for a in images]).float()
+        txt = enc.encode_texts(["a photo of a red ball", "a photo of the green box on the left"]).float()
+    off_diagonal = (img @ img.T)[~torch.eye(3, dtype=torch.bool)]
+    assert off_diagonal.max().item() < 0.999
+    assert (txt[0] @ txt[1]).item() < 0.999
