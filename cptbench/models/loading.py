@@ -70,9 +70,12 @@ def local_model_type(name_or_path: str) -> str | None:
     anything else (a hub id is not looked up: nothing is fetched before a run starts)."""
     try:
         cfg = Path(resolve_model_path(name_or_path)).expanduser() / "config.json"
-        return str(json.loads(cfg.read_text()).get("model_type") or "") or None if cfg.is_file() else None
-    except (OSError, ValueError):
+        if not cfg.is_file():
+            return None
+        model_type = json.loads(cfg.read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
         return None
+    return str(model_type) if model_type else None
 
 
 def supported_model_types() -> list[str]:
