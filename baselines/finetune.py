@@ -78,6 +78,7 @@ import numpy as np
 
 from cptbench.data.examples import Example, TrainExample
 from cptbench.methods import Method, MethodContext
+from cptbench.models.loading import MASKED_LM_TYPES
 from cptbench.methods.numerics import (LOSS_READ_EVERY, BatchSizer, precision_context, read_losses, run_batches,
                                       to_device)
 from cptbench.methods.optim import (adamw_with_schedule, batch_order, effective_batch_size, parameter_groups,
@@ -101,6 +102,7 @@ class _CandidateScorer(Method):
 
     Config = FineTuneConfig
     needs_model = True
+    model_types = MASKED_LM_TYPES
     trains = True
     #: 2: the release's padded-slot and no-overlap rules, the run's precision policy (was 0)
     version = 2

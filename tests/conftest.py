@@ -49,6 +49,27 @@ def tiny_bridgetower_dir(tiny_model_dir):
 # ---- END tiny-model fixtures ----------------------------------------------------------------------
 
 
+# ---- BEGIN tiny dual-encoder fixtures (cptbench.models.dual_*; owner: visual-prompt methods) -----
+@pytest.fixture(scope="session")
+def tiny_dual_dir(tmp_path_factory):
+    """Factory: ``tiny_dual_dir(kind, image_size=32, seed=0) -> Path`` of a tiny random dual-encoder
+    folder (kind: clip | blip), built once per session, loadable with
+    ``cptbench.models.dual_encoder.load_dual_encoder(str(path))``. Treat the folder as read-only."""
+    built = {}
+
+    def make(kind: str, image_size: int = 32, seed: int = 0):
+        key = (kind, image_size, seed)
+        if key not in built:
+            from cptbench.models.tiny_dual import build_tiny_dual_model
+
+            folder = tmp_path_factory.mktemp(f"tiny-{kind}-{image_size}-{seed}")
+            built[key] = build_tiny_dual_model(kind, folder, TINY_MODEL_WORDS, image_size=image_size, seed=seed)
+        return built[key]
+
+    return make
+# ---- END tiny dual-encoder fixtures ---------------------------------------------------------------
+
+
 @pytest.fixture(scope="session")
 def synthref_cache(tmp_path_factory):
     """A session-wide synthref cache folder (generated once, ~1 s)."""

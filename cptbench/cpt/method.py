@@ -29,6 +29,7 @@ import numpy as np
 from cptbench.data.examples import Example, TrainExample
 from cptbench.methods.base import ConfigError, Method, MethodContext
 from cptbench.methods.numerics import BatchSizer, precision_context, run_batches
+from cptbench.models.loading import MASKED_LM_TYPES
 from cptbench.cpt.config import CptConfig
 from cptbench.cpt.painting import Painter, parse_palette
 from cptbench.cpt.passes import (autobatch_key_of, device_batches, device_pipeline, has_device_path, prefetch_images,
@@ -45,6 +46,7 @@ class CptMethod(Method):
 
     Config: ClassVar[type] = CptConfig
     needs_model: ClassVar[bool] = True
+    model_types: ClassVar[tuple[str, ...] | None] = MASKED_LM_TYPES
     trains: ClassVar[bool] = True
     mode: ClassVar[str] = "block"
 

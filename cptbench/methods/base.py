@@ -101,6 +101,9 @@ class Method(ABC):
     Config: ClassVar[type] = NoConfig
     #: does the method load a vision-language model (``--model``)?
     needs_model: ClassVar[bool] = False
+    #: the config ``model_type`` values the method takes (None: any); a run refuses a local model
+    #: folder of another type before any fit
+    model_types: ClassVar[tuple[str, ...] | None] = None
     #: the declared exception: a method that reads evaluation labels (an upper bound, e.g. oracle).
     #: Every record and table marks its rows.
     uses_eval_labels: ClassVar[bool] = False

@@ -32,6 +32,9 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "bridgetower": ("cptbench.models.bridgetower", "BridgeTowerAdapter"),
 }
 
+#: the model types of the masked-LM methods (CPT, ft): those with an adapter here
+MASKED_LM_TYPES: tuple[str, ...] = tuple(sorted(ADAPTERS))
+
 BUNDLED_PREFIX = "bundled:"
 _BUNDLED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -61,6 +64,19 @@ def resolve_model_path(name_or_path: str) -> str:
             f"Bundled models available: {', '.join(available) or 'none'}."
         )
     return str(folder)
+
+
+def local_model_type(name_or_path: str) -> str | None:
+    """The ``model_type`` in the ``config.json`` of a local or bundled model folder; None for
+    anything else (a hub id is not looked up: nothing is fetched before a run starts)."""
+    try:
+        cfg = Path(resolve_model_path(name_or_path)).expanduser() / "config.json"
+        if not cfg.is_file():
+            return None
+        model_type = json.loads(cfg.read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(model_type) if model_type else None
 
 
 def supported_model_types() -> list[str]:
@@ -94,9 +110,13 @@ def adapter_class(model_type: str) -> type:
     """The adapter class serving ``model_type`` (its module imported now), or
     :class:`UnsupportedModelError` naming the supported types."""
     if model_type not in ADAPTERS:
+        from cptbench.models.dual_encoder import DUAL_ENCODERS
+
+        hint = (f"; a {model_type!r} model is a dual encoder: the visual-prompt methods (clip-crop, clip-blur, "
+                f"reclip, clip-circle, clip-cpt) take it" if model_type in DUAL_ENCODERS else "")
         raise UnsupportedModelError(
             f"model type {model_type!r} has no cptbench adapter; supported model types: "
-            f"{', '.join(supported_model_types())} (masked-LM vision-language models)"
+            f"{', '.join(supported_model_types())} (masked-LM vision-language models){hint}"
         )
     module, cls = ADAPTERS[model_type]
     return getattr(importlib.import_module(module), cls)
@@ -207,6 +227,18 @@ def load_clock() -> float:
     """Seconds this process has spent in :func:`load_adapter` and :func:`warm_imports` so far: the
     run engine subtracts what a fit or predict call spent here and records it as ``load_seconds``."""
     return _LOAD_CLOCK[0]
+
+
+def timed_load(load: Callable[[], Any]) -> Any:
+    """``load()``, its time counted in :func:`load_clock` (after :func:`warm_imports`, timed apart):
+    for model loaders outside :func:`load_adapter` (the dual encoders), so their loading is
+    ``load_seconds`` in records, not fit or predict time."""
+    warm_imports()
+    start = time.perf_counter()
+    try:
+        return load()
+    finally:
+        _LOAD_CLOCK[0] += time.perf_counter() - start
 
 
 def warm_imports() -> None:

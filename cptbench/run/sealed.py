@@ -161,7 +161,7 @@ class SealedMethod:
         self.context = context
         self._worker = _worker_for(method_cls)
         self._train_keys: frozenset = frozenset()
-        child_context = replace(context, progress=no_progress, adapter=None)
+        child_context = replace(context, progress=no_progress, adapter=None, model=_absolute_model(context.model))
         import pickle
 
         try:
@@ -211,6 +211,14 @@ class SealedMethod:
     def sync_fitted(self, dist) -> None:
         """Data-parallel evaluation does not run sealed methods (refused before any fit)."""
         raise RuntimeError("sealed methods do not run under torchrun")
+
+
+def _absolute_model(model: str | None) -> str | None:
+    """A model that names a local folder, as an absolute path (the sealed process runs in an empty
+    temporary folder, where a relative one would be read as a hub id); anything else unchanged."""
+    if model and os.path.isdir(os.path.expanduser(str(model))):
+        return os.path.abspath(os.path.expanduser(str(model)))
+    return model
 
 
 # ----------------------------------------------------------------------------------------- child

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-from cptbench.core.errors import DataError
+from cptbench.core.errors import DataError, ModelError
 from cptbench.data.box_policy import data_policy
 from cptbench.data.examples import Example, TrainExample
 from cptbench.data.sampling import DEFAULT_SAMPLER, Manifest, draw_manifest
@@ -169,6 +169,7 @@ class DataSession:
             task = job.task
             data_fp = self.data_fingerprint(task)
             model_fp, model_path = self.model(job.model)
+            check_model_type(job.method_cls, job.model)
             setting = self.proposal_setting(job.proposals_arg)
             manifest = self.manifest(task, job.shots, job.seed, job.sampler)
             if manifests is not None:
@@ -184,3 +185,18 @@ class DataSession:
             out.append(with_runs(job, runs=runs, model_path=model_path, model_fp=model_fp, data_fp=data_fp,
                                  manifest=manifest))
         return out
+
+
+def check_model_type(method_cls: type, model: str | None) -> None:
+    """Refuse, before any fit, a local model folder whose ``model_type`` the method does not take
+    (its ``model_types``): a run of ``cpt`` and ``clip-crop`` on one model cannot succeed, and
+    should not spend the first method's jobs finding out. A hub id is not looked up here."""
+    types = getattr(method_cls, "model_types", None)
+    if not types or not model or not getattr(method_cls, "needs_model", False):
+        return
+    from cptbench.models.loading import local_model_type
+
+    found = local_model_type(model)
+    if found is not None and found not in types:
+        raise ModelError(f"method {method_cls.name!r} takes {', '.join(types)} models; --model {model!r} is a "
+                         f"{found!r} model. Give each model family its own run. Nothing was run.")

@@ -26,6 +26,12 @@ ALLOWED = {
     "report": {"core", "tasks", "data", "models", "methods", "cpt", "results", "run", "top"},
 }
 MAX_LINES = 400
+#: single modules a layer may import although their layer is above it: (layer, module, why)
+EXCEPTIONS = {
+    # ReCLIP's CPT-adapted baseline (clip-cpt) shades with CPT's own blend; the painting module is a
+    # leaf (it imports numpy and cptbench.data only), so baselines reuse it rather than copy it.
+    ("baselines", "cptbench.cpt.painting"),
+}
 
 
 def modules():
@@ -55,13 +61,18 @@ def imports(tree: ast.AST):
 
 def test_layers_import_downwards_only():
     wrong = []
+    for src, target in EXCEPTIONS:  # an exception names a leaf: it imports no layer above its importer
+        f = ROOT / (target.replace("cptbench.", "cptbench/", 1).replace(".", "/") + ".py")
+        for sub, line in imports(ast.parse(f.read_text())):
+            if layer(sub) not in (None, layer(target), *ALLOWED[src]):
+                wrong.append(f"{f.relative_to(ROOT)}:{line}: {target}, imported by {src} as an exception, imports {sub}")
     for module, f in modules():
         src = layer(module)
         if src not in ALLOWED:
             continue  # the applications: cli, api, mini (they may import anything)
         for target, line in imports(ast.parse(f.read_text())):
             dst = layer(target)
-            if dst and dst != src and dst not in ALLOWED[src]:
+            if dst and dst != src and dst not in ALLOWED[src] and (src, target) not in EXCEPTIONS:
                 wrong.append(f"{f.relative_to(ROOT)}:{line} ({src}) imports {target} ({dst})")
     assert not wrong, "\n".join(wrong)
 
