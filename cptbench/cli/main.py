@@ -28,6 +28,7 @@ _COMMANDS = {
     "show": ("cptbench.cli.show_cmd", "show"),
     "bench": ("cptbench.cli.bench_cmd", "bench"),
     "pretrain-mini": ("cptbench.cli.pretrain_cmd", "pretrain_mini"),
+    "prompt-search": ("cptbench.cli.prompt_search_cmd", "prompt_search"),
 }
 
 
