@@ -47,7 +47,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Mapping
 
 DEFAULT_ALPHA = 127 / 255
@@ -274,7 +274,9 @@ def _from_document(path: Path, doc: Any, sha: str) -> PaletteFile:
 def canonical_palette(value: str, alpha: float | None = None) -> str:
     """The value a config keeps for a ``palette`` option (module doc): a palette file's canonical
     form when ``value`` names a file (read now; with ``alpha``, the run's painting alpha, which must
-    equal the file's), else ``value`` unchanged after checking it parses."""
+    equal the file's), else ``value`` unchanged after checking it parses. A ``pathlib.Path`` is a file."""
+    if isinstance(value, PurePath):
+        value = str(value)
     if is_palette_file(value):
         pf = read_palette_file(value.strip())
         if alpha is not None and abs(float(alpha) - pf.alpha) > 1e-9:

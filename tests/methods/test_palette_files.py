@@ -44,6 +44,7 @@ def test_the_config_holds_name_and_hash_not_the_path(tmp_path):
     sha = read_palette_file(path).palette.file_sha256
     assert config.palette == f"file:found@{sha};red:224,0,32;blue:32,96,224"
     assert str(tmp_path) not in json.dumps(config_dict(config))
+    assert CptConfig(palette=path).palette == config.palette  # a pathlib.Path from Python
     # a moved (renamed, even) copy: the same config, hence the same run ids
     moved = tmp_path / "elsewhere" / "renamed.json"
     moved.parent.mkdir()
