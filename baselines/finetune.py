@@ -78,7 +78,8 @@ import numpy as np
 
 from cptbench.data.examples import Example, TrainExample
 from cptbench.methods import Method, MethodContext
-from cptbench.methods.numerics import BatchSizer, precision_context, run_batches
+from cptbench.methods.numerics import (LOSS_READ_EVERY, BatchSizer, precision_context, read_losses, run_batches,
+                                      to_device)
 from cptbench.methods.optim import (adamw_with_schedule, batch_order, effective_batch_size, parameter_groups,
                                     seeded_torch_rng, training_randomness, warmup_steps)
 
@@ -214,27 +215,26 @@ class _CandidateScorer(Method):
             self._info["saved"] = self._save(adapter)
 
     def _train(self, adapter, items: list[_Item], bs: int, seed: int) -> None:
-        import torch
-
         cfg = self.config
         head = self._head
         groups = parameter_groups([adapter.model], cfg.weight_decay, cfg.lr) if self.train_backbone else []
         groups += parameter_groups([head], cfg.weight_decay, cfg.head_lr or cfg.lr)
         steps = cfg.total_steps
         optimizer, scheduler = adamw_with_schedule(groups, cfg.lr, steps, cfg.warmup)
-        targets = torch.tensor([it.target for it in items], dtype=torch.long, device=adapter.device)
+        targets = [it.target for it in items]  # on the host: each step's are sent without a wait
         device, precision = adapter.device, self.context.precision
         frozen = None
         if not self.train_backbone:
             with precision_context(device, precision):
                 frozen = self.inputs.frozen(adapter, [it.example for it in items], "train", self.context.micro_batch)
-        fallbacks: dict[int, int] = {}  # ft: per training item, counted the first time it is seen
+        fallbacks: dict[int, Any] = {}  # ft: per training item, counted the first time it is seen
         randomness = training_randomness(cfg.seed_policy, cfg.model_seed, int(seed))
         self._info["train_seed_entropy"] = list(randomness.entropy)
         order = batch_order(len(items), bs, steps, randomness.rng)
         progress = self.context.progress
         stage = f"{self.name or 'ft'} fit"
         self._dirty = self.train_backbone
+        pending: list = []
         if self.train_backbone:
             adapter.model.train()
         head.train()
@@ -245,22 +245,28 @@ class _CandidateScorer(Method):
                         if frozen is None:
                             reps, valid, fallback = self.inputs.represent(adapter, [items[i].example for i in idx])
                             for row, i in enumerate(idx):
-                                fallbacks.setdefault(i, int(fallback[row].sum()))
+                                if i not in fallbacks:  # kept on the device: read once, after the loop
+                                    fallbacks[i] = fallback[row].sum()
                         else:
                             reps, valid = stack_representations([frozen[i] for i in idx], device)
                         logits = head(reps)
-                    loss = candidate_loss(logits, valid, targets[torch.as_tensor(idx, device=targets.device)],
-                                          cfg.padded_slots)
+                    loss = candidate_loss(logits, valid, to_device([targets[i] for i in idx], device), cfg.padded_slots)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
                     scheduler.step()
-                    self.losses.append(float(loss.detach()))
+                    pending.append(loss.detach())  # read once per LOSS_READ_EVERY steps: no wait per step
+                    if len(pending) >= LOSS_READ_EVERY:
+                        self.losses.extend(read_losses(pending))
                     progress(stage, step + 1, steps)
+                self.losses.extend(read_losses(pending))
         finally:
             adapter.model.eval()
             head.eval()
-            self.inputs.fallbacks["train"] += sum(fallbacks.values())
+            if fallbacks:
+                import torch
+
+                self.inputs.fallbacks["train"] += int(torch.stack(list(fallbacks.values())).sum())
 
     def _save(self, adapter) -> dict[str, str]:
         from safetensors.torch import save_file

@@ -64,12 +64,15 @@ BATCH_SIZE = BatchSizeType()
               help="Run each method's fit and predict in its own process that never holds an evaluation label, a path "
                    "into the data root or the results folder (default: sealed for methods that are not part of "
                    "cptbench; --no-sealed trusts every method, --sealed seals cptbench's own too).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, envvar="CPTBENCH_THREADS",
+              help="torch CPU threads for the forward and the pipeline (recorded in each record's perf); default: "
+                   "torch's (one per core). On a CPU shared with other work, 1 holds its speed best (docs/performance.md).")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=CHUNK_SIZE, show_default=True,
               help="Predictions are saved every N expressions (what a kill can lose at most).")
 @click.option("--no-leaderboard", is_flag=True, help="Do not rebuild and print the leaderboard afterwards.")
 @pass_state
 def run(state, methods, shots, tasks, seeds, splits, proposals, model, sets, data_root, images, results, limit,
-        skip_bad, strict_data, device, batch_size, precision, sampler, sealed, chunk_size, no_leaderboard) -> None:
+        skip_bad, strict_data, device, batch_size, precision, sampler, sealed, threads, chunk_size, no_leaderboard) -> None:
     """Run METHODs on TASKs for every k in --shots and every seed; finished runs are skipped, so an
     interrupted command resumes where it stopped. Inputs are checked before anything is trained.
 
@@ -91,7 +94,7 @@ def run(state, methods, shots, tasks, seeds, splits, proposals, model, sets, dat
         seeds=parse_int_list(seeds, "--seeds"), proposals=proposals, model=model, options=parse_sets(sets),
         splits=parse_name_list(splits) or None, limit=limit, data_root=data_root, images=images, device=device,
         eval_batch_size=batch_size, chunk_size=chunk_size, skip_bad=skip_bad, strict_data=strict_data,
-        precision=precision, sampler=sampler, sealed=sealed,
+        precision=precision, sampler=sampler, sealed=sealed, threads=threads,
         command=command_line(),
     )
     jobs = plan(request)

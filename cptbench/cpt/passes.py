@@ -95,11 +95,17 @@ def reference_batches(adapter: Any, painter: Any, examples: Sequence[Example], c
     prepared by the adapter's image processor, full-vocabulary logits cut to ``columns``."""
     import torch
 
+    index = None  # the columns as a tensor on the logits' device, made once (not a list per batch)
+
     def build(chunk):
         return adapter.collate([painter.prepared(examples[i], g) for i, g in chunk]), texts_of(chunk)
 
     def forward(inputs):
-        return torch.as_tensor(adapter.mask_logits(inputs[0], inputs[1]))[:, columns]
+        nonlocal index
+        logits = torch.as_tensor(adapter.mask_logits(inputs[0], inputs[1]))
+        if index is None or index.device != logits.device:
+            index = torch.as_tensor(list(columns), dtype=torch.long).to(logits.device)
+        return logits.index_select(1, index)
 
     return build, forward
 

@@ -47,6 +47,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from cptbench.core.boxes import MetricSpec
+from cptbench.methods.numerics import LOSS_READ_EVERY, read_losses, to_device
 from cptbench.data.examples import TrainExample
 from cptbench.methods.optim import (DEFAULT_SEED_POLICY, adamw_with_schedule, batch_order, check_seed_policy, effective_batch_size,
                      parameter_groups, seeded_torch_rng, training_randomness)
@@ -194,6 +195,7 @@ def train_prompt(
     micro = max(1, int(settings.micro_batch))
     was_training = model.training
     model.train()
+    pending: list[Any] = []  # the steps' losses, on the device until the next read
     try:
         with seeded_torch_rng(randomness.torch_seed, device):
             for step, batch in enumerate(order):
@@ -204,23 +206,28 @@ def train_prompt(
                 if not passes:  # only expressions without candidates
                     continue
                 optimizer.zero_grad(set_to_none=True)
-                total = 0.0
+                total = None
                 for start in range(0, len(passes), micro):
                     chunk = passes[start: start + micro]
+                    # the targets are known before the forward: built on the host, sent without a wait
+                    targets = to_device([target_id(u.target) for u in chunk], device)
                     logits = forward(chunk)
-                    targets = torch.tensor([target_id(u.target) for u in chunk], device=logits.device)
                     loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum") / len(passes)
                     loss.backward()
-                    total += float(loss.detach())
+                    part = loss.detach()
+                    total = part if total is None else total + part
                 optimizer.step()
                 scheduler.step()
                 result.steps += 1
-                result.losses.append(total)
+                pending.append(total)
                 result.passes += len(passes)
                 result.positives += sum(1 for u in passes if u.target != NONE_WORD)
                 result.negatives += sum(1 for u in passes if u.target == NONE_WORD)
+                if len(pending) >= LOSS_READ_EVERY:
+                    result.losses.extend(read_losses(pending))
                 if progress is not None:
                     progress("fit", step + 1, settings.steps)
+        result.losses.extend(read_losses(pending))
     finally:
         model.train(was_training)
     return result

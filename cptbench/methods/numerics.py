@@ -14,6 +14,9 @@ the helpers here, so the paper's comparison runs under one set of numerics:
   :data:`AUTO_CPU_BATCH`. :class:`BatchSizer` holds the size a method uses.
 * **Out of memory.** :func:`run_batches` halves the batch and retries the failed one; the smaller
   size then holds for the rest of the method's life (and is remembered under ``auto``).
+* **No host waits in training loops.** :func:`to_device` sends host-built targets pinned and without
+  waiting; :func:`read_losses` reads the steps' losses in one transfer every :data:`LOSS_READ_EVERY`
+  steps instead of one wait per step.
 """
 
 from __future__ import annotations
@@ -90,12 +93,71 @@ def host_threads(device: Any):
         torch.set_num_threads(n)
 
 
+#: the environment variable of ``--threads``
+THREADS_ENV = "CPTBENCH_THREADS"
+
+
+def threads_setting(threads: int | None) -> int | None:
+    """The thread count asked for: ``threads`` when given, else ``$CPTBENCH_THREADS``, else None
+    (torch's own default: one per physical core). A bad value is a usage error naming it."""
+    import os
+
+    from cptbench.core.errors import UsageError
+
+    if threads is None:
+        raw = os.environ.get(THREADS_ENV, "").strip()
+        if not raw:
+            return None
+        if not raw.isdigit() or int(raw) < 1:
+            raise UsageError(f"{THREADS_ENV}={raw!r} must be a whole number >= 1 (torch CPU threads); unset it or fix it.")
+        threads = int(raw)
+    if threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    return int(threads)
+
+
+def apply_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads for the forward and the pipeline's ops to ``threads`` (None:
+    leave torch's default) and return the count in force."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    return torch.get_num_threads()
+
+
 def is_oom(exc: BaseException) -> bool:
     """Whether ``exc`` is the device running out of memory."""
     import torch
 
     oom = getattr(torch.cuda, "OutOfMemoryError", None)
     return (oom is not None and isinstance(exc, oom)) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
+
+
+# ------------------------------------------------------------------------------- training loops
+#: the training losses are read from the device once per this many steps (each read waits for it)
+LOSS_READ_EVERY = 25
+
+
+def to_device(values: Sequence[int], device: Any):
+    """An int64 tensor of ``values`` on ``device``: pinned and copied without waiting on CUDA."""
+    import torch
+
+    host = torch.tensor(values, dtype=torch.long)
+    if torch.device(device).type == "cuda":
+        return host.pin_memory().to(device, non_blocking=True)
+    return host.to(device)
+
+
+def read_losses(pending: list) -> list[float]:
+    """The losses of ``pending`` (device scalars) as floats, read with one transfer; empties it."""
+    if not pending:
+        return []
+    import torch
+
+    values = torch.stack(pending).float().cpu().tolist()
+    pending.clear()
+    return values
 
 
 # ------------------------------------------------------------------------------------ batch loop

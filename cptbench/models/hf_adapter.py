@@ -113,11 +113,11 @@ class HFAdapter(VLAdapter):
         self._check_texts(texts, enc["attention_mask"].sum(dim=1).tolist(),
                           None if is_mask is None else is_mask.sum(dim=1).tolist())
         if not need_mask:
-            return {k: v.to(self.device) for k, v in enc.items()}, None
+            return {k: _to_device(v, self.device) for k, v in enc.items()}, None
         mask_col = is_mask.to(torch.int64).argmax(dim=1)
         device = self.device
-        enc = {k: v.to(device) for k, v in enc.items()}
-        return enc, mask_col.to(device)
+        enc = {k: _to_device(v, device) for k, v in enc.items()}
+        return enc, _to_device(mask_col, device)
 
     def encode_text(self, text: str, need_mask: bool = True) -> EncodedText:
         """One text tokenised exactly as :meth:`_encode_texts` tokenises it in a batch, with the same
@@ -270,3 +270,10 @@ def head_logits(head, states: torch.Tensor, columns=None, head_bias: bool = Fals
     if head_bias:
         out = out + head.bias.index_select(0, columns)
     return out
+
+
+def _to_device(tensor, device):
+    """A host tensor on ``device``: pinned and copied without waiting on CUDA, moved plainly elsewhere."""
+    if torch.device(device).type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)

@@ -5,9 +5,13 @@ policy, per-split method facts and a ``perf`` section. Records written before it
 ``schema_version`` key) still read: their fingerprints read as ``"unknown"``, so they are never
 taken for a run of today's identity and never grouped with one.
 
-Timings: ``fit_seconds`` is the job's fit, carried by the first run of the job that needed it (the
-other splits of the job carry 0, so summing ``seconds`` over records gives the wall time);
-``predict_seconds`` is this split's prediction; ``seconds = fit_seconds + predict_seconds``.
+Timings name what they time: ``load_seconds`` is importing torch / transformers and loading the
+model (once per process and model, carried by the run during which it happened), ``fit_seconds``
+the job's fit without loading (carried by the first run of the job that needed it; the other
+splits of the job carry 0), ``predict_seconds`` this split's ``predict`` calls alone without
+loading; ``seconds = load_seconds + fit_seconds + predict_seconds``, so summing ``seconds`` over
+records gives the time spent in methods. Older records have no ``load_seconds`` (0): there, the
+loading is inside ``fit_seconds`` or ``predict_seconds``.
 
 Resume guarantee: a run resumed after a kill has a record equal to an uninterrupted one in every
 field except :data:`VOLATILE_FIELDS` (timings, ``resumed_examples``, ``perf``, ``created_at``, and
@@ -27,7 +31,7 @@ from cptbench.core.errors import ResultsError
 SCHEMA_VERSION = 2
 
 #: fields that may differ between a resumed run and an uninterrupted one
-VOLATILE_FIELDS = ("fit_seconds", "predict_seconds", "seconds", "resumed_examples", "perf", "created_at",
+VOLATILE_FIELDS = ("fit_seconds", "predict_seconds", "seconds", "load_seconds", "resumed_examples", "perf", "created_at",
                    "device", "platform", "git_revision", "versions", "command")
 
 
@@ -94,6 +98,9 @@ class RunRecord:
     sampler: str = "cptbench"
     #: the method ran sealed: in its own process, without evaluation labels or paths to them
     sealed: bool = False
+    #: importing torch / transformers and loading the model, counted where it happened (once per
+    #: process and model); ``seconds = load_seconds + fit_seconds + predict_seconds``
+    load_seconds: float = 0.0
     #: the box policy where it mattered: ``strict`` (--strict-data), ``release`` (boxes reaching past
     #: the image or of zero area were kept), "" (the default, on data without such boxes)
     data_policy: str = ""
@@ -175,7 +182,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "predict_seconds": (int, float), "seconds": (int, float), "resumed_examples": (int,),
     "manifest_sha256": (str,), "manifest_path": (str,), "predictions_path": (str,), "method_info": (dict,),
     "skip_bad": (bool,), "n_skipped": (dict,), "predictions_sha256": (str,), "results_version": (int,),
-    "method_version": (int,), "precision": (str,), "sampler": (str,), "sealed": (bool,), "data_policy": (str,),
+    "method_version": (int,), "precision": (str,), "sampler": (str,), "sealed": (bool,), "load_seconds": (int, float), "data_policy": (str,),
     "n_kept": (dict,),
 }
 
@@ -218,7 +225,7 @@ def _check_numbers(kw: dict[str, Any], where: str) -> None:
         raise bad(f"accuracy is {acc!r}, not a percentage")
     elif abs(acc - 100.0 * kw["n_correct"] / n) > 1e-6:
         raise bad(f"accuracy is {acc!r} but n_correct / n = {kw['n_correct']} / {n} = {100.0 * kw['n_correct'] / n:.6g}%")
-    for key in ("fit_seconds", "predict_seconds", "seconds"):
+    for key in ("fit_seconds", "predict_seconds", "seconds", "load_seconds"):
         value = kw.get(key)
         if value is not None and (not math.isfinite(value) or value < 0):
             raise bad(f"{key} is {value!r}")

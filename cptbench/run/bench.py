@@ -28,7 +28,6 @@ import platform
 import resource
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -37,6 +36,7 @@ import numpy as np
 
 from cptbench.data.examples import Example
 from cptbench.data.images import ImageSource
+from cptbench.run.execute import clock
 
 WORDS = ("man", "woman", "person", "dog", "cat", "car", "shirt", "table", "chair", "left", "right", "middle",
          "big", "small", "white", "black", "front", "back", "near", "far")
@@ -136,9 +136,9 @@ class _Timer:
                 end.record()
                 self.events.append((start, end))
                 return out
-            t = time.perf_counter()
+            t = clock()
             out = fn(*args, **kwargs)
-            self.seconds += time.perf_counter() - t
+            self.seconds += clock() - t
             return out
 
         return timed
@@ -204,7 +204,7 @@ def _timed(fixture: Fixture, method, timer: _Timer, *, null: bool, cuda: bool, c
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     examples = fixture.examples
-    start = time.perf_counter()
+    start = clock()
     for i in range(0, len(examples), chunk):
         nxt = examples[i + chunk:i + 2 * chunk]
         if nxt:
@@ -212,7 +212,7 @@ def _timed(fixture: Fixture, method, timer: _Timer, *, null: bool, cuda: bool, c
         method.predict(examples[i:i + chunk])
     if cuda:
         torch.cuda.synchronize()
-    wall = time.perf_counter() - start
+    wall = clock() - start
     counters = method.take_counters()
     perf = method.perf_info()
     passes = int(counters["passes"])

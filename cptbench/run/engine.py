@@ -35,6 +35,7 @@ from cptbench.run.distributed import Dist, rank_device
 from cptbench.run.execute import Executor, SplitResult
 from cptbench.run.plan import Job, RunRequest, RunSpec
 from cptbench.run.record import finish
+from cptbench.methods.numerics import apply_threads, threads_setting
 from cptbench.run.sealed import SealedMethod, close_workers, should_seal
 from cptbench.run.session import DataSession
 
@@ -78,7 +79,7 @@ class Runner:
         context = job_context(job, device=self.device, eval_batch_size=self.request.eval_batch_size,
                               progress=self.progress, artifacts_dir=scratch)
         if should_seal(job.method_cls, self.request.sealed):
-            return SealedMethod(job.method_cls, job.config, context)
+            return SealedMethod(job.method_cls, job.config, context, threads=getattr(self, "threads", None))
         return job.method_cls(job.config, context)
 
     def _check_sealed(self, jobs: Sequence[Job]) -> None:
@@ -94,6 +95,9 @@ class Runner:
         if main:
             self.store.check_writable()
         self._check_sealed(jobs)
+        self.threads = threads_setting(self.request.threads)
+        if any(j.method_cls.needs_model for j in jobs) or self.threads:
+            self.threads = apply_threads(self.threads)
         jobs = self.prepare(jobs, write=main)
         faults.point("prepare.done")
         done = self._finished()

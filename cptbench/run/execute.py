@@ -1,5 +1,10 @@
 """Executing a job: fit the method once, predict each pending split in saved chunks, score every row.
 
+Timings name what they time: ``load_seconds`` is the time spent importing torch / transformers and
+loading the model (once per process and model; read from :func:`cptbench.models.loading.load_clock`,
+or the sealed process's), ``fit_seconds`` the fit without it, ``predict_seconds`` the method's
+``predict`` calls alone (not scoring, saving or progress) without it.
+
 Each split is predicted in a seeded order that depends on no label (:func:`presentation_order`),
 chunk by chunk; each chunk is scored by the one scorer (:func:`cptbench.run.scoring.score_example`)
 and, when a ``save`` callback is given, saved with the method's counters and fit facts, so a killed
@@ -38,6 +43,7 @@ class SplitResult:
     skipped: dict[str, int]
     kept: dict[str, int] = field(default_factory=dict)  # boxes the default policy kept (SplitData.kept)
     sealed: bool = False  # the method ran in its own process (cptbench.run.sealed)
+    load_seconds: float = 0.0  # imports and model load that happened during this split's fit or predicts
 
 
 def presentation_order(examples: Sequence[Example], task: str, split: str) -> list[Example]:
@@ -71,10 +77,13 @@ class Executor:
         self.dist = dist or Dist()
         self.progress = progress
         self.event = event or (lambda kind, info: None)
+        self.loaded = 0.0  # loading seconds not yet given to a split's result
+        self.predict_time = 0.0
 
     def fit(self, job: Job, method: Method) -> float:
-        """Fit ``method`` on the job's k-shot examples (their images pinned in the cache); seconds."""
-        t = time.perf_counter()
+        """Fit ``method`` on the job's k-shot examples (their images pinned in the cache); seconds
+        (the loading inside is added to :attr:`loaded`)."""
+        t, loaded = clock(), load_clock_of(method)
         train = self.session.train_examples(job.task, job.manifest, job.proposals_arg)
         images = self.session.dataset(job.task).images
         keys = [te.example.image_key for te in train]
@@ -88,7 +97,9 @@ class Executor:
             faults.point("fit.done")
         finally:
             images.unpin(keys)
-        return time.perf_counter() - t
+        load = load_clock_of(method) - loaded
+        self.loaded += load
+        return clock() - t - load
 
     def execute(self, job: Job, method: Method, pending: Sequence[RunSpec], saved: SavedFn | None = None,
                 save: SaveFn | None = None) -> Iterator[SplitResult]:
@@ -98,6 +109,12 @@ class Executor:
         is complete."""
         task = job.task
         fitted = False
+        if job.method_cls.needs_model and not getattr(method, "sealed", False):
+            from cptbench.models.loading import load_clock, warm_imports
+
+            before = load_clock()
+            warm_imports()  # torch and transformers, once per process: loading, not the first predict
+            self.loaded += load_clock() - before
         for spec in pending:
             data = self.session.split(task, spec.split, job.proposals_arg)
             examples = self.session.eval_examples(task, spec.split, job.proposals_arg)
@@ -115,7 +132,7 @@ class Executor:
                 method.set_eval_labels(data.labels)
             method.take_counters()  # what fit or an earlier split counted is not this split's
             counters = sum_counters(c.get("counters") or {} for c in chunks)
-            t_pred = time.perf_counter()
+            self.predict_time = 0.0
             for new, chunk_counters in self._predict_rounds(method, job, data, remaining):
                 if save is not None:
                     faults.point("predict.chunk")
@@ -125,10 +142,12 @@ class Executor:
                 rows.update((r["example_id"], r) for r in new)
                 self.progress(f"{task.name}/{spec.split}", len(rows), len(examples))
             order = {ex.example_id: i for i, ex in enumerate(examples)}
+            loaded, self.loaded = self.loaded, 0.0
             yield SplitResult(spec, sorted(rows.values(), key=lambda r: order[r["example_id"]]), counters, fit_info,
-                              split_fit, time.perf_counter() - t_pred, resumed,
-                              {**plain(method.perf_info()), "images": self.session.dataset(task).images.stats()},
-                              dict(data.skipped), dict(data.kept), bool(getattr(method, "sealed", False)))
+                              split_fit, self.predict_time, resumed,
+                              {**plain(method.perf_info()), "images": self.session.dataset(task).images.stats(),
+                               **_threads()},
+                              dict(data.skipped), dict(data.kept), bool(getattr(method, "sealed", False)), loaded)
 
     def _predict_rounds(self, method: Method, job: Job, data, remaining: Sequence[Example]):
         """(scored rows, counters) per saved chunk. Distributed: each rank predicts its images'
@@ -152,7 +171,11 @@ class Executor:
             upcoming = mine[(k + 1) * per_rank:(k + 2) * per_rank]
             if upcoming:
                 images.prefetch([ex.image_key for ex in upcoming])
+            t, loaded = clock(), load_clock_of(method)
             scores = method.predict(batch) if batch else []
+            load = load_clock_of(method) - loaded
+            self.loaded += load
+            self.predict_time += clock() - t - load
             faults.point("predict.round")
             if len(scores) != len(batch):
                 raise RuntimeError(f"method {job.method_cls.name!r} returned {len(scores)} score arrays for {len(batch)} examples")
@@ -166,6 +189,29 @@ class Executor:
                 rows = [r for part, _ in gathered for r in part]
                 counters = sum_counters(c for _, c in gathered)
             yield rows, counters
+
+
+def _threads() -> dict[str, int]:
+    """``{"threads": n}``: torch's CPU threads in force, when torch is loaded (nothing otherwise)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return {"threads": int(torch.get_num_threads())} if torch is not None else {}
+
+
+def clock() -> float:
+    """The executor's clock (``time.perf_counter``; tests may replace it)."""
+    return time.perf_counter()
+
+
+def load_clock_of(method) -> float:
+    """Seconds spent loading models so far where ``method`` runs: its sealed process, or this one."""
+    own = getattr(method, "load_clock", None)
+    if callable(own):
+        return float(own())
+    from cptbench.models.loading import load_clock
+
+    return load_clock()
 
 
 def sum_counters(parts) -> dict[str, Any]:

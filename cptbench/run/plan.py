@@ -56,6 +56,7 @@ class RunRequest:
     precision: str | None = None  # None: each method's own precision option (default auto)
     sampler: str = DEFAULT_SAMPLER  # the k-shot draw: cptbench | release (the CPT release's own)
     sealed: bool | None = None  # None: methods that are not part of cptbench run sealed (cptbench.run.sealed)
+    threads: int | None = None  # torch CPU threads (None: $CPTBENCH_THREADS, else torch's default)
     command: str = ""  # the command line, recorded with every run (provenance)
 
 

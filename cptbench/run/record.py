@@ -26,7 +26,7 @@ def build_record(job: Job, result: SplitResult, predictions_sha: str, layout, *,
 
     spec = result.spec
     summary = summarize(result.rows)
-    fit_s, pred_s = round(result.fit_seconds, 3), round(result.predict_seconds, 3)
+    fit_s, pred_s, load_s = round(result.fit_seconds, 3), round(result.predict_seconds, 3), round(result.load_seconds, 3)
     perf = dict(result.perf)
     if world_size > 1:
         perf["world_size"] = world_size
@@ -38,7 +38,7 @@ def build_record(job: Job, result: SplitResult, predictions_sha: str, layout, *,
         proposals=spec.proposals, shots=spec.shots, seed=spec.seed, limit=spec.limit, metric=asdict(spec.metric),
         uses_eval_labels=job.method_cls.uses_eval_labels, accuracy=summary.accuracy, n=summary.n,
         n_correct=summary.n_correct, n_invalid=summary.n_invalid, n_no_candidates=summary.n_no_candidates,
-        fit_seconds=fit_s, predict_seconds=pred_s, seconds=round(fit_s + pred_s, 3),
+        fit_seconds=fit_s, predict_seconds=pred_s, seconds=round(load_s + fit_s + pred_s, 3), load_seconds=load_s,
         resumed_examples=result.resumed, manifest_sha256=manifest.sha256,
         manifest_path=layout.relative(layout.manifest(manifest.task, manifest.shots, manifest.seed, manifest.sampler)),
         predictions_path=layout.relative(layout.predictions(spec.run_id)),

@@ -25,6 +25,7 @@ job), so a run pays the start-up once per class.
 from __future__ import annotations
 
 import os
+import sys
 import traceback
 from typing import Any, Sequence
 
@@ -150,7 +151,7 @@ class SealedMethod:
 
     sealed = True
 
-    def __init__(self, method_cls: type, config: Any, context):
+    def __init__(self, method_cls: type, config: Any, context, threads: int | None = None):
         from dataclasses import replace
 
         from cptbench.methods.base import no_progress
@@ -171,7 +172,7 @@ class SealedMethod:
             raise UsageError(f"method {self.name!r} cannot run sealed: its class {method_cls.__qualname__!r} is not "
                              f"importable by name from module {method_cls.__module__!r} ({exc}); register it from an "
                              f"importable module (an entry point of your package), or trust it with --no-sealed.") from None
-        self._worker.call("init", method_cls, config, child_context)
+        self._worker.call("init", method_cls, config, child_context, threads)
 
     def fit(self, train, seed: int) -> None:
         """Fit in the sealed process on the training examples and their labels."""
@@ -196,8 +197,12 @@ class SealedMethod:
         return self._worker.call("take_counters")
 
     def perf_info(self) -> dict[str, Any]:
-        """The method's performance facts."""
+        """The method's performance facts (with the sealed process's torch threads)."""
         return self._worker.call("perf_info")
+
+    def load_clock(self) -> float:
+        """Seconds the sealed process has spent loading models so far."""
+        return float(self._worker.call("load_clock"))
 
     def set_eval_labels(self, labels) -> None:
         """Never: a sealed method does not receive evaluation labels."""
@@ -257,7 +262,11 @@ def serve(conn) -> None:
             return
         try:
             if op == "init":
-                cls, config, context = args
+                cls, config, context, threads = args
+                if threads:
+                    from cptbench.methods.numerics import apply_threads
+
+                    apply_threads(threads)
                 method = cls(config, context)
                 result = None
             elif op == "fit":
@@ -274,6 +283,12 @@ def serve(conn) -> None:
                 result = _scores(method.predict([_rebuild(row, source) for row in rows]))
             elif op in ("describe", "take_counters", "perf_info"):
                 result = _plain(getattr(method, op)())
+                if op == "perf_info" and "torch" in sys.modules:
+                    result["threads"] = int(sys.modules["torch"].get_num_threads())
+            elif op == "load_clock":
+                from cptbench.models.loading import load_clock
+
+                result = load_clock()
             else:
                 raise ValueError(f"unknown call {op!r}")
             conn.send(("ok", result))

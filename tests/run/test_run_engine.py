@@ -96,3 +96,27 @@ def test_the_layout_refuses_paths_that_leave_the_results_folder(tmp_path):
     assert layout.manifest("refcoco+", 1, 0) == tmp_path / "res" / "splits" / "refcoco+" / "k1_s0.json"
     with pytest.raises(ResultsError):
         layout.manifest("..", 1, 0)
+
+
+def test_threads_are_a_setting_recorded_in_perf(toy, monkeypatch):
+    torch = pytest.importorskip("torch")
+    from click.testing import CliRunner
+
+    from cptbench.cli.main import cli
+
+    tmp, root, task = toy
+    before = torch.get_num_threads()
+    try:
+        for args, env, want in ((["--threads", "1"], {}, 1), ([], {"CPTBENCH_THREADS": "1"}, 1)):
+            res = tmp / f"res-{len(args)}"
+            r = CliRunner().invoke(cli, ["run", "-t", "toyref", "-m", "cpt", "-k", "0", "--data-root", str(root),
+                                         "--model", "bundled:mini-vilt", "--results", str(res), "--no-leaderboard", *args],
+                                   env={"CPTBENCH_TASKS_PATH": str(tmp / "cards"), **env})
+            assert r.exit_code == 0, r.output
+            assert {rec.perf["threads"] for rec in ResultsStore(res).records()} == {want}
+        r = CliRunner().invoke(cli, ["run", "-t", "toyref", "-m", "cpt", "-k", "0", "--data-root", str(root),
+                                     "--model", "bundled:mini-vilt", "--results", str(tmp / "r3")],
+                               env={"CPTBENCH_TASKS_PATH": str(tmp / "cards"), "CPTBENCH_THREADS": "many"})
+        assert r.exit_code == 2 and "--threads" in r.output and "many" in r.output
+    finally:
+        torch.set_num_threads(before)
