@@ -66,10 +66,12 @@ def _swatch(rgb, width: int = 6):
               help="Colours (search) or passes (--evaluate) per forward; halved on out-of-memory.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="Search numerics: auto = bf16 autocast on CUDA, fp32 elsewhere.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, envvar="CPTBENCH_THREADS",
+              help="torch CPU threads (recorded in the palette file); default: torch's (one per core), as `run`.")
 @pass_state
 def prompt_search(state, palettes, evaluate, model, words, step, image_size, template, subject, normalise, min_margin,
                   keep, alpha, name, output, plot, task, split, limit, method, sets, data_root, images, device,
-                  batch_size, precision) -> None:
+                  batch_size, precision, threads) -> None:
     """Cross-modal prompt search: render solid colours over an RGB grid (as tensors), decode the colour
     words at [MASK], keep per word the colour the model names best, and write a palette file.
 
@@ -85,16 +87,16 @@ def prompt_search(state, palettes, evaluate, model, words, step, image_size, tem
     spec = get_task(task)
     if evaluate:
         _evaluate(state, palettes, spec, split, limit, method, parse_sets(sets), model, device, batch_size,
-                  data_root, images)
+                  data_root, images, threads)
         return
     if palettes:
         raise click.UsageError(f"palettes given ({', '.join(palettes)}) without --evaluate; a search takes none")
     _search(state, model or spec.default_model, words, step, image_size, template, subject, normalise, min_margin,
-            keep, alpha, name, output, plot, device, batch_size, precision)
+            keep, alpha, name, output, plot, device, batch_size, precision, threads)
 
 
 def _search(state, model, words, step, image_size, template, subject, normalise, min_margin, keep, alpha, name,
-            output, plot, device, batch_size, precision) -> None:
+            output, plot, device, batch_size, precision, threads) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -106,7 +108,7 @@ def _search(state, model, words, step, image_size, template, subject, normalise,
     with ProgressBars(state) as bars:
         run = run_search(model, words=word_list, step=step, image_size=image_size, template=template,
                          subject=subject, normalise=normalise, min_margin=min_margin, device=device,
-                         batch_size=batch_size, precision=precision,
+                         batch_size=batch_size, precision=precision, threads=threads,
                          progress=lambda done, total: bars("colours", done, total))
     result = run.result
     if run.dropped:
@@ -121,7 +123,7 @@ def _search(state, model, words, step, image_size, template, subject, normalise,
                       f"{c.margin:+.3f}", status)
     Console().print(table)
     state.log(f"{len(result.grid):,} colours in {result.seconds:.1f} s ({1000 * result.seconds_per_colour:.2f} ms per "
-              f"colour, batch {result.batch_size}, {run.settings.precision}, {device})")
+              f"colour, batch {result.batch_size}, {run.settings.precision}, {device}, {run.threads} threads)")
     if output:
         doc = search_document(run, name=name, alpha=alpha, keep=keep)
         data = dump_palette_document(doc, output)
@@ -136,7 +138,8 @@ def _search(state, model, words, step, image_size, template, subject, normalise,
         state.log(f"wrote {plot}")
 
 
-def _evaluate(state, palettes, spec, split, limit, method, options, model, device, batch_size, data_root, images) -> None:
+def _evaluate(state, palettes, spec, split, limit, method, options, model, device, batch_size, data_root, images,
+              threads) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -148,7 +151,7 @@ def _evaluate(state, palettes, spec, split, limit, method, options, model, devic
     with ProgressBars(state) as bars:
         scores = evaluate_palettes(list(palettes), spec, split=split, limit=limit, method=method, options=options,
                                    model=model, device=device, batch_size=batch_size, data_root=data_root,
-                                   images=images, progress=bars)
+                                   images=images, progress=bars, threads=threads)
     best = max(s.accuracy for s in scores)
     n = scores[0].n if scores else 0
     table = Table("palette", "name", "colours", "passes", "accuracy", title=(

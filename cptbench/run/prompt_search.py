@@ -108,20 +108,24 @@ class SearchRun:
     unknown_tokens: list[str]
     device: str
     created_at: str
+    threads: int = 0  # torch's CPU threads during the search
 
 
 def run_search(model: str, *, words: Sequence[str] | None = None, step: int = 5, image_size: int = 128,
                template: str = "neutral", subject: str = "it", normalise: str = "words", min_margin: float = 0.0,
                device: str = "cpu", batch_size: int = 64, precision: str = "auto",
-               progress: Callable[[int, int], None] | None = None, adapter: Any = None) -> SearchRun:
-    """Load ``model`` on ``device`` (or use ``adapter``), check the words, and search (module doc)."""
+               progress: Callable[[int, int], None] | None = None, adapter: Any = None,
+               threads: int | None = None) -> SearchRun:
+    """Load ``model`` on ``device`` (or use ``adapter``), check the words, and search (module doc).
+    ``threads``: torch's CPU threads (None: ``$CPTBENCH_THREADS``, else torch's default), as ``run``."""
     from datetime import datetime, timezone
 
-    from cptbench.methods.numerics import resolve_precision
+    from cptbench.methods.numerics import apply_threads, resolve_precision, threads_setting
     from cptbench.run.device import check_device
     from cptbench.run.fingerprint import model_fingerprint
 
     check_device(device)
+    n_threads = apply_threads(threads_setting(threads))
     fp, path = model_fingerprint(model)
     if adapter is None:
         from cptbench.models.loading import load_adapter
@@ -139,7 +143,7 @@ def run_search(model: str, *, words: Sequence[str] | None = None, step: int = 5,
     result = search_colours(adapter, chosen, settings, progress)
     return SearchRun(result, model, fp.digest, dict(fp.source), text, str(template), settings, dropped,
                      unknown_tokens(adapter, text), str(device),
-                     datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                     datetime.now(timezone.utc).isoformat(timespec="seconds"), n_threads)
 
 
 def default_name(model: str, step: int) -> str:
@@ -180,7 +184,7 @@ def search_document(run: SearchRun, *, name: str | None = None, alpha: float = D
         "dropped_words": run.dropped, "not_kept": left_out,
         "all_choices": [{"word": c.word, "rgb": list(c.rgb), "probability": round(c.probability, 6),
                          "margin": round(c.margin, 6)} for c in r.choices],
-        "device": run.device, "precision": s.precision, "batch_size": r.batch_size,
+        "device": run.device, "threads": run.threads, "precision": s.precision, "batch_size": r.batch_size,
         "seconds": round(r.seconds, 3), "seconds_per_colour": r.seconds_per_colour,
         "created_at": run.created_at, "cptbench_version": version})
     return doc
@@ -221,12 +225,13 @@ def check_selection_split(task, split: str) -> None:
 def evaluate_palettes(palettes: Sequence[str], task, *, split: str = "val", limit: int | None = None,
                       method: str = "cpt", options: Mapping[str, Any] | None = None, model: str | None = None,
                       device: str = "cpu", batch_size: int | str = 32, data_root: str | None = None,
-                      images: str | None = None, progress: Callable[[str, int, int], None] | None = None
-                      ) -> list[PaletteScore]:
+                      images: str | None = None, progress: Callable[[str, int, int], None] | None = None,
+                      threads: int | None = None) -> list[PaletteScore]:
     """Zero-shot CPT (``method``: ``cpt``, ``cpt-blk`` or ``cpt-seg``, with the card's defaults and
     ``options``) with each palette (file, name or inline spec) on the first ``limit`` expressions
-    of ``split``; one model load for all palettes; nothing written."""
+    of ``split``; one model load for all palettes; nothing written. ``threads`` as :func:`run_search`."""
     from cptbench.cpt.method import CptMethod
+    from cptbench.methods.numerics import apply_threads, threads_setting
     from cptbench.methods.options import method_config
     from cptbench.methods.registry import get_method_class
     from cptbench.models.loading import load_adapter
@@ -244,6 +249,7 @@ def evaluate_palettes(palettes: Sequence[str], task, *, split: str = "val", limi
     options = {k: v for k, v in dict(options or {}).items() if k != "palette"}
     configs = [method_config(cls, task, {**options, "palette": p}) for p in palettes]  # every file read now
     check_device(device)
+    apply_threads(threads_setting(threads))
     session = DataSession(data_root, images, limit=limit)
     data = session.split(task, split)
     examples = session.eval_examples(task, split)

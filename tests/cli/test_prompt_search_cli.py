@@ -25,11 +25,22 @@ def invoke(args):
     return CliRunner().invoke(cli, args, catch_exceptions=False)
 
 
-def test_a_search_writes_a_palette_file_and_a_plot(tiny_vilt_dir, tmp_path):
+@pytest.fixture
+def keep_threads():
+    """Restore torch's CPU threads after a test that sets them (--threads)."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_search_writes_a_palette_file_and_a_plot(tiny_vilt_dir, tmp_path, keep_threads):
     out, plot = tmp_path / "found.json", tmp_path / "found.png"
     r = invoke(["prompt-search", "--model", str(tiny_vilt_dir), "--step", "64", "--image-size", "32",
-                "-o", str(out), "--plot", str(plot), "--name", "tiny-found"])
+                "-o", str(out), "--plot", str(plot), "--name", "tiny-found", "--threads", "1"])
     assert r.exit_code == 0, r.output
+    assert "1 threads" in r.output
     assert "pink (not a single token of the model)" in r.output and "64 colours" in r.output
     for word in ("red", "purple", "green", "yellow", "blue", "black"):
         assert word in r.output
@@ -44,6 +55,7 @@ def test_a_search_writes_a_palette_file_and_a_plot(tiny_vilt_dir, tmp_path):
     kept = [c["word"] for c in search["all_choices"]][:len(pf.palette.words)]
     assert list(pf.palette.words) == kept  # best first, as the table
     assert all(e["margin"] > 0 for e in doc["colors"])
+    assert search["threads"] == 1
     assert plot.stat().st_size > 1000
 
 
