@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -147,3 +148,31 @@ def test_help_is_light():
             "assert not {'torch', 'transformers', 'matplotlib'} & set(sys.modules), 'heavy import'\n")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert "--evaluate" in out.stdout and "--step" in out.stdout
+
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC_PALETTE = ROOT / "docs" / "palettes" / "mini-vilt-step32.json"
+
+
+def test_the_documented_palette_is_what_the_bundled_model_finds(keep_threads):
+    """docs/palettes/mini-vilt-step32.json (used by the README's synthref table) is reproduced by a
+    fresh step-32 search with the bundled model, and the README and docs/prompt_search.md quote it."""
+    from cptbench.run.prompt_search import run_search, search_document
+
+    shipped = json.loads(DOC_PALETTE.read_text())
+    run = run_search("bundled:mini-vilt", step=32, threads=1)
+    doc = search_document(run)
+    assert doc["name"] == shipped["name"] == "mini-vilt-step32"
+    assert doc["search"]["model_fingerprint"] == shipped["search"]["model_fingerprint"]
+    assert [(c["word"], c["rgb"]) for c in doc["colors"]] == [(c["word"], c["rgb"]) for c in shipped["colors"]]
+    for new, old in zip(doc["colors"], shipped["colors"]):
+        assert new["probability"] == pytest.approx(old["probability"], abs=1e-4)
+        assert new["margin"] == pytest.approx(old["margin"], abs=1e-4)
+    quoted = ", ".join(f"{c['word']} ({', '.join(map(str, c['rgb']))})" for c in shipped["colors"])
+    assert f"| found: {quoted} |" in (ROOT / "README.md").read_text()
+    guide = (ROOT / "docs" / "prompt_search.md").read_text()
+    sha = read_palette_file(DOC_PALETTE).palette.file_sha256
+    assert f"file:mini-vilt-step32@{sha}" in guide
+    for c in shipped["colors"]:
+        rgb = ", ".join(map(str, c["rgb"]))
+        assert f"| {c['word']} | ({rgb}) | {c['probability']:.3f} | {c['margin']:+.3f} |" in guide
