@@ -13,7 +13,7 @@ import click
 
 from cptbench.cli.common import parse_sets
 from cptbench.cli.options import data_options
-from cptbench.cli.state import pass_state
+from cptbench.cli.state import parse_int_list, pass_state
 
 DEFAULT_ALPHA = 127 / 255
 
@@ -29,7 +29,7 @@ def _swatch(rgb, width: int = 6):
 @click.command()
 @click.argument("palettes", nargs=-1)
 @click.option("--evaluate", is_flag=True,
-              help="Stage 2: zero-shot CPT with each PALETTE (a palette file, a name such as red, or an inline "
+              help="Stage 2: CPT (zero-shot, or -k shots per --seeds) with each PALETTE (a palette file, a name such as red, or an inline "
                    "spec) on the first -n expressions of --split of -t, one accuracy per palette. Test splits are refused.")
 @click.option("--model", default=None, help="Hub id, folder or bundled:<name>; default: the task card's (-t).")
 @click.option("--words", default=None,
@@ -59,6 +59,10 @@ def _swatch(rgb, width: int = 6):
 @click.option("--split", default="val", show_default=True, help="Split for --evaluate (test* splits are refused).")
 @click.option("-n", "--limit", type=click.IntRange(min=1), default=None, help="--evaluate on the first N expressions (default: all).")
 @click.option("-m", "--method", default="cpt", show_default=True, help="CPT method for --evaluate: cpt, cpt-blk or cpt-seg.")
+@click.option("-k", "--shots", type=click.IntRange(min=0), default=0, show_default=True,
+              help="--evaluate: prompt-tune on k training expressions per seed first (as `run -k`), from the "
+                   "pre-trained weights for every palette and seed.")
+@click.option("--seeds", default="0", show_default=True, help="--evaluate with -k > 0: comma list of seeds (k-shot draws).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Method option for --evaluate, as in `run`.")
 @data_options
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
@@ -70,7 +74,7 @@ def _swatch(rgb, width: int = 6):
               help="torch CPU threads (recorded in the palette file); default: torch's (one per core), as `run`.")
 @pass_state
 def prompt_search(state, palettes, evaluate, model, words, step, image_size, template, subject, normalise, min_margin,
-                  keep, alpha, name, output, plot, task, split, limit, method, sets, data_root, images, device,
+                  keep, alpha, name, output, plot, task, split, limit, method, shots, seeds, sets, data_root, images, device,
                   batch_size, precision, threads) -> None:
     """Cross-modal prompt search: render solid colours over an RGB grid (as tensors), decode the colour
     words at [MASK], keep per word the colour the model names best, and write a palette file.
@@ -80,6 +84,7 @@ def prompt_search(state, palettes, evaluate, model, words, step, image_size, tem
       cptbench prompt-search --step 32 -o found.json --plot found.png
       cptbench prompt-search --model dandelin/vilt-b32-mlm --device cuda -o vilt.yaml
       cptbench prompt-search --evaluate found.json red release5 -t synthref --split val -n 64
+      cptbench prompt-search --evaluate found.json red -k 1 --seeds 0,1,2 --split val
       cptbench run -m cpt -k 0,1 --set palette=found.json
     """
     from cptbench.tasks import get_task
@@ -87,7 +92,7 @@ def prompt_search(state, palettes, evaluate, model, words, step, image_size, tem
     spec = get_task(task)
     if evaluate:
         _evaluate(state, palettes, spec, split, limit, method, parse_sets(sets), model, device, batch_size,
-                  data_root, images, threads)
+                  data_root, images, threads, shots, parse_int_list(seeds, "--seeds"))
         return
     if palettes:
         raise click.UsageError(f"palettes given ({', '.join(palettes)}) without --evaluate; a search takes none")
@@ -139,7 +144,7 @@ def _search(state, model, words, step, image_size, template, subject, normalise,
 
 
 def _evaluate(state, palettes, spec, split, limit, method, options, model, device, batch_size, data_root, images,
-              threads) -> None:
+              threads, shots, seeds) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -151,11 +156,13 @@ def _evaluate(state, palettes, spec, split, limit, method, options, model, devic
     with ProgressBars(state) as bars:
         scores = evaluate_palettes(list(palettes), spec, split=split, limit=limit, method=method, options=options,
                                    model=model, device=device, batch_size=batch_size, data_root=data_root,
-                                   images=images, progress=bars, threads=threads)
+                                   images=images, progress=bars, threads=threads,
+                                   shots=shots, seeds=seeds)
     best = max(s.accuracy for s in scores)
     n = scores[0].n if scores else 0
+    how = "zero-shot" if not shots else f"{shots}-shot (seeds {', '.join(map(str, scores[0].seeds))})"
     table = Table("palette", "name", "colours", "passes", "accuracy", title=(
-        f"zero-shot {method} on {spec.name} {split}, first {n} expressions (model {model or spec.default_model})"))
+        f"{how} {method} on {spec.name} {split}, first {n} expressions (model {model or spec.default_model})"))
     for s in scores:
         colours = Text()
         for word, rgb in s.colours:
@@ -163,7 +170,9 @@ def _evaluate(state, palettes, spec, split, limit, method, options, model, devic
             colours.append(f" {word} ")
         mark = " *" if s.accuracy == best else ""
         label = Path(s.label).name if is_palette_file(s.label) else s.label
-        table.add_row(label, s.palette, colours, str(s.passes), f"{s.accuracy:.2f} ({s.n_correct}/{s.n}){mark}")
+        acc = (f"{s.accuracy:.2f} ({s.n_correct}/{s.n})" if len(s.correct) == 1
+               else f"{s.accuracy:.2f} ± {s.std:.2f} (per seed {', '.join(f'{a:.1f}' for a in s.accuracies)})")
+        table.add_row(label, s.palette, colours, str(s.passes), acc + mark)
     Console().print(table)
-    state.log(f"* = best on {split}; run it with `cptbench run -m {method} --set palette=<palette>`. "
+    state.log(f"* = best on {split}; run it with `cptbench run -m {method} -k {shots or '0,1'} --set palette=<palette>`. "
               f"Chosen on {split} only: test splits were not touched.")

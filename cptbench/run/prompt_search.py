@@ -5,8 +5,9 @@
    against its vocabulary, the text resolved, the model's content fingerprint taken; then
    :func:`search_document` turns the result into a palette file's document
    (:mod:`cptbench.cpt.palettes`).
-2. :func:`evaluate_palettes`: zero-shot CPT with each of several palettes on the first ``limit``
-   expressions of a task's validation split, so a palette is picked without touching test: a split
+2. :func:`evaluate_palettes`: CPT with each of several palettes, zero-shot or prompt-tuned on a
+   few training expressions per seed, on the first ``limit`` expressions of a task's validation
+   split, so a palette is picked without touching test: a split
    whose name starts with ``test`` is refused, whatever the card calls an eval split. Nothing is
    written to a results folder: it is a selection step, and the chosen palette's real runs are made
    by ``cptbench run --set palette=FILE``, whose records then name the file and its hash.
@@ -193,20 +194,40 @@ def search_document(run: SearchRun, *, name: str | None = None, alpha: float = D
 # ------------------------------------------------------------------------------- stage 2: evaluate
 @dataclass(frozen=True)
 class PaletteScore:
-    """Zero-shot CPT accuracy with one palette on a split's first ``n`` expressions."""
+    """CPT accuracy with one palette on a split's first ``n`` expressions: zero-shot, or after
+    prompt tuning on ``shots`` training expressions, once per seed (from the same pre-trained weights)."""
 
     label: str  # what the user gave (a file, a name, an inline spec)
     palette: str  # the palette's name (``file:<name>@<hash>`` for a file)
     colours: tuple[tuple[str, tuple[int, int, int]], ...]
     n: int
-    n_correct: int
-    passes: int
-    seconds: float
+    correct: tuple[int, ...]  # expressions right, one count per seed
+    passes: int  # forward passes of one prediction of the split
+    seconds: float  # fits and predictions together
+    shots: int = 0
+    seeds: tuple[int, ...] = (0,)
+
+    @property
+    def n_correct(self) -> int:
+        """Expressions right, summed over the seeds."""
+        return sum(self.correct)
+
+    @property
+    def accuracies(self) -> tuple[float, ...]:
+        """Percent correct per seed."""
+        return tuple(100.0 * c / self.n if self.n else float("nan") for c in self.correct)
 
     @property
     def accuracy(self) -> float:
-        """Percent correct."""
-        return 100.0 * self.n_correct / self.n if self.n else float("nan")
+        """Percent correct, the mean over the seeds."""
+        acc = self.accuracies
+        return sum(acc) / len(acc) if acc else float("nan")
+
+    @property
+    def std(self) -> float:
+        """Population standard deviation of the per-seed accuracies (0 for one seed)."""
+        acc, mean = self.accuracies, self.accuracy
+        return (sum((a - mean) ** 2 for a in acc) / len(acc)) ** 0.5 if acc else float("nan")
 
 
 def check_selection_split(task, split: str) -> None:
@@ -226,10 +247,13 @@ def evaluate_palettes(palettes: Sequence[str], task, *, split: str = "val", limi
                       method: str = "cpt", options: Mapping[str, Any] | None = None, model: str | None = None,
                       device: str = "cpu", batch_size: int | str = 32, data_root: str | None = None,
                       images: str | None = None, progress: Callable[[str, int, int], None] | None = None,
-                      threads: int | None = None) -> list[PaletteScore]:
-    """Zero-shot CPT (``method``: ``cpt``, ``cpt-blk`` or ``cpt-seg``, with the card's defaults and
+                      threads: int | None = None, shots: int = 0, seeds: Sequence[int] = (0,)
+                      ) -> list[PaletteScore]:
+    """CPT (``method``: ``cpt``, ``cpt-blk`` or ``cpt-seg``, with the card's defaults and
     ``options``) with each palette (file, name or inline spec) on the first ``limit`` expressions
-    of ``split``; one model load for all palettes; nothing written. ``threads`` as :func:`run_search`."""
+    of ``split``: zero-shot, or with ``shots`` > 0 prompt-tuned on the k-shot draw of each seed of
+    the task's train split (as ``run -k``), every fit from the pre-trained weights, which are put
+    back after it. One model load for all palettes; nothing written. ``threads`` as :func:`run_search`."""
     from cptbench.cpt.method import CptMethod
     from cptbench.methods.numerics import apply_threads, threads_setting
     from cptbench.methods.options import method_config
@@ -237,12 +261,13 @@ def evaluate_palettes(palettes: Sequence[str], task, *, split: str = "val", limi
     from cptbench.models.loading import load_adapter
     from cptbench.run.context import build_context
     from cptbench.run.device import check_device
-    from cptbench.run.scoring import score_example
     from cptbench.run.session import DataSession
 
     if not palettes:
         raise UsageError("--evaluate needs at least one palette (a palette file, a name such as red, or an inline spec)")
     check_selection_split(task, split)
+    if shots < 0 or (shots and not seeds):
+        raise UsageError(f"--shots {shots} with seeds {list(seeds)}: give shots >= 0 and at least one seed")
     cls = get_method_class(method)
     if not issubclass(cls, CptMethod):
         raise UsageError(f"palettes are CPT's: --method must be cpt, cpt-blk or cpt-seg, got {cls.name!r}")
@@ -254,19 +279,44 @@ def evaluate_palettes(palettes: Sequence[str], task, *, split: str = "val", limi
     data = session.split(task, split)
     examples = session.eval_examples(task, split)
     session.check_images(task, examples)
+    seeds = tuple(int(s) for s in seeds) if shots else (0,)
+    train = {seed: session.train_examples(task, session.manifest(task, shots, seed)) for seed in seeds} if shots else {}
+    for part in train.values():
+        session.check_images(task, [te.example for te in part])
     _, path = session.model(model or task.default_model)
     adapter = load_adapter(path or model or task.default_model, device)
+    pretrained = _weights(adapter) if shots else None
     out = []
     for i, (label, config) in enumerate(zip(palettes, configs)):
-        m = cls(config, build_context(task, cls, config, model=path, device=device, eval_batch_size=batch_size,
-                                      adapter=adapter))
-        start = time.perf_counter()
-        scores = m.predict(examples)
-        seconds = time.perf_counter() - start
-        rows = [score_example(ex, data.labels[ex.example_id], s, task.metric) for ex, s in zip(examples, scores)]
+        correct, passes, start = [], 0, time.perf_counter()
+        for seed in seeds:
+            m = cls(config, build_context(task, cls, config, model=path, device=device, eval_batch_size=batch_size,
+                                          adapter=adapter))
+            try:
+                if shots:
+                    m.fit(train[seed], seed)
+                    m.take_counters()  # the prediction's passes only
+                scores = m.predict(examples)
+            finally:
+                if pretrained is not None:
+                    adapter.model.load_state_dict(pretrained)
+            correct.append(_n_correct(task, data, examples, scores))
+            passes = int(m.take_counters()["passes"])
         pal = parse_palette(config.palette)
-        out.append(PaletteScore(str(label), pal.name, tuple(zip(pal.words, pal.rgb)), len(rows),
-                                sum(r.correct for r in rows), int(m.take_counters()["passes"]), seconds))
+        out.append(PaletteScore(str(label), pal.name, tuple(zip(pal.words, pal.rgb)), len(examples), tuple(correct),
+                                passes, time.perf_counter() - start, int(shots), seeds))
         if progress is not None:
             progress("palettes", i + 1, len(palettes))
     return out
+
+
+def _weights(adapter: Any) -> dict[str, Any]:
+    """A copy of the model's weights (on their device), to put back after each prompt tuning."""
+    return {k: v.detach().clone() for k, v in adapter.model.state_dict().items()}
+
+
+def _n_correct(task, data, examples, scores) -> int:
+    """Expressions whose pick is right, by the run's scorer."""
+    from cptbench.run.scoring import score_example
+
+    return sum(score_example(ex, data.labels[ex.example_id], s, task.metric).correct for ex, s in zip(examples, scores))

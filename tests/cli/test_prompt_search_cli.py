@@ -103,6 +103,31 @@ def test_evaluate_scores_as_run_does(synthref_env, tmp_path):
     assert score.n == record["n"] == 6 and score.accuracy == pytest.approx(record["accuracy"])
 
 
+def test_few_shot_evaluate_fits_as_run_does_and_puts_the_weights_back(synthref_env, tmp_path):
+    """--evaluate -k 1: each palette and seed is prompt-tuned from the pre-trained weights on the k-shot
+    draw of its seed and scored as `run -k 1` scores the same seed; the weights are put back after each
+    fit (the same palette twice gives the same accuracies; without the reset the second one starts
+    from tuned weights)."""
+    res = tmp_path / "res"
+    r = invoke(["run", "-m", "cpt", "-k", "1", "--seeds", "0,1", "--split", "val", "--limit", "8", "--results",
+                str(res), "--no-leaderboard", "--set", "steps=3", "--set", "lr=1e-3"])
+    assert r.exit_code == 0, r.output
+    records = {rec["seed"]: rec for rec in map(json.loads, (res / "runs.jsonl").read_text().splitlines())}
+    from cptbench.run.prompt_search import evaluate_palettes
+    from cptbench.tasks import get_task
+
+    first, again = evaluate_palettes(["red", "red"], get_task("synthref"), split="val", limit=8, shots=1,
+                                     seeds=[0, 1], options={"steps": "3", "lr": "1e-3"})
+    assert first.shots == 1 and first.seeds == (0, 1) and first.n == 8
+    for seed, acc in zip(first.seeds, first.accuracies):
+        assert acc == pytest.approx(records[seed]["accuracy"])
+    assert again.correct == first.correct
+    r = invoke(["prompt-search", "--evaluate", "red", "release5", "-k", "1", "--seeds", "0,1", "-n", "4",
+                "--set", "steps=2"])
+    assert r.exit_code == 0, r.output
+    assert "1-shot (seeds 0, 1)" in r.output and "±" in r.output
+
+
 def test_a_palette_file_names_its_runs_and_a_moved_file_keeps_them(synthref_env, tmp_path):
     palette = tmp_path / "a" / "found.json"
     palette.parent.mkdir()
