@@ -61,9 +61,7 @@ class PaintedCopies(DeviceImages):
             self._regions.popitem(last=False)
 
     def _region_set(self, example: Example, entry: ImageEntry) -> list[Region]:
-        from cptbench.cpt.painting import boxes_digest
-
-        key = (example.image_key, example.candidate_key, boxes_digest(example.boxes), self.painter.mode)
+        key = (example.image_key, example.candidate_key, self.painter.boxes_key(example.boxes), self.painter.mode)
         hit = self._regions.get(key)
         if hit is not None:
             self._regions.move_to_end(key)
@@ -159,5 +157,5 @@ class PaintedCopies(DeviceImages):
         oy0, oy1, ox0, ox1 = max(ry0 - top, 0), min(ry1 - top, oh), max(cx0 - left, 0), min(cx1 - left, ow)
         if oy0 < oy1 and ox0 < ox1:
             part = r_new[:, oy0 + top - ry0:oy1 + top - ry0, ox0 + left - cx0:ox1 + left - cx0]
-            out[:, oy0:oy1, ox0:ox1] = self._normalise(part.clone())
+            out[:, oy0:oy1, ox0:ox1] = self._normalise(part)  # r_new is this call's own tensor
         return out

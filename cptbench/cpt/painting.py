@@ -190,6 +190,10 @@ def blend_color(orig, rgb, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ caches
 
 
+#: box arrays whose digest a :class:`Painter` keeps
+DIGEST_CACHE = 4096
+
+
 def boxes_digest(boxes: np.ndarray) -> str:
     """A short hash of a candidate box array's float64 values (part of the cache keys)."""
     return hashlib.sha1(np.ascontiguousarray(np.asarray(boxes, dtype=np.float64)).tobytes()).hexdigest()[:16]
@@ -215,6 +219,7 @@ class Painter:
         self.prepare = prepare
         self.prepared_cache = LRUCache(cache_size)
         self.images_painted = 0
+        self._digests: dict[int, tuple[np.ndarray, str]] = {}  # id(boxes) -> (boxes, digest)
 
     @staticmethod
     def fallback_count(example: Example) -> int:
@@ -237,8 +242,18 @@ class Painter:
             )
         return img
 
+    def boxes_key(self, boxes: np.ndarray) -> str:
+        """:func:`boxes_digest` of an example's box array, hashed once per array (every pass of an
+        example asks for it; the array is kept beside its digest, so a reused id cannot match)."""
+        hit = self._digests.get(id(boxes))
+        if hit is None or hit[0] is not boxes:
+            if len(self._digests) >= DIGEST_CACHE:
+                self._digests.clear()
+            hit = self._digests[id(boxes)] = (boxes, boxes_digest(boxes))
+        return hit[1]
+
     def _key(self, example: Example, group: int) -> tuple:
-        return (example.image_key, example.candidate_key, boxes_digest(example.boxes), group,
+        return (example.image_key, example.candidate_key, self.boxes_key(example.boxes), group,
                 self.palette.spec, self.alpha, self.mode, self.box_pixels)
 
     def region_masks(self, example: Example, indices: Sequence[int], height: int, width: int) -> np.ndarray:

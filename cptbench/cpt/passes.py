@@ -31,7 +31,7 @@ import numpy as np
 from cptbench.data.examples import Example
 from cptbench.methods.base import ConfigError
 from cptbench.cpt.painting import Painter, n_groups
-from cptbench.cpt.score_rules import score_candidates
+from cptbench.cpt.score_rules import score_rows
 from cptbench.methods.numerics import precision_context
 
 #: (example index, group) of one pass in a predict call
@@ -114,10 +114,11 @@ def write_scores(scores: list[np.ndarray], examples: Sequence[Example], chunk: S
                  n_colours: int, rule: str) -> None:
     """Fill the candidates of each pass of ``chunk`` in ``scores`` from its row of ``logits``
     (palette words, then ``none``) with the score ``rule``."""
+    rows = score_rows(logits[:len(chunk)], n_colours, rule) if len(chunk) else None
     for row, (i, g) in enumerate(chunk):
         n = examples[i].n_candidates
         lo, hi = g * n_colours, min((g + 1) * n_colours, n)
-        scores[i][lo:hi] = score_candidates(logits[row], range(hi - lo), n_colours, rule)
+        scores[i][lo:hi] = rows[row, :hi - lo]
 
 
 def autobatch_key_of(pipe: Any, hw: tuple[int, int]) -> str:

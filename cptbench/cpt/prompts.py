@@ -117,7 +117,9 @@ class PromptBuilder:
         if self.category_segment and not self.sep_token:
             raise ValueError(f"category_segment needs a tokenizer with a separator token; model "
                              f"{getattr(adapter, 'model_name', '?')!r} has none")
-        if not self._fits(fill_template(template, "", self.mask_token)):
+        #: tokens of the template with an empty expression (counted once: every prompt needs it)
+        self._fixed = self.count(fill_template(template, "", self.mask_token))
+        if self._fixed + self.n_special > self.max_length:
             raise ValueError(f"template {template} does not fit the model's {self.max_length} text tokens")
 
     @property
@@ -163,8 +165,7 @@ class PromptBuilder:
     def main(self, expression: str) -> Prompt:
         """The template filled with the (cleaned, possibly truncated) expression."""
         q = clean_expression(expression)
-        fixed = self.count(fill_template(self.template, "", self.mask_token))
-        room = self.max_length - self.n_special - fixed
+        room = self.max_length - self.n_special - self._fixed
         text, cut = self._truncate(q, room, lambda s: fill_template(self.template, s, self.mask_token))
         return Prompt(text, expression_truncated=cut)
 

@@ -58,7 +58,29 @@ def score_candidates(logits, colour_index: Sequence[int], none_index: int, rule:
         with np.errstate(divide="ignore", invalid="ignore"):
             out = colour / none
     elif rule == "logsoftmax":
-        out = colour - none
+        with np.errstate(invalid="ignore"):  # inf - inf is NaN, scored -inf below
+            out = colour - none
+    else:
+        raise ValueError(f"unknown score rule {rule!r}; choose one of {', '.join(SCORE_RULES)}")
+    return np.where(np.isnan(out), -np.inf, out)
+
+
+def score_rows(logits, n_colours: int, rule: str) -> np.ndarray:
+    """:func:`score_candidates` for a batch at once: ``logits`` (B, n_colours + 1) holds each pass's
+    logits at the palette words and then ``none``; row ``b`` of the (B, n_colours) result equals
+    ``score_candidates(logits[b], range(n_colours), n_colours, rule)`` (the same float64 operations)."""
+    if rule in AUTO_RULES:
+        raise ValueError(f"resolve {rule!r} with resolve_rule() before scoring")
+    rows = np.asarray(logits, dtype=np.float64).reshape(len(logits), -1)
+    colour, none = rows[:, :n_colours], rows[:, n_colours:n_colours + 1]
+    if rule == "logit":
+        out = colour.copy()
+    elif rule == "ratio":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = colour / none
+    elif rule == "logsoftmax":
+        with np.errstate(invalid="ignore"):  # inf - inf is NaN, scored -inf below
+            out = colour - none
     else:
         raise ValueError(f"unknown score rule {rule!r}; choose one of {', '.join(SCORE_RULES)}")
     return np.where(np.isnan(out), -np.inf, out)

@@ -247,3 +247,15 @@ def test_painter_box_rule_is_an_option_and_part_of_the_cache_key(tmp_path):
     assert p._key(ex, 0) != Painter(parse_palette("red"), A, "block", lambda a: a)._key(ex, 0)
     with pytest.raises(ValueError, match="box_pixels"):
         Painter(parse_palette("red"), A, "block", lambda a: a, box_pixels="all")
+
+
+def test_painter_box_key_follows_the_array_not_its_address(tmp_path):
+    """The digest cache is keyed by the box array object: a new array with other values (even one
+    that reuses a freed array's id) gets its own digest."""
+    p = Painter(parse_palette("red"), A, "block", lambda a: a)
+    for i in range(50):
+        boxes = np.array([[1.0, 2.0, 3.0 + i, 4.0]])
+        assert p.boxes_key(boxes) == painting.boxes_digest(boxes)
+        del boxes  # the next array may take this id
+    same = np.array([[1.0, 2.0, 3.0, 4.0]])
+    assert p.boxes_key(same) == p.boxes_key(same.copy())

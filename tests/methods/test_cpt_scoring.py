@@ -45,3 +45,20 @@ def test_degenerate_ratios_and_batches():
     assert out[0] == -np.inf and out[1] == np.inf  # 0/0 never wins the arg-max; 3/0 follows IEEE
     with pytest.raises(ValueError, match="resolve"):
         score_candidates(ROW, [0], 2, "auto")
+
+
+@pytest.mark.parametrize("rule", ["logit", "ratio", "logsoftmax"])
+def test_batch_scores_equal_the_per_pass_rule(rule):
+    from cptbench.cpt.score_rules import score_rows
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(9, 6)).astype(np.float32)
+    logits[2, 5] = 0.0  # none = 0: ratio divides by zero
+    logits[4, 1] = np.nan  # a NaN logit scores -inf, never a pick
+    logits[6, :] = np.inf  # inf - inf, inf / inf
+    rows = score_rows(logits, 5, rule)
+    for b in range(len(logits)):
+        want = score_candidates(logits[b], range(5), 5, rule)
+        assert np.array_equal(rows[b], want), (rule, b)
+    with pytest.raises(ValueError, match="resolve"):
+        score_rows(logits, 5, "auto")

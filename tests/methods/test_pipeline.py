@@ -100,6 +100,29 @@ def test_axis_windows_equal_the_full_pass(mode, n_in, n_out):
         assert not moved[:c0].any() and not moved[c1:].any()  # nothing outside outputs_of changes
 
 
+@pytest.mark.parametrize("n_in,n_out", [(640, 512), (480, 384), (37, 96), (427, 384), (300, 299)])
+def test_banded_product_equals_the_dense_block(n_in, n_out):
+    """The CPU band (tiles of outputs, clamped reads at the edges) gives the dense product's values
+    for windows anywhere, along both dims, and a whole pass equals torch's own kernel."""
+    from cptbench.cpt.resample import BAND_MIN, _banded
+
+    axis = AxisResampler.build(n_in, n_out, "bicubic", "cpu")
+    assert axis.band is not None
+    rng = np.random.default_rng(n_out)
+    for c0, c1 in [(0, n_out), (0, min(BAND_MIN, n_out)), (n_out // 5, n_out - 3), (max(n_out - BAND_MIN - 7, 0), n_out)]:
+        s0, s1 = axis.support(c0, c1)
+        s0, s1 = max(s0 - 2, 0), min(s1 + 1, n_in)  # a slab wider than the support, as painted windows are
+        for dim in (1, 2):
+            shape = (3, s1 - s0, 7) if dim == 1 else (3, 7, s1 - s0)
+            x = torch.from_numpy(rng.integers(0, 256, shape).astype(np.float32))
+            w = axis.dense[s0:s1, c0:c1]
+            dense = torch.matmul(w.t(), x) if dim == 1 else torch.matmul(x, w)
+            assert torch.allclose(_banded(axis.band, x, dim, c0, c1, s0), dense, atol=1e-3), (c0, c1, dim)
+    x = torch.from_numpy(rng.integers(0, 256, (3, n_in, 5)).astype(np.float32))
+    ref = torch.nn.functional.interpolate(x[None], size=(n_out, 5), mode="bicubic", antialias=True)[0]
+    assert (axis.apply(x, 1, 0, n_out, 0) - ref.add(0.5).floor().clamp(0, 255)).abs().max() <= 1
+
+
 @pytest.mark.parametrize("hw,out", [((480, 640), (384, 512)), ((50, 30), (48, 32)), ((30, 50), (32, 48)),
                                     ((100, 100), (50, 200))])
 def test_full_resize_matches_pil_in_its_pass_order(hw, out):
