@@ -103,6 +103,7 @@ def test_evaluate_scores_as_run_does(synthref_env, tmp_path):
     assert score.n == record["n"] == 6 and score.accuracy == pytest.approx(record["accuracy"])
 
 
+@pytest.mark.slow
 def test_few_shot_evaluate_fits_as_run_does_and_puts_the_weights_back(synthref_env, tmp_path):
     """--evaluate -k 1: each palette and seed is prompt-tuned from the pre-trained weights on the k-shot
     draw of its seed and scored as `run -k 1` scores the same seed; the weights are put back after each
