@@ -53,3 +53,24 @@ def tiny_bridgetower_dir(tiny_model_dir):
 def synthref_cache(tmp_path_factory):
     """A session-wide synthref cache folder (generated once, ~1 s)."""
     return tmp_path_factory.mktemp("cptbench-cache")
+
+
+# ---- BEGIN tiny generative-model fixtures (cptbench.models.generative; owner: vlm prompting) ---------
+@pytest.fixture(scope="session")
+def tiny_generative_dir(tmp_path_factory):
+    """Factory: ``tiny_generative_dir(kind, image_size=64, seed=0) -> Path`` of a tiny random
+    generative model folder (kind: llava | qwen2_vl), built once per session and loadable with
+    ``cptbench.models.generative.load_generative(str(path))``. Treat the folder as read-only."""
+    built = {}
+
+    def make(kind: str, image_size: int = 64, seed: int = 0):
+        key = (kind, image_size, seed)
+        if key not in built:
+            from cptbench.models.tiny_generative import build_tiny_generative
+
+            folder = tmp_path_factory.mktemp(f"tiny-gen-{kind}-{image_size}-{seed}")
+            built[key] = build_tiny_generative(kind, folder, image_size=image_size, seed=seed)
+        return built[key]
+
+    return make
+# ---- END tiny generative-model fixtures ------------------------------------------------------------

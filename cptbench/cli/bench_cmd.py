@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from cptbench.cli.run_cmd import BATCH_SIZE
+from cptbench.cli.options import threads_option
 from cptbench.cli.state import pass_state
 
 
@@ -33,7 +34,7 @@ from cptbench.cli.state import pass_state
               help="Expressions per predict call, as `run --chunk-size` (batches overlap within a call).")
 @click.option("--no-null", is_flag=True, help="Skip the run with the forward replaced by zeros.")
 @click.option("--no-forward", is_flag=True, help="Skip the run with the model's forward.")
-@click.option("--threads", type=click.IntRange(min=0), default=0, help="torch CPU threads (0: torch's default).")
+@threads_option(several=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write the figures here (default: cptbench-results/bench-<model>-<device>-<pipeline>.json).")
 @pass_state
@@ -48,23 +49,32 @@ def bench(state, model, device, pipeline, precision, batch_size, images, forward
       cptbench bench --model tiny                      # the harness's own cost on this machine
       cptbench bench --model real --forward-images 2   # real-size ViLT on a CPU
       cptbench bench --model real --device cuda --batch-size auto
+      cptbench bench --model tiny --threads 1,2        # one set of figures per thread count
     """
-    import torch
-
-    from cptbench.run.bench import run_benchmark, summary_lines
+    from cptbench.methods.numerics import apply_threads
+    from cptbench.run.bench import run_benchmark, summary_lines, threads_table
     from cptbench.run.device import check_device
 
     check_device(device)
-    if threads:
-        torch.set_num_threads(threads)
-    result = run_benchmark(model=model, device=device, pipeline=pipeline, precision=precision, batch_size=batch_size,
-                           images=images, forward_images=forward_images, image_size=tuple(image_size),
-                           null=not no_null, forward=not no_forward, chunk=chunk_size,
-                           progress=lambda m: state.log(f"[dim]{m}[/]"))
-    result["command"] = "cptbench " + " ".join(sys.argv[1:])
-    for line in summary_lines(result):
-        click.echo(line)
+    results = []
+    for n in threads:
+        used = apply_threads(n)
+        if len(threads) > 1:
+            state.log(f"[bold]threads = {used}[/] ({len(results) + 1} of {len(threads)})")
+        result = run_benchmark(model=model, device=device, pipeline=pipeline, precision=precision, batch_size=batch_size,
+                               images=images, forward_images=forward_images, image_size=tuple(image_size),
+                               null=not no_null, forward=not no_forward, chunk=chunk_size,
+                               progress=lambda m: state.log(f"[dim]{m}[/]"))
+        result["threads"] = used
+        result["command"] = "cptbench " + " ".join(sys.argv[1:])
+        for line in summary_lines(result):
+            click.echo(line)
+        results.append(result)
+    if len(results) > 1:
+        for line in threads_table(results):
+            click.echo(line)
     path = Path(json_path or Path("cptbench-results") / f"bench-{model}-{device.replace(':', '')}-{pipeline}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    state.log(f"figures written to {path}")
+    doc = results[0] if len(results) == 1 else results  # one thread count: the one object, as before
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    state.log(f"figures written to {path}" + (" (a list: one entry per thread count)" if len(results) > 1 else ""))

@@ -90,16 +90,15 @@ def show_leaderboard(state, store, tasks=None, published: bool = False, all_publ
         rows, tables = board.rows, board.tables
     pub = None
     if published or all_published:
-        from cptbench.report.references import published_rows, published_tables
+        from cptbench.report.references import published_rows, select_published
 
         shown = sorted({r.task for r in rows})
-        pub = published_tables(None if all_published else shown)
-        if not pub and fmt == "table":
-            others = sorted({r["task"] for r in published_rows()})
-            state.log(f"[dim]no published numbers for {', '.join(shown)} (published rows exist for "
-                      f"{', '.join(others)}; --all-published shows them)[/]")
+        chosen = select_published(None, None) if all_published else select_published(shown, {(r.task, r.proposals) for r in rows})
+        pub = chosen.tables
     if fmt == "table":
         print_tables(state, tables, pub, layout=layout)
+        if pub is not None:
+            _explain_published(state, shown, chosen, published_rows())
     elif fmt == "md":
         click.echo(markdown([*tables, *(pub or [])]), nl=False)
     elif fmt == "latex":
@@ -111,11 +110,30 @@ def show_leaderboard(state, store, tasks=None, published: bool = False, all_publ
 
         doc = {"schema_version": CSV_SCHEMA_VERSION, "rows": long_json(rows)}
         if pub is not None:
-            from cptbench.report.references import published_rows
+            from cptbench.report.references import published_claims, published_rows
 
             names = {r.task for r in rows}
             doc["published"] = [r for r in published_rows() if all_published or r["task"] in names]
+            doc["published_claims"] = [c for c in published_claims() if all_published or c["task"] in names]
         click.echo(json.dumps(doc, indent=1, sort_keys=True, allow_nan=False))
     else:
         raise click.BadParameter(f"--format must be table, md, csv, json or latex, got {fmt!r}")
     state.log(f"[dim]wrote {board.paths['long']}, {board.paths['wide'].name}, {board.paths['markdown'].name}[/]")
+
+
+def _explain_published(state, shown, chosen, rows) -> None:
+    """Say which tasks have no published numbers, how many rows of other proposal settings were
+    left out, and the claims made for the tasks shown."""
+    from rich.markup import escape
+
+    from cptbench.report.references import claim_text, published_claims
+
+    others = sorted({r["task"] for r in rows})
+    for task in chosen.tasks_without:
+        state.log(f"[dim]no published numbers for {escape(task)} (published rows exist for {', '.join(others)}: "
+                  f"--all-published shows them; the CPT paper's per-shot table is not among them, see README)[/]")
+    if chosen.hidden:
+        state.log(f"[dim]{chosen.hidden} published rows of other proposal settings left out (--all-published shows them)[/]")
+    for c in published_claims():
+        if c["task"] in shown:
+            state.log(f"[dim]{escape(claim_text(c))}[/]")

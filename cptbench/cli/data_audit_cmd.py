@@ -89,40 +89,45 @@ def _verdict(r) -> str:
 
 def _split_table(task: str, split: str, rows, pct: str):
     """One split's rows: the heuristics, then (in their own section) the blind baselines."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"{task} / {split}: {rows[0].n} expressions, {rows[0].images} images", title_justify="left")
-    table.add_column("heuristic / blind baseline", no_wrap=True)
-    for name in ("accuracy", f"{pct}% interval", "random", "excess"):
+    # frameless, short headers, the verdict last and allowed to wrap: fits 80 columns uncut
+    table = Table(title=f"{task} / {split}: {rows[0].n} expressions, {rows[0].images} images", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
+    table.add_column("baseline", no_wrap=True)
+    for name in ("acc %", f"{pct}% interval", "random", "excess"):
         table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("verdict", no_wrap=True)
+    table.add_column("verdict", ratio=1)
     previous = None
     for r in rows:
         if previous is not None and r.kind != previous:
             table.add_section()
         previous = r.kind
-        table.add_row(r.heuristic, f"{r.accuracy:.2f}", f"{r.ci_low:.2f} .. {r.ci_high:.2f}", f"{r.chance:.2f}",
+        table.add_row(r.heuristic, f"{r.accuracy:.2f}", f"{r.ci_low:.2f}..{r.ci_high:.2f}", f"{r.chance:.2f}",
                       f"{r.excess:+.2f}", _verdict(r))
     return table
 
 
 def _blind_table(task: str, summary: dict, pct: str):
     """Solvable without looking: per split, chance and each blind baseline's accuracy [interval]."""
+    from rich import box
     from rich.table import Table
 
     names = list(dict.fromkeys(name for s in summary.values() for name in s["baselines"]))
     table = Table(title=f"{task}: solvable without looking (blind baselines trained on the train split; "
-                        f"{pct}% intervals)", title_justify="left")
+                        f"{pct}% intervals)", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
     table.add_column("split", no_wrap=True)
     table.add_column("random", justify="right", no_wrap=True)
     for name in names:
         table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("verdict", no_wrap=True)
+    table.add_column("verdict", ratio=1)
     for split, s in summary.items():
         cells = []
         for name in names:
             b = s["baselines"].get(name)
-            cells.append("" if b is None else f"{b['accuracy']:.2f} [{b['ci_low']:.2f}, {b['ci_high']:.2f}]")
+            cells.append("" if b is None else f"{b['accuracy']:.2f}\n[{b['ci_low']:.2f}, {b['ci_high']:.2f}]")
         verdict = "[red]above chance without looking[/]" if s["flagged"] else "within noise"
         table.add_row(split, f"{s['chance']:.2f}", *cells, verdict)
     return table

@@ -21,8 +21,10 @@ from cptbench.cli.state import parse_int_list, pass_state
 @click.option("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), show_default=True, help="Seeds of those k-shot draws.")
 @click.option("--all-train-images", is_flag=True, help="Require every image of the train split.")
 @strict_data_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="json: the whole report (counts, images, provenance, boxes, proposal recall) on stdout.")
 @pass_state
-def check(state, task, data_root, images, proposals, skip_images, shots, seeds, all_train_images, strict_data) -> None:
+def check(state, task, data_root, images, proposals, skip_images, shots, seeds, all_train_images, strict_data, fmt) -> None:
     """Counts per split (train included) against the known sizes, missing images (eval splits, and the
     train images of the k-shot draws) and damaged ones, images shared by train and an eval split,
     every box reaching past its image or of zero area (kept by runs unless --strict-data) and every
@@ -44,6 +46,20 @@ def check(state, task, data_root, images, proposals, skip_images, shots, seeds, 
     report = check_dataset(spec, ds, check_images=not skip_images, shots=parse_int_list(shots, "--shots"),
                            seeds=parse_int_list(seeds, "--seeds"), all_train=all_train_images, strict=strict_data,
                            proposals=dets)
+    if fmt == "json":
+        import json
+
+        doc = report.to_json()
+        if dets is not None:
+            from cptbench.run.scoring import proposal_recall
+
+            splits = report.boxes[-1].splits
+            doc["proposal_recall"] = {sp: proposal_recall(splits[sp].examples, splits[sp].labels, spec.metric)
+                                      for sp in spec.eval_splits}
+        click.echo(json.dumps(doc, indent=1, default=str))
+        if not report.ok:
+            raise SystemExit(1)
+        return
     out = Console()
     _print_splits(out, spec, ds, report, skip_images)
     _print_provenance(out, report)
@@ -65,11 +81,16 @@ def check(state, task, data_root, images, proposals, skip_images, shots, seeds, 
 
 def _print_splits(out, spec, ds, report, skip_images: bool) -> None:
     """The counts table, missing and damaged images, and where the images were looked for."""
+    from rich import box
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table("split", "sentences", "refs", "images", "missing images", "damaged", "shared with train", "problems",
-                  title=f"{spec.name}: {report.refs_path}", title_justify="left")
+    # short headers and no frame, so the table fits 80 columns without cutting a word
+    out.print(f"{spec.name}: {escape(str(report.refs_path))}", highlight=False, soft_wrap=True)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
+    for col in ("split", "sentences", "refs", "images", "missing", "damaged", "in train"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("problems", ratio=1, overflow="fold")
     for s in report.splits:
         exp = s.expected
 

@@ -16,9 +16,9 @@ from cptbench.cli.state import pass_state
 @click.option("--all-published", is_flag=True, help="Show the published reference numbers of every task, not only of those in the results.")
 @click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json", "latex"]), default="table", show_default=True,
               help="table: for the terminal; md: Markdown; csv: the long CSV; json: the long rows; latex: booktabs tables.")
-@click.option("--layout", type=click.Choice(["auto", "compact", "wide"]), default="auto", show_default=True,
-              help="Terminal tables: compact (fits 80 columns: mean ± std, RSD and interval on separate lines), "
-                   "wide (one line per row), auto (wide when the terminal is wide enough).")
+@click.option("--layout", type=click.Choice(["auto", "compact", "full", "wide"]), default="auto", show_default=True,
+              help="Terminal tables: compact (one line per row, fits 80 columns: mean ± std and RSD), full (one line "
+                   "per row with the 95% interval; `wide` is its old name), auto (full when the terminal is wide enough).")
 @pass_state
 def leaderboard(state, results, tasks, published, all_published, fmt, layout) -> None:
     """Aggregate runs.jsonl into leaderboard.csv (long), leaderboard_wide.csv and leaderboard.md.

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from cptbench.cli.common import parse_sets
-from cptbench.cli.options import data_options
+from cptbench.cli.options import data_options, threads_option
 from cptbench.cli.state import parse_int_list, pass_state
 
 DEFAULT_ALPHA = 127 / 255
@@ -70,8 +70,7 @@ def _swatch(rgb, width: int = 6):
               help="Colours (search) or passes (--evaluate) per forward; halved on out-of-memory.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="Search numerics: auto = bf16 autocast on CUDA, fp32 elsewhere.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, envvar="CPTBENCH_THREADS",
-              help="torch CPU threads (recorded in the palette file); default: torch's (one per core), as `run`.")
+@threads_option
 @pass_state
 def prompt_search(state, palettes, evaluate, model, words, step, image_size, template, subject, normalise, min_margin,
                   keep, alpha, name, output, plot, task, split, limit, method, shots, seeds, sets, data_root, images, device,

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from cptbench.cli.options import data_options, results_option
-from cptbench.cli.common import parse_name_list
+from cptbench.cli.options import data_options, figure_filter_options, results_option
 from cptbench.cli.state import pass_state
 
 
@@ -16,7 +15,7 @@ from cptbench.cli.state import pass_state
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="report.html (self-contained: images as data URIs) or report.md (images under report_files/); "
                    "default: <results>/report.html.")
-@click.option("-t", "--task", "tasks", multiple=True, help="Only these tasks (repeatable or comma list).")
+@figure_filter_options
 @click.option("--compare", "pairs", multiple=True, metavar="A:B",
               help="Compare method A against B (repeatable); default: every trained method against ft.")
 @click.option("--gallery", "n_gallery", type=click.IntRange(min=0), default=3, show_default=True,
@@ -24,7 +23,7 @@ from cptbench.cli.state import pass_state
 @data_options
 @click.option("--proposals", "proposals_file", default=None, help="The detections file of runs with det: proposals (gallery).")
 @pass_state
-def report(state, results, output, tasks, pairs, n_gallery, data_root, images, proposals_file) -> None:
+def report(state, results, output, tasks, methods, shots, y_range, pairs, n_gallery, data_root, images, proposals_file) -> None:
     """Write a report of a results folder: setting, paper-style tables with seed counts and the
     command behind each row, published numbers (marked), plots, comparisons, a gallery of painted
     prompts (right and wrong), and the versions behind every number.
@@ -33,6 +32,7 @@ def report(state, results, output, tasks, pairs, n_gallery, data_root, images, p
     Examples:
       cptbench report -o report.html
       cptbench report -o report.md --compare cpt-blk:ft
+      cptbench report -m cpt-blk,cpt-seg,ft,random -k 1-16   (leaves the oracle out)
     """
     from cptbench.core.errors import UsageError
     from cptbench.report.document import build_report, to_html, to_markdown
@@ -48,7 +48,7 @@ def report(state, results, output, tasks, pairs, n_gallery, data_root, images, p
         if not sep or not a.strip() or not b.strip():
             raise UsageError(f"--compare expects A:B (two method labels), got {p!r}")
         parsed.append((a.strip(), b.strip()))
-    rep = build_report(store, tasks=parse_name_list(tasks) or None, pairs=parsed or None, data_root=data_root, images=images,
+    rep = build_report(store, tasks=tasks, methods=methods, shots=shots, y_mode=y_range, pairs=parsed or None, data_root=data_root, images=images,
                        proposals_file=proposals_file, gallery=n_gallery > 0, n_gallery=max(n_gallery, 1))
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".md":

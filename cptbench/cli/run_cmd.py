@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
+from cptbench.cli.completion import complete_methods, complete_set_keys, complete_tasks
 from cptbench.core.defaults import CHUNK_SIZE, DEFAULT_SEEDS, DEFAULT_TASK, EVAL_BATCH_SIZE
-from cptbench.cli.options import data_options, results_option, strict_data_option
+from cptbench.cli.options import data_options, results_option, strict_data_option, threads_option
 from cptbench.cli.common import command_line, parse_name_list, parse_sets
 from cptbench.cli.state import parse_int_list, pass_state
 
@@ -31,16 +32,16 @@ BATCH_SIZE = BatchSizeType()
 
 
 @click.command()
-@click.option("-m", "--method", "methods", multiple=True, default=("cpt",), show_default=True,
+@click.option("-m", "--method", "methods", multiple=True, shell_complete=complete_methods, default=("cpt",), show_default=True,
               help="Method name (repeatable or comma list); see `cptbench list methods`.")
 @click.option("-k", "--shots", multiple=True, default=("1",), show_default=True,
               help="Training expressions per run (repeatable or comma list, e.g. -k 0,1,2,4,8,16); 0 = zero-shot.")
-@click.option("-t", "--task", "tasks", multiple=True, help="Task card name (repeatable or comma list); default: the bundled synthref.")
+@click.option("-t", "--task", "tasks", multiple=True, shell_complete=complete_tasks, help="Task card name (repeatable or comma list); default: the bundled synthref.")
 @click.option("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), show_default=True, help="Comma list of seeds (k-shot draws); zero-shot runs use the first only.")
 @click.option("--split", "splits", multiple=True, help="Evaluate only these eval splits (repeatable or comma list; default: all of the task card).")
 @click.option("--proposals", default=None, help="'gt' (all COCO annotations) or a detections JSON file; default: the task card's.")
 @click.option("--model", default=None, help="Hub id or local folder of the backbone; default: the task card's.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", shell_complete=complete_set_keys,
               help="Method option (repeatable), e.g. --set palette=release5 or --set cpt-seg.alpha=0.5.")
 @data_options
 @results_option
@@ -64,9 +65,7 @@ BATCH_SIZE = BatchSizeType()
               help="Run each method's fit and predict in its own process that never holds an evaluation label, a path "
                    "into the data root or the results folder (default: sealed for methods that are not part of "
                    "cptbench; --no-sealed trusts every method, --sealed seals cptbench's own too).")
-@click.option("--threads", type=click.IntRange(min=1), default=None, envvar="CPTBENCH_THREADS",
-              help="torch CPU threads for the forward and the pipeline (recorded in each record's perf); default: "
-                   "torch's (one per core). On a CPU shared with other work, 1 holds its speed best (docs/performance.md).")
+@threads_option
 @click.option("--chunk-size", type=click.IntRange(min=1), default=CHUNK_SIZE, show_default=True,
               help="Predictions are saved every N expressions (what a kill can lose at most).")
 @click.option("--no-leaderboard", is_flag=True, help="Do not rebuild and print the leaderboard afterwards.")

@@ -33,8 +33,9 @@ def _config_filter(spec: str):
 @click.option("-k", "--shots", multiple=True, help="k values (repeatable or comma list).")
 @click.option("--seed", "seeds", multiple=True, help="Seeds (repeatable or comma list).")
 @click.option("--split", "splits", multiple=True, help="Splits (repeatable or comma list).")
-@click.option("--config", "configs", multiple=True, metavar="KEY=VALUE|HASH",
-              help="Method option value (score=auto) or config-hash prefix (repeatable: all must hold).")
+@click.option("--option", "configs", multiple=True, metavar="KEY=VALUE|HASH",
+              help="Method option value (score=auto) or config-hash prefix (repeatable: all must hold). "
+                   "(--config is the global YAML file of option defaults.)")
 @click.option("--since", default=None, help="Created on or after: an ISO date or date-time (2025-01-31, 2025-01-31T12:00; "
                                             "UTC unless a zone is given) or a duration back from now (30m, 12h, 7d, 2w).")
 @click.option("--until", default=None, help="Created before: as --since (a bare date means before that day ends).")
@@ -59,7 +60,7 @@ def runs(state, results, tasks, methods, models, shots, seeds, splits, configs, 
     \b
     Examples:
       cptbench runs -m cpt-blk -k 1
-      cptbench runs --config score=auto --delete --yes
+      cptbench runs --option score=auto --delete --yes
       cptbench runs --until 2025-01-31 --task synthref --delete
       cptbench runs --since 2h --restore --yes
     """

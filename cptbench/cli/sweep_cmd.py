@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import click
 
-from cptbench.cli.options import DEFAULT_RESULTS, data_root_option, strict_data_option
+from cptbench.cli.completion import complete_methods, complete_set_keys, complete_tasks
+from cptbench.cli.options import DEFAULT_RESULTS, data_root_option, strict_data_option, threads_option
 from cptbench.cli.common import command_line, parse_name_list, parse_sets
 from cptbench.cli.state import parse_int_list, pass_state
 
 
 @click.command()
 @click.argument("study_file", required=False, type=click.Path(exists=True, dir_okay=False))
-@click.option("-t", "--task", "tasks", multiple=True, help="Task cards (repeatable or comma list); overrides the study file.")
-@click.option("-m", "--method", "methods", multiple=True, help="Methods (repeatable or comma list); overrides the study file.")
+@click.option("-t", "--task", "tasks", multiple=True, shell_complete=complete_tasks, help="Task cards (repeatable or comma list); overrides the study file.")
+@click.option("-m", "--method", "methods", multiple=True, shell_complete=complete_methods, help="Methods (repeatable or comma list); overrides the study file.")
 @click.option("-k", "--shots", multiple=True, help="k values (repeatable or comma list); overrides the study file.")
 @click.option("--seeds", default=None, help="Comma list of seeds; overrides the study file.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable), added to the study's options.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", shell_complete=complete_set_keys, help="Method option (repeatable), added to the study's options.")
 @click.option("--model", default=None, help="Backbone (default: the study's, else each task card's).")
 @data_root_option
 @strict_data_option
 @click.option("--device", default=None, help="torch device for local cells (Ray cells with GPUs use cuda).")
 @click.option("--results", type=click.Path(file_okay=False), default=None,
               help=f"Results folder (default: the study's, else {DEFAULT_RESULTS}).")
+@threads_option
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Run each cell as a Ray task: `--ray` starts a local Ray, `--ray auto` or `--ray ray://host:10001` "
                    "joins a cluster (needs the extra cptbench[ray]).")
@@ -30,7 +32,7 @@ from cptbench.cli.state import parse_int_list, pass_state
 @click.option("--max-retries", type=click.IntRange(min=0), default=2, show_default=True, help="Retries of a cell whose Ray worker crashed.")
 @click.option("--no-leaderboard", is_flag=True, help="Do not rebuild and print the leaderboard afterwards.")
 @pass_state
-def sweep(state, study_file, tasks, methods, shots, seeds, sets, model, data_root, strict_data, device, results, ray_address,
+def sweep(state, study_file, tasks, methods, shots, seeds, sets, model, data_root, strict_data, device, results, threads, ray_address,
           workers, gpus_per_task, max_retries, no_leaderboard) -> None:
     """Run a STUDY_FILE (YAML: tasks, methods, shots, seeds, options, model, ...) or a grid given by
     options, every cell in order here, or as Ray tasks with --ray. Finished runs are skipped, so an
@@ -53,7 +55,7 @@ def sweep(state, study_file, tasks, methods, shots, seeds, sets, model, data_roo
         study, tasks=parse_name_list(tasks) or None, methods=parse_name_list(methods) or None,
         shots=parse_int_list(shots, "--shots") if shots else None,
         seeds=parse_int_list(seeds, "--seeds") if seeds is not None else None,
-        options=options, model=model, data_root=data_root, device=device, strict_data=strict_data or None,
+        options=options, model=model, data_root=data_root, device=device, strict_data=strict_data or None, threads=threads,
         command=command_line())
     jobs = plan(request)
     store = ResultsStore(results or study.results or DEFAULT_RESULTS)

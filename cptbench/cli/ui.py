@@ -1,10 +1,11 @@
-"""Rich output for the CLI: progress bars, run events and leaderboard tables."""
+"""Rich output for the CLI: progress bars and run events (leaderboard tables: :mod:`cptbench.cli.table_print`)."""
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
 from cptbench.cli.state import AppState
+from cptbench.cli.table_print import print_tables  # noqa: F401  (tables are printed from here too)
 
 
 class RunReporter:
@@ -68,80 +69,6 @@ class RunReporter:
             acc = rec.accuracy
             acc_text = "   n/a " if acc is None or acc != acc else f"{acc:6.2f}%"  # n/a: a split with no expression
             log(f"    {rec.split:>6}: {acc_text}  ({rec.n_correct}/{rec.n}{extra}{resumed}, {rec.seconds:.1f}s)", highlight=False)
-
-def _table_width(console, table) -> int:
-    from rich.measure import Measurement
-
-    return Measurement.get(console, console.options.update_width(10_000), table).maximum
-
-
-def _measured_table(t, compact: bool, show_model: bool):
-    from rich import box
-    from rich.markup import escape
-    from rich.table import Table
-
-    from cptbench.report.tables import cell, cell_lines, shots_text
-
-    models = [m for m in t.models if m != "none"]
-    title = escape(t.title if show_model or not models else f"{t.title} · model {models[0]}")
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD if compact else box.SQUARE,
-                  padding=(0, 1), show_edge=not compact, pad_edge=not compact)
-    if show_model:
-        table.add_column("model", overflow="fold")
-    table.add_column("method", overflow="fold", no_wrap=not compact)
-    table.add_column("k", justify="right", no_wrap=True)
-    table.add_column("seeds", justify="right", no_wrap=True)
-    for s in t.splits:  # compact cells never wrap; a forced wide layout on a narrow terminal wraps its cells
-        table.add_column(s, justify="right", no_wrap=compact)
-    for i, e in enumerate(t.entries):
-        cells = []
-        for s in t.splits:
-            c = e.cells.get(s)
-            if c is None:
-                cells.append("")
-            elif compact:
-                lines = [escape(x) for x in cell_lines(c)]
-                cells.append(lines[0] + "".join(f"\n[dim]{x}[/]" for x in lines[1:]))
-            else:
-                cells.append(escape(cell(c)))
-        multi = compact and any(c.n_seeds > 1 for c in e.cells.values())
-        last = i == len(t.entries) - 1
-        table.add_row(*([escape(e.model)] if show_model else []), escape(e.label), shots_text(e.shots, compact), e.seeds_text(), *cells,
-                      end_section=multi and not last)
-    return table
-
-
-def print_tables(state: AppState, tables, published=None, layout: str = "auto", console=None) -> None:
-    """Print measured tables (and published ones, dimmed). ``layout``: ``compact`` (one line of
-    mean ± std per cell, RSD and interval below; fits 80 columns), ``wide`` (one line per row), or
-    ``auto``: wide where the terminal is wide enough for it, else compact."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    from cptbench.report.tables import LEGEND
-
-    out = console or Console()
-    for t in tables:
-        show_model = len([m for m in t.models if m != "none"]) > 1  # "none": methods that use no model
-        if layout == "auto":
-            wide = _measured_table(t, False, show_model)
-            table = wide if _table_width(out, wide) <= out.width else _measured_table(t, True, show_model)
-        else:
-            table = _measured_table(t, layout == "compact", show_model)
-        out.print(table)
-        for note in t.notes:
-            out.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
-    if tables:
-        out.print(f"[dim]{escape(LEGEND)}[/]", highlight=False)
-    for t in published or ():
-        table = Table(title=escape(t.title), title_justify="left", style="dim")
-        for i, h in enumerate(t.header):
-            table.add_column(h, justify="left" if i < 3 else "right", overflow="fold")
-        for row in t.rows:
-            table.add_row(*map(escape, row))
-        out.print(table)
-
 
 def kept_text(kept) -> str:
     """", 3 candidate boxes past the image kept, 1 zero-area kept" for a record's ``n_kept`` ("" when none)."""

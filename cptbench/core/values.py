@@ -15,19 +15,34 @@ def name_list(values: Any) -> list[str]:
     return list(dict.fromkeys(p.strip() for item in items for p in str(item).split(",") if p.strip()))
 
 
+def _expand(part: str, what: str) -> list[int]:
+    """One item of an integer list: ``3`` or an inclusive range ``0-4``."""
+    import re
+
+    m = re.fullmatch(r"(\d+)\s*(?:-|\.\.)\s*(\d+)", part)
+    if m:
+        lo, hi = int(m.group(1)), int(m.group(2))
+        if lo > hi:
+            raise UsageError(f"{what}: the range {part!r} runs backwards; write it low-high, e.g. {hi}-{lo}")
+        return list(range(lo, hi + 1))
+    try:
+        n = int(part)
+    except ValueError:
+        raise UsageError(f"{what} must be integers, comma lists or ranges (e.g. 0,1,2 or 0-4), got {part!r}") from None
+    if n < 0:
+        raise UsageError(f"{what} must be >= 0, got {n}")
+    return [n]
+
+
 def int_list(values: Any, what: str) -> list[int]:
-    """Integers >= 0 from repeated values and comma lists (``-k 0 -k 1,2`` -> [0, 1, 2]); at least one."""
+    """Integers >= 0 from repeated values, comma lists and inclusive ranges (``-k 0 -k 1,2`` ->
+    [0, 1, 2]; ``--seeds 0-4`` -> [0, 1, 2, 3, 4]; a scalar is a list of one); at least one."""
     out: list[int] = []
     shown = values if isinstance(values, (list, tuple)) else [values]
     for part in name_list(values):
-        try:
-            n = int(part)
-        except ValueError:
-            raise UsageError(f"{what} must be integers, got {part!r}") from None
-        if n < 0:
-            raise UsageError(f"{what} must be >= 0, got {n}")
-        if n not in out:
-            out.append(n)
+        for n in _expand(part, what):
+            if n not in out:
+                out.append(n)
     if not out:
         raise UsageError(f"{what} needs at least one integer (e.g. {what} 0,1), got "
                          f"{' '.join(map(repr, [v for v in shown if v is not None])) or 'nothing'}")

@@ -172,6 +172,28 @@ class CheckReport:
                 and not any(self.shared_images.values()) and all(b.ok for b in self.boxes)
                 and (self.provenance is None or self.provenance.ok))
 
+    def to_json(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict (``data check --format json``): counts, missing and damaged
+        images, provenance and the boxes kept or refused per candidate source."""
+        prov = self.provenance
+        return {
+            "task": self.task, "ok": self.ok, "refs_path": self.refs_path, "images_dir": self.images_dir,
+            "image_layout": self.image_layout, "train_images_checked": self.needed_for,
+            "splits": [{"split": s.split, "sentences": s.sentences, "refs": s.refs, "images": s.images,
+                        "expected": s.expected, "mismatches": s.mismatches, "missing_images": s.missing_images,
+                        "missing_examples": s.missing_examples, "not_needed_missing": s.not_needed_missing,
+                        "damaged": s.damaged, "shared_with_train": self.shared_images.get(s.split)}
+                       for s in self.splits],
+            "provenance": None if prov is None else {
+                "path": prov.path, "ok": prov.ok, "source": prov.source_text, "error": prov.error, "record": prov.record,
+                "files": [{"name": f.name, "size": f.size, "sha256": f.sha256, "status": f.status, "ok": f.ok}
+                          for f in prov.files]},
+            "boxes": [{"source": b.source, "strict": b.strict, "ok": b.ok,
+                       "kept": [{"split": sp, "what": what, "items": items} for sp, what, items in b.kept()],
+                       "refused": [{"split": sp, "what": what, "items": items} for sp, what, items in b.refused()],
+                       "without_candidates": b.without_candidates()} for b in self.boxes],
+        }
+
 
 def check_dataset(task: TaskSpec, ds: ReferDataset, check_images: bool = True, *,
                   shots: Sequence[int] = DEFAULT_SHOTS, seeds: Sequence[int] = DEFAULT_SEEDS,

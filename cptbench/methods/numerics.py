@@ -97,20 +97,36 @@ def host_threads(device: Any):
 THREADS_ENV = "CPTBENCH_THREADS"
 
 
+def parse_threads(raw: Any, what: str = "--threads") -> list[int]:
+    """Thread counts from ``raw`` (``2``, ``"2"``, ``"1,2,4"``): whole numbers >= 1, in order,
+    without repeats. The one parser of ``--threads``, ``bench --threads`` and ``$CPTBENCH_THREADS``;
+    a bad value is a usage error naming ``what`` and the value."""
+    from cptbench.core.errors import UsageError
+
+    out: list[int] = []
+    for part in str(raw).split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise UsageError(f"{what}={raw!r}: torch CPU threads must be whole numbers >= 1 (e.g. 1 or 1,2,4), "
+                             f"got {part!r}" + ("; unset it or fix it." if what == THREADS_ENV else "."))
+        if int(part) not in out:
+            out.append(int(part))
+    return out
+
+
 def threads_setting(threads: int | None) -> int | None:
     """The thread count asked for: ``threads`` when given, else ``$CPTBENCH_THREADS``, else None
     (torch's own default: one per physical core). A bad value is a usage error naming it."""
-    import os
-
     from cptbench.core.errors import UsageError
 
     if threads is None:
         raw = os.environ.get(THREADS_ENV, "").strip()
         if not raw:
             return None
-        if not raw.isdigit() or int(raw) < 1:
-            raise UsageError(f"{THREADS_ENV}={raw!r} must be a whole number >= 1 (torch CPU threads); unset it or fix it.")
-        threads = int(raw)
+        counts = parse_threads(raw, THREADS_ENV)
+        if len(counts) != 1:
+            raise UsageError(f"{THREADS_ENV}={raw!r}: one thread count here (several only for `cptbench bench`).")
+        threads = counts[0]
     if threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}")
     return int(threads)

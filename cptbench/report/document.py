@@ -17,15 +17,16 @@ from typing import Any, Sequence
 
 from cptbench.core.errors import CptbenchError
 from cptbench.report.blind import BlindCeilings, blind_ceilings, blind_html, blind_markdown
-from cptbench.report.aggregate import LeaderboardRow, aggregate
+from cptbench.report.aggregate import LeaderboardRow
 from cptbench.report.compare import (EXPRESSION_HEADER, SEED_HEADER, Comparison, compare, expression_rows, headline_lines,
                                      note_lines, seed_counts, seed_rows)
 from cptbench.report.gallery import Gallery, build_gallery
-from cptbench.report.plots import all_figures, figure_title, file_stem, method_trains, png_bytes, save
+from cptbench.report.figure_style import png_bytes, save
+from cptbench.report.plots import all_figures, figure_title, file_stem, method_trains
 from cptbench.report.provenance import Command, build_commands
 from cptbench.report.tables import LEGEND, WideTable, cell, shots_text, table_title, wide_tables
 from cptbench.results.records import RunRecord
-from cptbench.report.selection import group_key, load_records, predictions_cache
+from cptbench.report.selection import group_key, predictions_cache, select_runs
 from cptbench.results.store import ResultsStore
 
 #: the columns of the setting table, in order (the keys of each :func:`_settings` entry)
@@ -117,15 +118,16 @@ def _settings(rows: Sequence[LeaderboardRow], records: Sequence[RunRecord]) -> l
 @predictions_cache()  # the plots, every comparison and the gallery read each predictions file once
 def build_report(store: ResultsStore, *, tasks: Sequence[str] | None = None, pairs: Sequence[tuple[str, str]] | None = None,
                  data_root=None, images=None, proposals_file=None, gallery: bool = True, n_gallery: int = 3,
-                 kinds: Sequence[str] = ("shots", "rsd", "candidates"), title: str | None = None) -> Report:
-    """The report of ``store`` (of ``tasks`` only, when given): tables, published rows, the plots
+                 kinds: Sequence[str] = ("shots", "rsd", "candidates"), title: str | None = None,
+                 methods: Sequence[str] | None = None, shots: Sequence[int] | None = None, y_mode="shared") -> Report:
+    """The report of ``store`` (under the ``tasks`` / ``methods`` / ``shots`` filters of
+    :func:`~cptbench.report.selection.select_runs`; ``y_mode`` of the figures): tables, published rows, the plots
     of ``kinds``, comparisons of ``pairs`` (default: :func:`default_pairs`), galleries and
     provenance. What cannot be built (a missing predictions file, data not available here) becomes
     a note, not an error."""
     from cptbench import __version__
 
-    records = load_records(store, tasks)
-    rows = aggregate(records)
+    records, rows = select_runs(store, tasks, methods, shots)
     tables = wide_tables(rows)
     present = sorted({r.task for r in rows})
     from cptbench.report.references import published_tables
@@ -134,7 +136,7 @@ def build_report(store: ResultsStore, *, tasks: Sequence[str] | None = None, pai
     figures, notes = [], []
     for kind in kinds:
         try:
-            drawn = all_figures(store, records, rows, [kind])
+            drawn = all_figures(store, records, rows, [kind], y_mode=y_mode)
         except CptbenchError as exc:  # e.g. a missing predictions file: the other figures still come
             notes.append(f"no {kind} plot: {exc}")
             continue

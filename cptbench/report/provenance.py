@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
-from cptbench.report.aggregate import option_value
+from cptbench.report.aggregate import default_options, option_value
 from cptbench.report.tables import split_order
 from cptbench.results.records import RunRecord
 from cptbench.report.selection import group_key
@@ -56,20 +56,6 @@ class Command:
         return (dates[0], dates[-1]) if dates else ("", "")
 
 
-def _default_options(method: str, task: str) -> dict[str, Any] | None:
-    """The options a run of ``method`` on ``task`` gets without --set (class defaults, then the
-    card's method_defaults), or None where the method or card is not available here."""
-    try:
-        from cptbench.methods.options import config_dict, method_config
-        from cptbench.methods.registry import get_method_class
-        from cptbench.tasks.cards import get_task
-
-        cls = get_method_class(method)
-        return config_dict(method_config(cls, get_task(task), {}))
-    except Exception:
-        return None
-
-
 def _eval_splits(task: str) -> list[str] | None:
     try:
         from cptbench.tasks.cards import get_task
@@ -105,7 +91,7 @@ def build_commands(records: Sequence[RunRecord]) -> tuple[list[Command], dict[tu
             home = next((b for b in buckets if b[0] == s), None)
             buckets.setdefault(home or (s,), []).insert(0, 0)
         config = dict(recs[0].method_config)
-        defaults = _default_options(method, task)
+        defaults = default_options(method, task)
         argv_common = ["-t", task, "-m", method]
         if model and model != "none":
             argv_common += ["--model", model]

@@ -57,7 +57,8 @@ def _canonical_method(name: str) -> str | None:
 
 def match_rows(rows: Sequence[LeaderboardRow], spec: str) -> list[LeaderboardRow]:
     """Leaderboard rows that ``spec`` names: an exact label (with or without the ``*`` mark), a
-    ``method#hash`` prefix, or a method name / alias (all its configs)."""
+    ``method#hash`` prefix, or a method name / alias: its default config where one ran (the plain
+    label), else all its configs."""
     spec = spec.strip()
     exact = [r for r in rows if r.label in (spec, spec + "*") or r.label.rstrip("*") == spec]
     if exact:
@@ -67,11 +68,11 @@ def match_rows(rows: Sequence[LeaderboardRow], spec: str) -> list[LeaderboardRow
         hits = [r for r in rows if r.method == name and r.method_config_hash.startswith(prefix)]
         if hits:
             return hits
-    hits = [r for r in rows if r.method == spec]
-    if not hits:
-        canonical = _canonical_method(spec)
-        hits = [r for r in rows if canonical and r.method == canonical]
-    return hits
+    canonical = spec if any(r.method == spec for r in rows) else _canonical_method(spec)
+    plain = [r for r in rows if canonical and r.label.rstrip("*") == canonical]
+    if plain:  # an alias names the method's default config, as its canonical name does (``cpt`` = ``cpt-blk``)
+        return plain
+    return [r for r in rows if canonical and r.method == canonical]
 
 
 def known_labels(rows: Iterable[LeaderboardRow]) -> list[str]:
@@ -87,6 +88,9 @@ def select_rows(rows: Sequence[LeaderboardRow], spec: str, *, task: str | None =
     if not hits:
         from cptbench.core.registry import unknown_name_message
 
+        if _registered(spec):  # a real method that only has no runs here
+            raise UsageError(f"method {spec!r} has no runs in these results (methods with runs: "
+                             f"{', '.join(known_labels(rows)) or 'none'}); `cptbench run -m {spec}` computes them.")
         raise UsageError(unknown_name_message("method in the results:", spec, known_labels(rows)))
     out = [r for r in hits if (task is None or r.task == task) and (shots is None or r.shots in shots)
            and (splits is None or r.split in splits) and (model is None or r.model == model)
@@ -144,3 +148,54 @@ def load_predictions(store: ResultsStore, rec: RunRecord) -> list[dict[str, Any]
     if key not in cache:
         cache[key] = store.read_predictions(rec)
     return cache[key]
+
+
+def filtered(results, tasks: Sequence[str] | None = None, methods: Sequence[str] | None = None,
+             shots: Sequence[int] | None = None) -> tuple[ResultsStore, list[RunRecord], list[LeaderboardRow]]:
+    """``(store, records, rows)`` of a results folder under the ``-t`` / ``-m`` / ``-k`` filters of
+    ``plot`` and ``report`` (:func:`select_runs`)."""
+    store = ResultsStore(results)
+    return (store, *select_runs(store, tasks, methods, shots))
+
+
+def select_runs(store: ResultsStore, tasks: Sequence[str] | None = None, methods: Sequence[str] | None = None,
+                shots: Sequence[int] | None = None) -> tuple[list[RunRecord], list[LeaderboardRow]]:
+    """``(records, rows)`` of ``store``: rows of the methods named (:func:`select_all`) at the k
+    asked for; rows of methods that do not train (random, oracle: the same at every k) are kept at
+    their one k, as references. A usage error when nothing is left."""
+    from cptbench.report.aggregate import aggregate
+
+    records = load_records(store, tasks or None)
+    rows = aggregate(records)
+    if methods:
+        rows = select_all(rows, methods)
+    if shots:
+        counts: dict[tuple, set[int]] = {}
+        for r in rows:
+            counts.setdefault((r.task, r.label), set()).add(r.shots)
+        rows = [r for r in rows if r.shots in shots or (len(counts[(r.task, r.label)]) == 1 and not _trains(r.method))]
+        if not any(r.shots in shots for r in rows):
+            raise UsageError(f"no runs at k = {', '.join(map(str, shots))} with these filters (k present: "
+                             f"{', '.join(map(str, sorted(set().union(*counts.values()))))}).")
+    keys = {group_key(r) for r in rows}
+    return [r for r in records if group_key(r) in keys], rows
+
+
+def _registered(name: str) -> bool:
+    """Whether ``name`` is a registered method name or alias (nothing is imported)."""
+    try:
+        from cptbench.methods.registry import method_registry
+
+        reg = method_registry()
+        return any(name == n or name in reg.aliases_of(n) for n in reg.names())
+    except Exception:
+        return False
+
+
+def _trains(method: str) -> bool:
+    try:
+        from cptbench.methods.registry import get_method_class
+
+        return bool(getattr(get_method_class(method), "trains", True))
+    except Exception:
+        return True

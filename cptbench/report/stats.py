@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from cptbench.report.aggregate import is_missing, seed_stats
+from cptbench.report.aggregate import MIN_SEEDS_FOR_INTERVAL, is_missing, seed_stats
 
 #: sign-flip permutations are enumerated exactly up to this many pairs (2**20 assignments)
 EXACT_PERMUTATION_MAX = 20
@@ -147,12 +147,24 @@ def paired_seed_test(a: Mapping[int, float], b: Mapping[int, float]) -> SeedTest
         notes.append(f"every seed differs by the same {diff_mean:+.2f} points: the differences have no variance, "
                      "so the t statistic and d_z are undefined (infinite); the permutation p still holds")
         ci = (diff_mean, diff_mean)
+    if ci is not None and n < MIN_SEEDS_FOR_INTERVAL:
+        notes.append(f"{n} shared seeds: no interval of the difference (t(0.975, {df}) = "
+                     f"{_t_quantile(df):.1f}: fewer than {MIN_SEEDS_FOR_INTERVAL} seeds give intervals that say nothing)")
+        ci = None
+    elif ci is not None:  # a difference of two accuracies lies in [-100, 100]
+        ci = (max(ci[0], -100.0), min(ci[1], 100.0))
     perm_p, exact = sign_flip_p(d)
     if not exact:
         notes.append(f"{n} seeds: permutation p by Monte Carlo (200,000 sign flips, seed 0)")
     w_p = _wilcoxon(d, notes)
     return SeedTest(seeds, ta, tb, diff_mean, sd, _nan_to_none(t), df, t_p, ci, perm_p, exact, w_p,
                     _nan_to_none(dz), tuple(notes))
+
+
+def _t_quantile(df: int) -> float:
+    from scipy.special import stdtrit
+
+    return float(stdtrit(df, 0.975))
 
 
 def _wilcoxon(d: np.ndarray, notes: list[str]) -> float | None:

@@ -16,22 +16,20 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from cptbench.report.aggregate import LeaderboardRow, is_missing, method_labels, row_identity
+from cptbench.report.aggregate import LeaderboardRow, label_key, method_labels
+# the cell texts live in cptbench.report.cells; re-exported here, where callers have always found them
+from cptbench.report.cells import (COMPACT_LEGEND, LEGEND, cell, cell_lines, ci_text, compact_cell,  # noqa: F401
+                                   mean_std_text, rsd_text, shots_text)
 
 #: version of the leaderboard CSV layout (the ``schema_version`` column); bump when columns change meaning
-CSV_SCHEMA_VERSION = 3
+#: (4: ``ci95_low`` / ``ci95_high`` need 3+ seeds with some spread and are clipped to 0-100)
+CSV_SCHEMA_VERSION = 4
 
 #: the long CSV's columns, in order (the fields of :class:`LeaderboardRow` and ``schema_version``)
 LONG_COLUMNS = ("task", "split", "method", "model", "proposals", "shots", "n_seeds", "acc_mean", "acc_std", "rsd",
                 "ci95_low", "ci95_high", "n", "n_invalid", "n_no_candidates", "n_skipped", "method_config_hash",
                 "model_fingerprint", "data_fingerprint", "task_version", "limit", "skip_bad", "uses_eval_labels", "seeds",
                 "sampler", "label", "schema_version")
-#: legend printed under every measured table
-LEGEND = ("Accuracy % (IoU rule per task card). Cells: mean ± population std (ddof 0) over seeds, RSD = std / mean, "
-          "[95% t-interval of the mean]; one number = one run. zs = zero-shot (k = 0). "
-          "* = reads evaluation labels (an upper bound, not a method).")
-
-
 def _column(r: LeaderboardRow, key: str) -> Any:
     return CSV_SCHEMA_VERSION if key == "schema_version" else getattr(r, key)
 
@@ -74,57 +72,9 @@ def long_json(rows: Sequence[LeaderboardRow]) -> list[dict[str, Any]]:
     return out
 
 
-# -- cells ---------------------------------------------------------------------------------------
-def mean_std_text(row: LeaderboardRow, digits: int = 2) -> str:
-    """``31.27 ± 1.19`` (2+ seeds), ``31.27`` (one run), ``n/a`` (no accuracy)."""
-    if not row.n_seeds or is_missing(row.acc_mean):
-        return "n/a"
-    if row.n_seeds > 1:
-        return f"{row.acc_mean:.{digits}f} ± {row.acc_std:.{digits}f}"
-    return f"{row.acc_mean:.{digits}f}"
-
-
-def rsd_text(row: LeaderboardRow) -> str:
-    """``RSD 3.8%``; ``RSD n/a (mean 0)`` where the mean is 0; empty for one run."""
-    if row.n_seeds < 2:
-        return ""
-    if is_missing(row.rsd):
-        return "RSD n/a (mean 0)" if row.acc_mean == 0 else "RSD n/a"
-    return f"RSD {100 * row.rsd:.1f}%"
-
-
-def ci_text(row: LeaderboardRow, digits: int = 2) -> str:
-    """``[29.79, 32.75]`` (95% t-interval); empty for one run."""
-    if row.n_seeds < 2 or is_missing(row.ci95_low):
-        return ""
-    return f"[{row.ci95_low:.{digits}f}, {row.ci95_high:.{digits}f}]"
-
-
-def cell(row: LeaderboardRow) -> str:
-    """Paper-style one-line cell: ``31.27 ± 1.19 (RSD 3.8%) [29.79, 32.75]``; one run: ``31.27``."""
-    if row.n_seeds > 1 and not is_missing(row.acc_mean):
-        return f"{mean_std_text(row)} ({rsd_text(row)}) {ci_text(row)}".rstrip()
-    return mean_std_text(row)
-
-
-def cell_lines(row: LeaderboardRow) -> list[str]:
-    """Compact cell: mean ± std, then RSD, then the interval (one decimal), each on its own line."""
-    lines = [mean_std_text(row)]
-    if row.n_seeds > 1 and not is_missing(row.acc_mean):
-        lines += [rsd_text(row), ci_text(row, 1)]
-    return lines
-
-
 def split_order(split: str) -> tuple[int, str]:
     """val first, then the test splits, then anything else (the order papers print)."""
     return (0 if split == "val" else 1 if split.startswith("test") else 2, split)
-
-
-def shots_text(shots: Any, compact: bool = False) -> str:
-    """k as a table prints it: zero-shot marked (``0 (zero-shot)``, compact ``0 zs``)."""
-    if shots == 0:
-        return "0 zs" if compact else "0 (zero-shot)"
-    return str(shots)
 
 
 # -- wide tables ---------------------------------------------------------------------------------
@@ -202,7 +152,7 @@ def wide_tables(rows: Sequence[LeaderboardRow]) -> list[WideTable]:
     notes: dict[tuple, list[str]] = {}
     for r in rows:
         tkey = (r.task, r.proposals, r.limit)
-        rkey = (r.model, r.label if labels is None else labels[row_identity(r)], r.shots)
+        rkey = (r.model, r.label if labels is None else labels[label_key(r)], r.shots)
         tables.setdefault(tkey, {}).setdefault(rkey, {})[r.split] = r
         bits = [f"{getattr(r, k)} {what}" for k, what in (("n_invalid", "invalid predictions"),
                                                           ("n_no_candidates", "expressions without candidates (scored as misses)"),

@@ -131,6 +131,10 @@ class ResultsLayout:
         """``cptbench plot``'s default output folder."""
         return self.root / "plots"
 
+    def show(self, task: str, ref_id: int, sent_id: int) -> Path:
+        """``cptbench show``'s default output folder for one expression."""
+        return self.root / "show" / f"{safe_component(task, 'task name')}-{int(ref_id)}-{int(sent_id)}"
+
     def relative(self, path: Path) -> str:
         """``path`` relative to the root, as records store it."""
         return str(Path(path).relative_to(self.root))

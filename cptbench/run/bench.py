@@ -38,6 +38,8 @@ from cptbench.data.examples import Example
 from cptbench.data.images import ImageSource
 from cptbench.run.execute import clock
 
+#: a measured run says how far it is at least this often (seconds)
+PROGRESS_EVERY_S = 2.0
 WORDS = ("man", "woman", "person", "dog", "cat", "car", "shirt", "table", "chair", "left", "right", "middle",
          "big", "small", "white", "black", "front", "back", "near", "far")
 #: the image processor of dandelin/vilt-b32-mlm
@@ -173,14 +175,18 @@ def _null_forward(method) -> None:
 
 
 def measure(fixture: Fixture, adapter: Any, *, device: str, pipeline: str, precision: str = "auto",
-            batch_size: int | str = 32, null: bool = False, chunk: int = 64) -> dict[str, Any]:
-    """One timed pass over ``fixture`` through ``CptBlockMethod.predict`` (module doc)."""
+            batch_size: int | str = 32, null: bool = False, chunk: int = 64,
+            tick: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """One timed pass over ``fixture`` through ``CptBlockMethod.predict`` (module doc); ``tick``
+    gets progress text (throttled by the caller) between and within predict calls."""
     from cptbench.cpt.config import CptConfig
     from cptbench.cpt.method import CptBlockMethod
     from cptbench.run.context import build_context
 
     config = CptConfig(pipeline=pipeline, precision=precision)
-    ctx = build_context(None, CptBlockMethod, config, device=device, eval_batch_size=batch_size)
+    inner = (lambda stage, done, total: tick(f"    {stage}: {done}/{total} passes of this call")) if tick else None
+    ctx = build_context(None, CptBlockMethod, config, device=device, eval_batch_size=batch_size,
+                        **({"progress": inner} if inner else {}))
     method = CptBlockMethod.with_adapter(adapter, config, ctx)
     method.setup()
     cuda = str(device).startswith("cuda")
@@ -192,12 +198,13 @@ def measure(fixture: Fixture, adapter: Any, *, device: str, pipeline: str, preci
             method._pipeline.forward = timer.wrap(method._pipeline.forward)
         else:
             adapter.mask_logits = timer.wrap(adapter.mask_logits)
-        return _timed(fixture, method, timer, null=null, cuda=cuda, chunk=chunk)
+        return _timed(fixture, method, timer, null=null, cuda=cuda, chunk=chunk, tick=tick)
     finally:
         adapter.__dict__.pop("mask_logits", None)  # the adapter's own forward again
 
 
-def _timed(fixture: Fixture, method, timer: _Timer, *, null: bool, cuda: bool, chunk: int) -> dict[str, Any]:
+def _timed(fixture: Fixture, method, timer: _Timer, *, null: bool, cuda: bool, chunk: int,
+           tick: Callable[[str], None] | None = None) -> dict[str, Any]:
     import torch
 
     if cuda:
@@ -210,6 +217,8 @@ def _timed(fixture: Fixture, method, timer: _Timer, *, null: bool, cuda: bool, c
         if nxt:
             fixture.source.prefetch([ex.image_key for ex in nxt])
         method.predict(examples[i:i + chunk])
+        if tick is not None:  # after the predict call: no device wait is added inside one
+            tick(f"  {min(i + chunk, len(examples))}/{len(examples)} expressions")
     if cuda:
         torch.cuda.synchronize()
     wall = clock() - start
@@ -288,6 +297,14 @@ def run_benchmark(*, model: str = "real", device: str = "cpu", pipeline: str = "
     model-forward run over ``forward_images`` (default: all on CUDA, 2 elsewhere: a real-size ViLT
     takes ~0.25 s per pass on a 2-core CPU)."""
     say = progress or (lambda _: None)
+    last = [clock()]
+
+    def tick(text: str) -> None:
+        """A progress line at most every PROGRESS_EVERY_S seconds of a measured run."""
+        if progress is not None and clock() - last[0] >= PROGRESS_EVERY_S:
+            last[0] = clock()
+            say(text)
+
     if forward_images is None:
         forward_images = images if str(device).startswith("cuda") or model == "tiny" else min(images, 2)
     result: dict[str, Any] = {
@@ -306,14 +323,14 @@ def run_benchmark(*, model: str = "real", device: str = "cpu", pipeline: str = "
             result["workload"].update(expressions=len(fx.examples))
             say("null forward: the harness alone")
             result["null"] = measure(fx, adapter, device=device, pipeline=pipeline, precision=precision,
-                                     batch_size=batch_size, null=True, chunk=chunk)
+                                     batch_size=batch_size, null=True, chunk=chunk, tick=tick)
             if pipeline == "reference":
                 result["null"]["bytes_to_device_per_pass"] = round(reference_bytes_per_pass(fx, adapter), 1)
         if forward:
             fx = build_fixture(tmp / "fwd", forward_images, image_size, seed=1)
             say(f"{model} forward over {forward_images} images ({len(fx.examples)} expressions)")
             result["forward"] = measure(fx, adapter, device=device, pipeline=pipeline, precision=precision,
-                                        batch_size=batch_size, chunk=chunk)
+                                        batch_size=batch_size, chunk=chunk, tick=tick)
             if pipeline == "reference":
                 result["forward"]["bytes_to_device_per_pass"] = round(reference_bytes_per_pass(fx, adapter), 1)
     result["peak_host_mib_process"] = peak_host_mib()  # one figure: the process's peak covers every run
@@ -322,8 +339,9 @@ def run_benchmark(*, model: str = "real", device: str = "cpu", pipeline: str = "
 
 def summary_lines(result: dict[str, Any]) -> Sequence[str]:
     """The figures as short lines for the terminal."""
+    threads = f", {result['threads']} torch threads" if result.get("threads") else ""
     lines = [f"model={result['model']} device={result['device']} pipeline={result['pipeline']} "
-             f"({result['machine']['cpus']} CPUs, torch {result['machine']['torch']})"]
+             f"({result['machine']['cpus']} CPUs{threads}, torch {result['machine']['torch']})"]
     for name in ("null", "forward"):
         r = result.get(name)
         if not r:
@@ -340,4 +358,17 @@ def summary_lines(result: dict[str, Any]) -> Sequence[str]:
     if "peak_host_mib_process" in result:
         lines.append(f"peak host memory of the process (model build, warm-up and every run): "
                      f"{result['peak_host_mib_process']} MiB")
+    return lines
+
+
+def threads_table(results: Sequence[dict[str, Any]]) -> Sequence[str]:
+    """One line per thread count of a ``bench --threads 1,2,...`` run: passes/s and ms/pass of
+    the null and forward runs side by side."""
+    lines = [f"{'threads':>7s}  {'null passes/s':>13s}  {'null ms/pass':>12s}  {'fwd passes/s':>12s}  {'fwd ms/pass':>11s}"]
+    for r in results:
+        cells = []
+        for name in ("null", "forward"):
+            run = r.get(name) or {}
+            cells += [f"{run['passes_per_s']:.1f}" if run else "-", f"{run['ms_per_pass']:.3f}" if run else "-"]
+        lines.append(f"{r.get('threads', '-')!s:>7s}  {cells[0]:>13s}  {cells[1]:>12s}  {cells[2]:>12s}  {cells[3]:>11s}")
     return lines

@@ -42,6 +42,10 @@ class _Worker:
         self.request = replace(request, device=device)
         # the store is only named (artifacts of save_weights go beside the driver's results); a worker writes no record
         self.runner = Runner(self.request, ResultsStore(results_root))
+        if self.request.threads:  # the driver's --threads (or its $CPTBENCH_THREADS), in force here too
+            from cptbench.methods.numerics import apply_threads
+
+            self.runner.threads = apply_threads(self.request.threads)
 
     def compute(self, job, pending) -> list:
         """The cell's per-split results, after checking this worker sees the driver's data and model."""

@@ -24,7 +24,15 @@ STUDY_KEYS = {
     "data_root": "refer-layout data root", "images": "image folder", "device": "torch device",
     "batch_size": "evaluation batch size", "skip_bad": "drop degenerate data",
     "strict_data": "refuse boxes reaching past the image and zero-area boxes too", "results": "results folder",
+    "precision": "numerics of every model method: auto, fp32 or bf16", "sampler": "k-shot draw: cptbench or release",
+    "threads": "torch CPU threads (recorded in each record's perf, not part of a run's identity)",
 }
+#: a ``--config`` file's option names (``run`` / ``sweep`` sections) -> study keys: the one schema
+OPTION_TO_STUDY = {"task": "tasks", "method": "methods", "set": "options", "sets": "options", "split": "splits",
+                   "data-root": "data_root", "batch-size": "batch_size", "skip-bad": "skip_bad",
+                   "strict-data": "strict_data", **{k: k for k in STUDY_KEYS}}
+#: options of a command section that say how to show results, not what to run (ignored in a study)
+DISPLAY_OPTIONS = ("no_leaderboard", "no-leaderboard")
 
 
 @dataclass
@@ -47,6 +55,9 @@ class Study:
     skip_bad: bool = False
     strict_data: bool = False
     results: str | None = None
+    precision: str | None = None
+    sampler: str = "cptbench"
+    threads: int | None = None
 
 
 def _ints(value: Any, key: str, file: str) -> list[int]:
@@ -70,6 +81,7 @@ def load_study(path: str) -> Study:
         raise UsageError(f"{path}: cannot read the study file: {exc}") from exc
     if not isinstance(data, dict):
         raise UsageError(f"{path}: a study file is a mapping of {', '.join(STUDY_KEYS)}")
+    data = study_keys_of(data, path)
     for key in data:
         if key not in STUDY_KEYS:
             raise UsageError(f"{path}: " + unknown_name_message("study key", str(key), STUDY_KEYS))
@@ -87,6 +99,10 @@ def load_study(path: str) -> Study:
             value = _positive(value, key, path) if value is not None else None
         elif key == "batch_size":
             value = "auto" if str(value).strip().lower() == "auto" else _positive(value, key, path)
+        elif key == "threads":
+            value = _positive(value, key, path) if value is not None else None
+        elif key == "precision" and value not in ("auto", "fp32", "bf16", None):
+            raise UsageError(f"{path}: key 'precision' must be auto, fp32 or bf16, got {value!r}")
         elif key in ("skip_bad", "strict_data"):
             if not isinstance(value, bool):
                 raise UsageError(f"{path}: key '{key}' must be true or false, got {value!r}")
@@ -101,6 +117,43 @@ def load_study(path: str) -> Study:
         except UsageError as exc:
             raise UsageError(f"{path}: key 'tasks': {exc}") from None
     return study
+
+
+def study_keys_of(data: dict, path: str) -> dict:
+    """A study from a file in either form of the one schema: study keys, or a ``--config`` file's
+    command sections (``sweep:`` first, then ``run:``; option names as on the command line, ``set``
+    as a list of KEY=VALUE) over its study keys. Sections of other commands are left out."""
+    from cptbench.core.registry import unknown_name_message
+
+    study = {k: v for k, v in data.items() if k in STUDY_KEYS}
+    for key, value in data.items():
+        if key not in STUDY_KEYS and not isinstance(value, dict):
+            raise UsageError(f"{path}: " + unknown_name_message("study key", str(key), STUDY_KEYS))
+    for section in ("run", "sweep"):  # sweep's section wins over run's
+        body = data.get(section)
+        if not isinstance(body, dict):
+            continue
+        for key, value in body.items():
+            if key in DISPLAY_OPTIONS:
+                continue
+            if key not in OPTION_TO_STUDY:
+                raise UsageError(f"{path}: section '{section}': " + unknown_name_message(
+                    "option with a study key", str(key), OPTION_TO_STUDY))
+            target = OPTION_TO_STUDY[key]
+            if target == "options" and isinstance(value, (list, tuple, str)):
+                value = _sets(value, path, section)
+            study[target] = value
+    return study
+
+
+def _sets(values: Any, path: str, section: str) -> dict[str, Any]:
+    out = {}
+    for item in [values] if isinstance(values, str) else values:
+        key, eq, val = str(item).partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"{path}: section '{section}', key 'set': expected KEY=VALUE items, got {item!r}")
+        out[key.strip()] = val.strip()
+    return out
 
 
 def _positive(value: Any, key: str, file: str) -> int:
@@ -120,4 +173,5 @@ def study_request(study: Study, **overrides: Any):
     return RunRequest(tasks=[get_task(t) for t in s.tasks], methods=s.methods, shots=s.shots, seeds=s.seeds,
                       proposals=s.proposals, model=s.model, options=s.options, splits=s.splits, limit=s.limit,
                       data_root=s.data_root, images=s.images, device=s.device, eval_batch_size=s.batch_size,
-                      skip_bad=s.skip_bad, strict_data=s.strict_data, command=command)
+                      skip_bad=s.skip_bad, strict_data=s.strict_data, precision=s.precision, sampler=s.sampler,
+                      threads=s.threads, command=command)

@@ -47,3 +47,18 @@ def test_show_writes_painted_images_and_scores(tiny_model_dir, tmp_path, cache_e
 def test_unknown_method_option_suggests(tiny_model_dir, tmp_path, cache_env):
     r = CliRunner().invoke(cli, ["run", "-m", "cpt", "--set", "pallete=release5", "--results", str(tmp_path)])
     assert r.exit_code != 0 and "Did you mean 'palette'" in r.output
+
+
+def test_show_json_under_the_results_folder(tiny_model_dir, tmp_path, cache_env):
+    model = tiny_model_dir("vilt", image_size=32)
+    res = tmp_path / "res"
+    r = CliRunner().invoke(cli, ["show", "--ref-id", "0", "--model", str(model), "--results", str(res), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output[r.output.index("{"):])
+    folder = res / "show" / f"synthref-0-{doc['sent_id']}"
+    assert doc["folder"] == str(folder) and json.loads((folder / "scores.json").read_text()) == doc
+    picks = [c["candidate"] for c in doc["candidates"] if c["pick"]]
+    assert picks == [doc["predicted"]]
+    assert doc["predicted"] == max(doc["candidates"], key=lambda c: c["score"])["candidate"]
+    assert {g["file"] for g in doc["groups"]} <= {p.name for p in folder.iterdir()}
+    assert not (tmp_path / "cptbench-show").exists()

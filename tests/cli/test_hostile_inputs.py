@@ -204,7 +204,7 @@ CASES = [
     ("shots-more-than-train", lambda w: base(w, k="1000"), 2, "-k 1000 asks for more training expressions than its 'train' split has (24)"),
     ("shots-empty", lambda w: base(w, k=""), 2, "--shots needs at least one integer"),
     ("shots-negative", lambda w: base(w, k="-1"), 2, "--shots must be >= 0"),
-    ("shots-not-a-number", lambda w: base(w, k="one"), 2, "--shots must be integers, got 'one'"),
+    ("shots-not-a-number", lambda w: base(w, k="one"), 2, "--shots must be integers, comma lists or ranges (e.g. 0,1,2 or 0-4), got 'one'"),
     ("seeds-empty", lambda w: base(w, "--seeds", ","), 2, "--seeds needs at least one integer"),
     ("method-unknown", lambda w: base(w, m="radnom"), 2, "Did you mean 'random'"),
     ("method-comma-list-unknown", lambda w: base(w, m="random,orcale"), 2, "Did you mean 'oracle'"),

@@ -58,8 +58,8 @@ def test_wide_table_rows_say_what_they_average():
     assert t.header == ["model", "method", "shots", "seeds", "val", "testA"]
     cells = {(r[1], r[2]): r[3:] for r in t.rows}
     seeds, val, _ = cells[("cpt-blk", "1")]
-    # t(0.975, 1) = 12.7062; sample std of (10, 20) = 7.0711; half width 12.7062 * 7.0711 / sqrt(2) = 63.53
-    assert seeds == "2" and val == "15.00 ± 5.00 (RSD 33.3%) [-48.53, 78.53]"
+    # two seeds: t(0.975, 1) = 12.7 would give [-48.53, 78.53]; the cell says n=2 instead of an RSD and an interval
+    assert seeds == "2" and val == "15.00 ± 5.00 (n=2)"
     assert cells[("cpt-blk", "0 (zero-shot)")] == ["1", "7.00", ""]  # zero-shot is marked, one run is one number
     assert ("oracle*", "1") in cells  # label-reading rows are marked
     md = markdown([t])
@@ -67,9 +67,9 @@ def test_wide_table_rows_say_what_they_average():
 
 
 def test_zero_mean_is_not_an_empty_rsd():
-    (r,) = aggregate([rec(0, 0.0), rec(1, 0.0)])
-    assert cell(r) == "0.00 ± 0.00 (RSD n/a (mean 0)) [0.00, 0.00]"
-    assert cell_lines(r) == ["0.00 ± 0.00", "RSD n/a (mean 0)", "[0.0, 0.0]"]
+    (r,) = aggregate([rec(0, 0.0), rec(1, 0.0), rec(2, 0.0)])
+    assert cell(r) == "0.00 ± 0.00 (RSD n/a (mean 0), all seeds equal)"  # and no zero-width interval
+    assert cell_lines(r) == ["0.00 ± 0.00", "RSD n/a (mean 0)"]
     assert "(RSD %)" not in cell(r)
 
 
@@ -96,7 +96,7 @@ def test_configs_are_named_by_the_options_that_differ():
     assert "cpt-blk[score=auto]" in text and "cpt-blk[score=auto-safe]" in text
     # configs that do not tell themselves apart by options fall back to the hash
     assert config_labels("m", {"abc123x": {}, "def456y": {}}) == {"abc123x": "m#abc123", "def456y": "m#def456"}
-    many = config_labels("m", {"h1": {"a": 1, "b": 1, "c": 1, "d": 1}, "h2": {"a": 2, "b": 2, "c": 2, "d": 2}})
+    many = config_labels("m", {"h1": {"a": 1, "b": 1, "c": 1, "d": 1}, "h2": {"a": 2, "b": 2, "c": 2, "d": 2}}, max_keys=3)
     assert many == {"h1": "m[a=1,b=1,c=1]#h1", "h2": "m[a=2,b=2,c=2]#h2"}
     assert config_labels("m", {"h1": {"x": True}, "h2": {"x": False}}) == {"h1": "m[x=true]", "h2": "m[x=false]"}
 
@@ -124,8 +124,10 @@ def test_compact_layout_fits_80_columns_and_wide_uses_one_line():
     tables = wide_tables(aggregate(recs))
     text = _printed(tables, 80)
     assert max(len(line) for line in text.splitlines()) <= 80
-    # seeds 31.0, 30.3, 29.6, 28.9, 28.2: mean 29.6, population std 0.99, RSD 3.3%, t interval 28.2-31.0
-    assert "29.60 ± 0.99" in text and "RSD 3.3%" in text and "[28.2, 31.0]" in text
+    # seeds 31.0, 30.3, 29.6, 28.9, 28.2: mean 29.6, population std 0.99, RSD 3.3%; one line per row
+    row = next(ln for ln in text.splitlines() if ln.startswith("cpt-seg") and " 16 " in ln)
+    assert "29.60±0.99 3.3%" in row and "[28" not in text  # the interval is the full layout's
+    assert sum(ln.startswith(("cpt-blk", "cpt-seg", "ft ")) for ln in text.splitlines()) == 9  # 9 rows, 9 lines
     assert "0 zs" in text and "· model bundled:mini-vilt" in text
     wide = _printed(tables, 220)
     line = next(ln for ln in wide.splitlines() if "cpt-seg" in ln and "  16 " in ln)
@@ -146,10 +148,25 @@ def test_latex_and_json():
 
 def test_table_of_a_subset_keeps_the_labels_of_the_whole():
     # two configs of cpt-blk on task t, one on task u: u's table must name its row as the CSV does
+    # (labels are made per task: on u the one config is simply cpt-blk, on t the two differ by score)
     rows = aggregate([rec(0, 10.0, method_config={"score": "auto"}),
                       rec(0, 20.0, method_config_hash="zzz", method_config={"score": "safe"}),
                       rec(0, 30.0, task="u", method_config_hash="zzz", method_config={"score": "safe"})])
     only_u = [r for r in rows if r.task == "u"]
-    assert only_u[0].label == "cpt-blk[score=safe]"
+    assert only_u[0].label == "cpt-blk"
+    assert {r.label for r in rows if r.task == "t"} == {"cpt-blk[score=auto]", "cpt-blk[score=safe]"}
     (t,) = wide_tables(only_u)
-    assert [row[1] for row in t.rows] == ["cpt-blk[score=safe]"] and t.entries[0].label == "cpt-blk[score=safe]"
+    assert [row[1] for row in t.rows] == ["cpt-blk"] and t.entries[0].label == "cpt-blk"
+
+
+def test_wide_spreads_print_one_decimal_rather_than_cut_cells():
+    # double-digit std on every split: two decimals would need more than 80 columns
+    recs = [rec(s, base + 13.0 * (s - 2), method=m, split=split, shots=k)
+            for m in ("blind-image", "ft") for k in (1, 2) for s in range(5)
+            for split, base in (("val", 73.0), ("testA", 67.0), ("testB", 65.0))]
+    text = _printed(wide_tables(aggregate(recs)), 80)
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    # seeds 47, 60, 73, 86, 99: mean 73.0, population std 18.38, RSD 25.2%: one decimal, RSD in whole percent
+    row = next(ln for ln in text.splitlines() if ln.startswith("blind-image") and ln.split()[1] == "1")
+    assert "73.0±18.4 25%" in row
+    assert "73.00±18.38 25.2%" in _printed(wide_tables(aggregate(recs)), 120, layout="compact")

@@ -14,7 +14,8 @@ def find(rows, **kw):
 
 def test_rows_carry_the_protocol_numbers():
     rows = published_rows()
-    assert len(rows) == 7 * 8 + 2 * 8 + 8  # zero-shot detected table, gt-proposal rows, MDETR
+    # zero-shot detected table, gt-proposal rows, MDETR, the zero-shot generalists without proposals
+    assert len(rows) == 7 * 8 + 2 * 8 + 8 + 2 * 8
     assert find(rows, task="refcoco", split="val", method="CPT-Blk", proposals="det:mattnet") == 26.9
     assert find(rows, task="refcoco+", split="testA", method="CPT-Seg", proposals="det:mattnet") == 35.2
     assert find(rows, task="refcocog", split="test", method="ReCLIP", proposals="det:mattnet") == 59.01
@@ -26,6 +27,16 @@ def test_rows_carry_the_protocol_numbers():
     assert find(rows, task="refcocog", split="val", method="ReCLIP", proposals="gt") == 68.08
     assert find(rows, task="refcoco", split="val", method="CPT-adapted", proposals="det:mattnet") == 23.16
     assert {r["proposals"] for r in rows} == {"det:mattnet", "gt", "n/a (predicts boxes)"}
+    assert find(rows, task="refcoco", split="val", method="Kosmos-2") == 52.32
+    assert find(rows, task="refcoco+", split="testB", method="Kosmos-2") == 42.24
+    assert find(rows, task="refcocog", split="test", method="Kosmos-2") == 61.65
+    assert find(rows, task="refcoco", split="testA", method="Florence-2-L") == 61.6
+    assert find(rows, task="refcoco+", split="val", method="Florence-2-L") == 53.6
+    assert find(rows, task="refcocog", split="val", method="Florence-2-L") == 68.0
+    generalists = [r for r in rows if r["method"] in ("Kosmos-2", "Florence-2-L")]
+    assert {(r["shots"], r["proposals"]) for r in generalists} == {(0, "n/a (predicts boxes)")}
+    assert all("unilm" in r["source"] for r in generalists if r["method"] == "Kosmos-2")
+    assert all("model card" in r["source"] for r in generalists if r["method"] == "Florence-2-L")
     assert {r["shots"] for r in rows if r["method"] == "MDETR"} == {"full"}
     assert all(r["proposals"] for r in rows) and all(r["source"] for r in rows)
     # the CPT paper's few-shot table could not be verified: no few-shot published rows

@@ -130,10 +130,10 @@ def test_two_configs_are_compared_by_label(scratch):
     _, splits = load_splits("toyref", root)
     write_runs(store, splits, task="toyref", method="cpt-blk", config={**CPT_CONFIG, "score": "auto-safe"}, shots=1,
                seeds=[0, 1, 2, 3, 4], p_right=0.5)
-    r = CliRunner().invoke(cli, ["compare", "cpt-blk", "ft", "-k", "1", "--results", str(store.root)])
-    assert r.exit_code == 2 and "several equally close pairs" in r.output  # two configs: name one
-    out = invoke("compare", "cpt-blk[score=auto]", "cpt-blk[score=auto-safe]", "-k", "1", "--results", store.root)
-    assert "A = cpt-blk[score=auto]" in out and "B = cpt-blk[score=auto-safe]" in out and "differs" not in out
+    # the default config keeps the plain name; the other is named by the option that differs from the defaults
+    out = invoke("compare", "cpt-blk", "cpt-blk[score=auto-safe]", "-k", "1", "--results", store.root)
+    assert "A = cpt-blk " in out and "B = cpt-blk[score=auto-safe]" in out and "differs" not in out
+    assert "A = cpt-blk " in invoke("compare", "cpt", "cpt-blk[score=auto-safe]", "-k", "1", "--results", store.root)
     listed = invoke("runs", "--results", store.root, "-m", "cpt-blk[score=auto-safe]", "--split", "val")
     assert "5 of 99 runs" in listed and "cpt-blk[score=auto-safe]" in listed
 
@@ -166,19 +166,21 @@ def test_plot_series_and_svg(results, tmp_path):
         list(seed_acc(store, "cpt-blk", "val", 1).values()) + list(seed_acc(store, "cpt-blk", "val", 2).values()))
     rnd = next(s for s in series if s["label"] == "random" and s["split"] == "testB")
     assert rnd["level"] and rnd["mean"] == pytest.approx([np.mean(list(seed_acc(store, "random", "testB", 0).values()))])
+    assert rnd["reference"] == "chance"  # drawn as a reference line, which does not set the scale
     assert {s["split"] for s in series} == {"val", "testA", "testB"}
-    paths = save(fig, tmp_path / "shots")
-    svg = paths[1].read_text()
+    paths = {p.suffix: p for p in save(fig, tmp_path / "shots")}
+    svg = paths[".svg"].read_text()
     for sid in ("mean-val-cpt-blk", "band-val-cpt-blk", "seeds-val-cpt-blk", "mean-testB-random", "band-testA-ft"):
         assert f'id="{sid}"' in svg, sid
-    assert "cpt-blk" in svg and "(does not train)" in svg and paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "cpt-blk" in svg and "chance (mean 1/candidates)" in svg
+    assert paths[".png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[".pdf"].read_bytes()[:5] == b"%PDF-"
     _, rsd = figs["rsd"]
     ft = next(s for s in rsd if s["label"] == "ft" and s["split"] == "testA")
     assert ft["shots"] == [1, 2]
     assert ft["rsd_percent"] == pytest.approx([100 * r.rsd for r in rows if r.method == "ft" and r.split == "testA"
                                                and r.shots > 0])
     _, cands = figs["candidates"]
-    got = {s["label"]: s for s in cands}
+    got = {s["label"]: s for s in cands if s["kind"] == "candidates"}
     assert set(got) == {"cpt-blk", "ft", "random", "oracle*"}  # k=1 rows plus the methods that do not train
     pooled = [p["correct"] for r in records if r.method == "cpt-blk" and r.shots == 1
               for p in read_jsonl(store.root / r.predictions_path)]
@@ -187,13 +189,12 @@ def test_plot_series_and_svg(results, tmp_path):
     assert got["oracle*"]["accuracy"] == [100.0]
 
 
-def test_plot_cli_writes_png_and_svg(results, tmp_path):
+def test_plot_cli_writes_png_pdf_and_svg(results, tmp_path):
     store, _, _ = results
     out = tmp_path / "plots"
     invoke("plot", "--results", store.root, "--out", out, "-m", "cpt-blk,ft", "--kind", "shots,rsd")
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["toyref_accuracy_vs_shots.png", "toyref_accuracy_vs_shots.svg", "toyref_rsd_vs_shots.png",
-                     "toyref_rsd_vs_shots.svg"]
+    assert names == [f"toyref_{kind}_vs_shots.{ext}" for kind in ("accuracy", "rsd") for ext in ("pdf", "png", "svg")]
     svg = (out / "toyref_accuracy_vs_shots.svg").read_text()
     assert 'id="mean-val-ft"' in svg and "random" not in svg  # only the methods asked for
     r = CliRunner().invoke(cli, ["plot", "--results", str(store.root), "--kind", "pie"])
@@ -243,7 +244,7 @@ def test_runs_filters_and_moves_records_aside(scratch):
     board = [line.split(",") for line in (store.root / "leaderboard.csv").read_text().splitlines()]
     ft1 = [b for b in board if b[2] == "ft" and b[5] == "1"]
     assert ft1 and all(b[6] == "3" for b in ft1)  # 3 seeds left at k=1
-    out = invoke("runs", "--results", store.root, "--config", "score=auto", "--until", "2025-01-01")
+    out = invoke("runs", "--results", store.root, "--option", "score=auto", "--until", "2025-01-01")
     assert "9 of 78 runs" in out  # cpt-blk seed 0 (created 2025-01-01) at k = 0, 1, 2 on three splits
 
 
@@ -415,11 +416,13 @@ def test_leaderboard_of_one_task_prints_the_labels_the_files_hold(tmp_path):
     for i, (task, score) in enumerate((("t1", "auto"), ("t1", "safe"), ("t2", "safe"))):
         store.append_record(make_record(run_id=f"r{i}", task=task, method="cpt-blk", method_config={"score": score},
                                         method_config_hash=score, model="tiny"))
+    # labels are made per task: t1 tells its two configs apart by score, t2's one config is plain cpt-blk
     md = invoke("leaderboard", "--results", store.root, "-t", "t2", "--format", "md")
-    assert "| tiny | cpt-blk[score=safe] |" in md
-    assert "cpt-blk[score=safe]" in invoke("leaderboard", "--results", store.root, "-t", "t2")
+    assert "| tiny | cpt-blk |" in md
+    assert "cpt-blk" in invoke("leaderboard", "--results", store.root, "-t", "t2")
     csv_text = (store.root / "leaderboard.csv").read_text()
-    assert "cpt-blk[score=safe]" in csv_text and "| tiny | cpt-blk[score=safe] |" in (store.root / "leaderboard.md").read_text()
+    files_md = (store.root / "leaderboard.md").read_text()
+    assert "cpt-blk[score=safe]" in csv_text and "| tiny | cpt-blk |" in files_md and "| tiny | cpt-blk[score=safe] |" in files_md
     r = CliRunner().invoke(cli, ["leaderboard", "--results", str(store.root), "-t", "nosuch"])
     assert r.exit_code == 1 and "no runs of task(s) nosuch" in r.output and "it holds t1, t2" in r.output
     r = CliRunner().invoke(cli, ["plot", "--results", str(tmp_path / "empty")])

@@ -197,6 +197,8 @@ def test_cli_audit_on_synthref_heuristics_pass_blind_text_fails_old_order_fails(
     r = CliRunner().invoke(cli, ["data", "audit", "synthref", "--json", str(out)])
     assert r.exit_code == 1, r.output
     assert "solvable without looking" in r.output and "blind-text on val" in r.output, r.output
+    # at 80 columns (CliRunner's width) no cell is cut and no line is wider
+    assert "…" not in r.output and max(len(line.rstrip()) for line in r.output.splitlines()) <= 80, r.output
     report = json.loads(out.read_text())
     assert not report["ok"] and len(report["results"]) == 3 * (len(AUDIT_HEURISTICS) + len(AUDIT_BLIND))
     assert {r["kind"] for r in report["results"]} == {"heuristic", "blind"}
