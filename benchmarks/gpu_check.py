@@ -7,7 +7,10 @@ Steps (each timed; each writes its figures into one JSON, even when a later step
 2. the main job (``cptbench run --method cpt --shots 1`` on synthref with the bundled model);
 3. a 16-shot CPT and ft fit (the bundled model on synthref, one seed): fit seconds of each;
 4. bf16 against fp32: zero-shot CPT on synthref under both, the share of identical picks and the
-   largest score difference.
+   largest score difference;
+5. the cross-modal colour search (issue 23, ``benchmarks/prompt_search_cost.py``) with the
+   real-size ViLT in bf16: seconds per colour on the step-32 grid (512 colours, batch 256) and the
+   release's step-5 grid (140,608 colours) in minutes, extrapolated from it.
 
     bash benchmarks/gpu_check.sh                 # on a GPU machine: writes $OUT/gpu_check.json
     python benchmarks/gpu_check.py --dry-run     # the same steps on the CPU, tiny and short (tests)
@@ -84,12 +87,23 @@ def step_agreement(report: dict, device: str, env: dict, work: Path, dry: bool) 
                               "max_score_diff": round(max(diffs, default=0.0), 5)}
 
 
+def step_prompt_search(report: dict, device: str, dry: bool) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("prompt_search_cost", Path(__file__).with_name("prompt_search_cost.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report["prompt_search"] = module.measure("tiny" if dry else "real", step=128 if dry else 32,
+                                             batch_size=8 if dry else 256, device=device,
+                                             precision="fp32" if dry else "bf16")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out", default=os.environ.get("OUT", "."), help="folder of gpu_check.json")
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny model, a few examples: the script's own test")
-    ap.add_argument("--steps", default="bench,main_job,sixteen_shot,bf16_vs_fp32",
+    ap.add_argument("--steps", default="bench,main_job,sixteen_shot,bf16_vs_fp32,prompt_search",
                     help="comma-separated subset of the steps, in the order given")
     args = ap.parse_args()
     device = "cpu" if args.dry_run else args.device
@@ -112,7 +126,8 @@ def main() -> None:
         table = {"bench": lambda: step_bench(report, device, args.dry_run),
                  "main_job": lambda: step_main_job(report, device, env, work, args.dry_run),
                  "sixteen_shot": lambda: step_16_shot(report, device, env, work, args.dry_run),
-                 "bf16_vs_fp32": lambda: step_agreement(report, device, env, work, args.dry_run)}
+                 "bf16_vs_fp32": lambda: step_agreement(report, device, env, work, args.dry_run),
+                 "prompt_search": lambda: step_prompt_search(report, device, args.dry_run)}
         wanted = [name.strip() for name in args.steps.split(",") if name.strip()]
         unknown = [name for name in wanted if name not in table]
         if unknown:

@@ -12,7 +12,9 @@ other jobs ran says so. Prints a Markdown table and writes every figure to a JSO
 Steps: ``main`` (the README's main job), ``audit`` (``data audit synthref``), ``blind`` (the blind
 baselines as k-shot methods), ``sealed`` (sealed against in-process evaluation, median of 3 each),
 ``host`` (``bench --model tiny --no-forward``, min of 3), ``threads`` (the 40-image workload with
-the tiny forward at 1 and 2 threads, alone and beside one busy process), ``study`` (opt-in).
+the tiny forward at 1 and 2 threads, alone and beside one busy process), ``prompt_search`` (the
+step-32 colour search with the bundled model: the whole command, and the search's forwards as its
+palette file records them), ``study`` (opt-in).
 """
 
 from __future__ import annotations
@@ -105,8 +107,16 @@ def step_threads(tmp: Path) -> dict:
     return out
 
 
+def step_prompt_search(tmp: Path) -> dict:
+    out = tmp / "prompt-search.json"
+    wall = _cli(["prompt-search", "--step", "32", "-o", str(out)])
+    search = json.loads(out.read_text())["search"]
+    return {"seconds": wall, "search_seconds": search["seconds"], "threads": search.get("threads"),
+            "palette": [c["word"] for c in json.loads(out.read_text())["colors"]]}
+
+
 STEPS = {"main": step_main, "audit": step_audit, "blind": step_blind, "sealed": step_sealed, "host": step_host,
-         "threads": step_threads, "study": step_study}
+         "threads": step_threads, "prompt_search": step_prompt_search, "study": step_study}
 
 
 def main() -> None:

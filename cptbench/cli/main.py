@@ -30,6 +30,7 @@ _COMMANDS = {
     "reproduce": ("cptbench.cli.reproduce_cmd", "reproduce"),
     "bench": ("cptbench.cli.bench_cmd", "bench"),
     "pretrain-mini": ("cptbench.cli.pretrain_cmd", "pretrain_mini"),
+    "prompt-search": ("cptbench.cli.prompt_search_cmd", "prompt_search"),
 }
 
 

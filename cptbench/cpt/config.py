@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cptbench.cpt.painting import DEFAULT_ALPHA, DEFAULT_BOX_PIXELS, check_box_pixels, parse_palette
+from cptbench.cpt.painting import DEFAULT_ALPHA, DEFAULT_BOX_PIXELS, check_box_pixels
+from cptbench.cpt.palettes import canonical_palette
 from cptbench.cpt.pipeline import PIPELINES
 from cptbench.cpt.prompts import TEMPLATES
 from cptbench.cpt.score_rules import SCORE_RULES
@@ -22,7 +23,12 @@ from cptbench.methods.optim import DEFAULT_SEED_POLICY, check_seed_policy
 
 @dataclass(frozen=True)
 class CptConfig:
-    """Options of ``cpt-blk`` / ``cpt-seg`` (``--set key=value``), each checked on construction."""
+    """Options of ``cpt-blk`` / ``cpt-seg`` (``--set key=value``), each checked on construction.
+
+    ``palette`` holds a name, an inline spec or, for a palette file, the file's canonical form
+    (``file:<name>@<sha256 prefix>;word:r,g,b;...``): the file is read here, when the option is
+    parsed, so the config (and every run id hashed from it) depends on the file's name and content,
+    never on its path (:mod:`cptbench.cpt.palettes`)."""
 
     template: int = 3
     palette: str = "red"
@@ -59,8 +65,9 @@ class CptConfig:
         need(is_int(self.template) and self.template in TEMPLATES,
              f"template must be one of {sorted(TEMPLATES)} (1: '<q> is [MASK].', 2: '<q> is [MASK] color.', "
              f"3: '<q> is in [MASK] color.'), got {self.template!r}")
-        parse_palette(self.palette)  # raises a ValueError naming the choices
         need(is_num(self.alpha) and 0.0 < float(self.alpha) <= 1.0, f"alpha must be in (0, 1], got {self.alpha!r}")
+        # a ValueError naming the choices; a palette file becomes its canonical, path-free value
+        object.__setattr__(self, "palette", canonical_palette(self.palette, alpha=float(self.alpha)))
         need(self.score in SCORE_RULES, f"score must be one of {', '.join(SCORE_RULES)}, got {self.score!r}")
         need(is_int(self.steps) and self.steps >= 0, f"steps must be an integer >= 0, got {self.steps!r}")
         need(is_num(self.lr) and float(self.lr) > 0, f"lr must be > 0, got {self.lr!r}")

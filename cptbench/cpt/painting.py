@@ -38,87 +38,19 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from cptbench.data.examples import Example
+from cptbench.cpt.palettes import DEFAULT_ALPHA, NAMED_PALETTES, Palette, parse_palette  # noqa: F401 (re-exported)
 from cptbench.data.images import LRUCache
 
-DEFAULT_ALPHA = 127 / 255
 MODES = ("block", "mask")
 
 
-# --------------------------------------------------------------------------------------- palettes
-@dataclass(frozen=True)
-class Palette:
-    """An ordered set of colour words with their RGB values."""
-
-    name: str
-    words: tuple[str, ...]
-    rgb: tuple[tuple[int, int, int], ...]
-
-    def __len__(self) -> int:
-        return len(self.words)
-
-    @property
-    def spec(self) -> str:
-        """Canonical ``word:r,g,b;...`` form (what records and cache keys use)."""
-        return ";".join(f"{w}:{r},{g},{b}" for w, (r, g, b) in zip(self.words, self.rgb))
-
-    def describe(self) -> dict[str, Any]:
-        """The palette for records: its name and each colour word's RGB."""
-        return {"name": self.name, "colors": {w: list(c) for w, c in zip(self.words, self.rgb)}}
-
-
-NAMED_PALETTES: dict[str, Palette] = {
-    # The release's RefCOCO colour set (one colour, one pass per candidate).
-    "red": Palette("red", ("red",), ((240, 0, 30),)),
-    # The multi-colour set the release uses for other tasks.
-    "release5": Palette(
-        "release5",
-        ("blue", "red", "yellow", "purple", "green"),
-        ((0, 10, 255), (240, 0, 30), (255, 255, 25), (155, 50, 210), (0, 255, 0)),
-    ),
-}
-
-
-def parse_palette(spec: str) -> Palette:
-    """A named palette (``red``, ``release5``) or a custom one, ``"word:r,g,b;word:r,g,b"``."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"palette must be a name ({', '.join(NAMED_PALETTES)}) or 'word:r,g,b;...', got {spec!r}")
-    spec = spec.strip()
-    if spec in NAMED_PALETTES:
-        return NAMED_PALETTES[spec]
-    if ":" not in spec:
-        raise ValueError(
-            f"unknown palette {spec!r}; choose one of {', '.join(NAMED_PALETTES)} "
-            f"or give a custom one as 'word:r,g,b;word:r,g,b' (e.g. 'red:240,0,30;blue:0,10,255')"
-        )
-    words, rgbs = [], []
-    for part in spec.split(";"):
-        if not part.strip():
-            continue
-        word, _, values = part.partition(":")
-        word = word.strip()
-        try:
-            rgb = tuple(int(v) for v in values.split(","))
-        except ValueError:
-            rgb = ()
-        if not word or len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
-            raise ValueError(f"palette entry {part.strip()!r}: expected 'word:r,g,b' with r, g, b in 0..255")
-        if word.lower() == "none":
-            raise ValueError("palette: 'none' is the negative answer word and cannot be a colour")
-        if word in words:
-            raise ValueError(f"palette: colour word {word!r} appears twice")
-        words.append(word)
-        rgbs.append(rgb)
-    if not words:
-        raise ValueError(f"palette {spec!r} has no colours")
-    return Palette("custom", tuple(words), tuple(rgbs))  # type: ignore[arg-type]
-
-
+# ------------------------------------------------------------------------------------------ groups
+# (palettes, names, inline specs and palette files: :mod:`cptbench.cpt.palettes`, re-exported here)
 def candidate_groups(n_candidates: int, group_size: int) -> list[range]:
     """Candidate index ranges, one per painted copy: ``[0, C), [C, 2C), ...``."""
     return [range(s, min(s + group_size, n_candidates)) for s in range(0, n_candidates, group_size)]

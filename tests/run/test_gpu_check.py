@@ -40,6 +40,19 @@ def test_dry_run_fills_every_figure(tmp_path):
     assert agree["expressions"] > 0 and 0.0 <= agree["same_pick"] <= 1.0 and agree["max_score_diff"] >= 0.0
 
 
+def test_dry_run_measures_the_colour_search(tmp_path):
+    """The prompt-search step (issue 23's GPU figure) runs on the CPU with the tiny model, and its
+    extrapolations are the measured seconds per colour times the grids' sizes."""
+    out, report = _check(tmp_path, "prompt_search")
+    assert out.returncode == 0, out.stderr
+    assert report["errors"] == {}, report["errors"]
+    cost = report["prompt_search"]
+    assert cost["measured_colours"] == 8 and cost["step5_colours"] == 52 ** 3 and cost["step32_colours"] == 512
+    per = cost["seconds_per_colour"]
+    assert 0 < per < 10 and cost["step5_minutes"] == pytest.approx(per * 52 ** 3 / 60, rel=1e-3, abs=0.01)
+    assert cost["device"] == "cpu" and cost["gpu"] is None
+
+
 def test_a_failing_step_keeps_the_others(tmp_path, monkeypatch):
     """One step's failure is written into errors while the next step's figures still arrive."""
     import importlib.util
