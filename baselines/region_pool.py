@@ -25,9 +25,10 @@ vector).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: listing methods loads this module
+    import torch
 
 #: number of geometry features appended to each candidate representation
 N_GEOMETRY = 7
@@ -42,6 +43,8 @@ def overlap_weights(patch_boxes: torch.Tensor, patch_valid: torch.Tensor, boxes:
     (default: all valid). Computed in float64 without gradient (pure geometry); every row sums to
     1 except the zero rows described in the module docstring.
     """
+    import torch
+
     with torch.no_grad():
         pb = patch_boxes.detach().to(torch.float64)[:, None, :, :]  # (B, 1, P, 4)
         bb = boxes.detach().to(device=pb.device, dtype=torch.float64)[:, :, None, :]  # (B, N, 1, 4)
@@ -80,6 +83,8 @@ def overlap_weights(patch_boxes: torch.Tensor, patch_valid: torch.Tensor, boxes:
 def pool_patches(patches: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``(B, N, H)``: the weighted sum of the patch states ``(B, P, H)`` per candidate
     (differentiable with respect to ``patches``)."""
+    import torch
+
     return torch.einsum("bnp,bph->bnh", weights.to(device=patches.device, dtype=patches.dtype), patches)
 
 
@@ -90,6 +95,8 @@ def box_geometry(boxes: torch.Tensor, image_sizes: torch.Tensor) -> torch.Tensor
     clamped at 0; coordinates are not clipped (a box may reach past the image). Non-finite values
     become 0.
     """
+    import torch
+
     b = boxes.to(torch.float32)
     size = image_sizes.to(device=b.device, dtype=torch.float32)
     iw, ih = size[:, None, 0], size[:, None, 1]  # (B, 1)
@@ -103,6 +110,8 @@ def box_geometry(boxes: torch.Tensor, image_sizes: torch.Tensor) -> torch.Tensor
 def pad_boxes(box_list: Sequence, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack per-example candidate boxes (each ``(n_i, 4)``) into ``(B, N, 4)`` float32 with a
     ``(B, N)`` validity mask (N = the largest n_i, at least 1)."""
+    import torch
+
     n_max = max([1] + [len(b) for b in box_list])
     out = torch.zeros(len(box_list), n_max, 4, dtype=torch.float32)
     valid = torch.zeros(len(box_list), n_max, dtype=torch.bool)
