@@ -13,6 +13,7 @@ from cptbench.data.examples import Example, TrainExample
 from cptbench.data.images import LRUCache
 from cptbench.methods import Method, MethodContext
 from cptbench.methods.numerics import BatchSizer, precision_context, run_batches
+from cptbench.models.gen_loading import GENERATIVE_FAMILIES
 
 from .vlm_config import VlmConfig
 from .vlm_prompts import ask, fit_prompt
@@ -26,6 +27,8 @@ class VlmPromptMethod(Method):
 
     Config: ClassVar[type] = VlmConfig
     needs_model = True
+    #: the generative families with an adapter: a run refuses another model type before any fit
+    model_types: ClassVar[tuple[str, ...] | None] = tuple(GENERATIVE_FAMILIES)
     trains = True
     #: prepared drawn copies kept, per (image, candidates, group)
     image_cache_size: ClassVar[int] = 64
