@@ -125,6 +125,7 @@ def test_loading_a_dual_encoder_is_counted_as_loading(tiny_dual_dir, monkeypatch
 
     folder = tiny_dual_dir("clip")
     loading.warm_imports()
+    monkeypatch.setattr(loading.PRISTINE, "enabled", False)  # read from disk here, not a copy kept by another test
     now = [100.0]
     monkeypatch.setattr(loading.time, "perf_counter", lambda: now[0])
     real = dual_clip.ClipDualEncoder.from_pretrained.__func__
