@@ -194,7 +194,7 @@ def load_dual_encoder(name_or_path: str, device: str = "cpu", *, trust_remote_co
     eval mode on ``device``. Like :func:`cptbench.models.loading.load_adapter`, a process that
     reuses loaded models (``reuse_loaded_models``) reads it from disk once, and the time is counted
     as loading (``load_seconds`` in records)."""
-    from cptbench.models.loading import PRISTINE, _stamp, resolve_model_path, timed_load
+    from cptbench.models.loading import PRISTINE, _stamp, resolve_model_path, timed_as_loading, warm_imports
 
     def key() -> tuple:
         return ("dual", str(name_or_path), _stamp(name_or_path), bool(trust_remote_code))
@@ -204,4 +204,6 @@ def load_dual_encoder(name_or_path: str, device: str = "cpu", *, trust_remote_co
         cls = dual_encoder_class(_model_type(path, trust_remote_code))
         return cls.from_pretrained(path, device=dev, trust_remote_code=trust_remote_code)
 
-    return timed_load(lambda: PRISTINE.get(key, load, str(device)))
+    warm_imports()
+    with timed_as_loading():
+        return PRISTINE.get(key, load, str(device))

@@ -209,8 +209,9 @@ def load_adapter(name_or_path: str, device: str = "cpu", *, trust_remote_code: b
 @contextmanager
 def timed_as_loading():
     """Count the time spent inside the block on the process's load clock (:func:`load_clock`): every
-    model loader (masked-LM backbones here, generative models in :mod:`cptbench.models.gen_loading`)
-    reads its weights inside one."""
+    model loader (masked-LM backbones here, generative models in :mod:`cptbench.models.gen_loading`,
+    dual encoders in :mod:`cptbench.models.dual_encoder`) calls :func:`warm_imports` and then reads
+    its weights inside one, so records show it as ``load_seconds``, not fit or predict time."""
     start = time.perf_counter()
     try:
         yield
@@ -227,18 +228,6 @@ def load_clock() -> float:
     """Seconds this process has spent in :func:`load_adapter` and :func:`warm_imports` so far: the
     run engine subtracts what a fit or predict call spent here and records it as ``load_seconds``."""
     return _LOAD_CLOCK[0]
-
-
-def timed_load(load: Callable[[], Any]) -> Any:
-    """``load()``, its time counted in :func:`load_clock` (after :func:`warm_imports`, timed apart):
-    for model loaders outside :func:`load_adapter` (the dual encoders), so their loading is
-    ``load_seconds`` in records, not fit or predict time."""
-    warm_imports()
-    start = time.perf_counter()
-    try:
-        return load()
-    finally:
-        _LOAD_CLOCK[0] += time.perf_counter() - start
 
 
 def warm_imports() -> None:
