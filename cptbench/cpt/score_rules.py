@@ -40,6 +40,23 @@ def resolve_rule(rule: str, trained: bool) -> str:
     return rule
 
 
+def _apply_rule(colour: np.ndarray, none, rule: str) -> np.ndarray:
+    """``rule`` on float64 colour logits against the ``none`` logit(s) (broadcast); NaN scores -inf."""
+    if rule in AUTO_RULES:
+        raise ValueError(f"resolve {rule!r} with resolve_rule() before scoring")
+    if rule == "logit":
+        out = colour.copy()
+    elif rule == "ratio":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = colour / none
+    elif rule == "logsoftmax":
+        with np.errstate(invalid="ignore"):  # inf - inf is NaN, scored -inf below
+            out = colour - none
+    else:
+        raise ValueError(f"unknown score rule {rule!r}; choose one of {', '.join(SCORE_RULES)}")
+    return np.where(np.isnan(out), -np.inf, out)
+
+
 def score_candidates(logits, colour_index: Sequence[int], none_index: int, rule: str) -> np.ndarray:
     """Scores of the candidates of one pass.
 
@@ -47,40 +64,13 @@ def score_candidates(logits, colour_index: Sequence[int], none_index: int, rule:
     vocabulary or just the gathered colour/``none`` columns); ``colour_index[j]`` is the index of
     candidate ``j``'s colour word in it, ``none_index`` that of ``"none"``.
     """
-    if rule in AUTO_RULES:
-        raise ValueError(f"resolve {rule!r} with resolve_rule() before scoring")
     row = np.asarray(logits, dtype=np.float64).reshape(-1)
-    colour = row[np.asarray(list(colour_index), dtype=np.int64)]
-    none = row[int(none_index)]
-    if rule == "logit":
-        out = colour.copy()
-    elif rule == "ratio":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = colour / none
-    elif rule == "logsoftmax":
-        with np.errstate(invalid="ignore"):  # inf - inf is NaN, scored -inf below
-            out = colour - none
-    else:
-        raise ValueError(f"unknown score rule {rule!r}; choose one of {', '.join(SCORE_RULES)}")
-    return np.where(np.isnan(out), -np.inf, out)
+    return _apply_rule(row[np.asarray(list(colour_index), dtype=np.int64)], row[int(none_index)], rule)
 
 
 def score_rows(logits, n_colours: int, rule: str) -> np.ndarray:
     """:func:`score_candidates` for a batch at once: ``logits`` (B, n_colours + 1) holds each pass's
     logits at the palette words and then ``none``; row ``b`` of the (B, n_colours) result equals
     ``score_candidates(logits[b], range(n_colours), n_colours, rule)`` (the same float64 operations)."""
-    if rule in AUTO_RULES:
-        raise ValueError(f"resolve {rule!r} with resolve_rule() before scoring")
     rows = np.asarray(logits, dtype=np.float64).reshape(len(logits), -1)
-    colour, none = rows[:, :n_colours], rows[:, n_colours:n_colours + 1]
-    if rule == "logit":
-        out = colour.copy()
-    elif rule == "ratio":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = colour / none
-    elif rule == "logsoftmax":
-        with np.errstate(invalid="ignore"):  # inf - inf is NaN, scored -inf below
-            out = colour - none
-    else:
-        raise ValueError(f"unknown score rule {rule!r}; choose one of {', '.join(SCORE_RULES)}")
-    return np.where(np.isnan(out), -np.inf, out)
+    return _apply_rule(rows[:, :n_colours], rows[:, n_colours:n_colours + 1], rule)

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import json
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any, Hashable, Sequence
 
 import numpy as np
@@ -170,38 +168,19 @@ def dual_encoder_class(model_type: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
-def _model_type(path: str, trust_remote_code: bool) -> str:
-    local = Path(path).expanduser()
-    if local.is_dir():
-        cfg_file = local / "config.json"
-        if not cfg_file.is_file():
-            raise FileNotFoundError(f"{path!r} is a folder without a config.json: not a model folder")
-        model_type = json.loads(cfg_file.read_text()).get("model_type")
-        if model_type:
-            return str(model_type)
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except OSError as exc:
-        raise OSError(f"cannot load the config of model {path!r}: not a local model folder, and not found on the "
-                      f"Hugging Face hub or in its local cache. Original error: {exc}") from exc
-    return str(config.model_type)
-
-
 def load_dual_encoder(name_or_path: str, device: str = "cpu", *, trust_remote_code: bool = False) -> DualEncoder:
     """A dual encoder from a hub id or a local folder, chosen by the config's ``model_type``, in
     eval mode on ``device``. Like :func:`cptbench.models.loading.load_adapter`, a process that
     reuses loaded models (``reuse_loaded_models``) reads it from disk once, and the time is counted
     as loading (``load_seconds`` in records)."""
-    from cptbench.models.loading import PRISTINE, _stamp, resolve_model_path, timed_as_loading, warm_imports
+    from cptbench.models.loading import PRISTINE, _stamp, model_type_of, resolve_model_path, timed_as_loading, warm_imports
 
     def key() -> tuple:
         return ("dual", str(name_or_path), _stamp(name_or_path), bool(trust_remote_code))
 
     def load(dev: str) -> DualEncoder:
         path = resolve_model_path(name_or_path)
-        cls = dual_encoder_class(_model_type(path, trust_remote_code))
+        cls = dual_encoder_class(model_type_of(path, trust_remote_code))
         return cls.from_pretrained(path, device=dev, trust_remote_code=trust_remote_code)
 
     warm_imports()

@@ -5,7 +5,6 @@ policy as the masked-LM backbones, :func:`cptbench.models.loading.reuse_loaded_m
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 
 from cptbench.core.errors import ModelError
@@ -20,24 +19,6 @@ GENERATIVE_FAMILIES: dict[str, tuple[str, str]] = {
 
 class UnsupportedGenerativeModel(ModelError):
     """The model is not of a generative family cptbench has an adapter for."""
-
-
-def generative_model_type(path: str) -> str:
-    """The ``model_type`` of a local model folder or a hub id (read from its config)."""
-    local = Path(path).expanduser()
-    if local.is_dir():
-        cfg = local / "config.json"
-        if not cfg.is_file():
-            raise ModelError(f"{path!r} is a folder without a config.json: not a model folder")
-        return str(json.loads(cfg.read_text()).get("model_type") or "")
-    from transformers import AutoConfig
-
-    try:
-        return str(AutoConfig.from_pretrained(path).model_type)
-    except OSError as exc:
-        raise ModelError(f"cannot load the config of model {path!r}: not a local model folder, and not found on the "
-                         f"Hugging Face hub or in its local cache (offline runs need the model downloaded first). "
-                         f"Original error: {exc}") from exc
 
 
 def generative_adapter_class(model_type: str) -> type:
@@ -67,10 +48,10 @@ def load_generative(name_or_path: str, device: str = "cpu") -> GenerativeAdapter
 
 
 def _load(name_or_path: str, device: str) -> GenerativeAdapter:
-    from cptbench.models.loading import resolve_model_path
+    from cptbench.models.loading import model_type_of, resolve_model_path
 
     path = resolve_model_path(str(name_or_path))
-    cls = generative_adapter_class(generative_model_type(path))
+    cls = generative_adapter_class(model_type_of(path))
     adapter = cls.from_pretrained(path, device=device)
     adapter.model_name = str(name_or_path)
     return adapter

@@ -84,7 +84,9 @@ def supported_model_types() -> list[str]:
     return sorted(ADAPTERS)
 
 
-def _model_type(path: str, trust_remote_code: bool) -> str:
+def model_type_of(path: str, trust_remote_code: bool = False) -> str:
+    """The ``model_type`` of a local model folder (its config.json) or a hub id (its config, from the
+    hub or its cache): what picks the adapter of every model family."""
     local = Path(path).expanduser()
     if local.is_dir():
         cfg_file = local / "config.json"
@@ -246,7 +248,7 @@ def warm_imports() -> None:
 
 def _load(name_or_path: str, device: str, trust_remote_code: bool, **adapter_kwargs: Any) -> VLAdapter:
     path = resolve_model_path(name_or_path)
-    model_type = _model_type(path, trust_remote_code)
+    model_type = model_type_of(path, trust_remote_code)
     cls = adapter_class(model_type)
     try:
         adapter = cls.from_pretrained(path, device=device, trust_remote_code=trust_remote_code, **adapter_kwargs)
