@@ -145,28 +145,8 @@ def build_tiny_model(kind: str, out_dir: Path, words: Sequence[str] = (), image_
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     words = list(words)
-
-    import torch
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if kind == "vilt":
-            model, processor, tokenizer = _build_vilt(words, image_size, patch)
-        elif kind == "flava":
-            model, processor, tokenizer = _build_flava(words, image_size, patch)
-        else:
-            model, processor, tokenizer = _build_bridgetower(words, image_size, patch)
-    model.eval()
-    from cptbench.models.loading import quiet_progress
-
-    with quiet_progress():
-        model.save_pretrained(out)
-    processor.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    (out / "cptbench_tiny.json").write_text(
-        json.dumps({"kind": kind, "image_size": image_size, "seed": seed, "words": words}, indent=1) + "\n"
-    )
-    return out
+    build = {"vilt": _build_vilt, "flava": _build_flava}.get(kind, _build_bridgetower)
+    return save_tiny(out, build, kind, words, image_size, seed, words, image_size, patch)
 
 
 def _build_vilt(words, image_size, patch):
@@ -239,3 +219,24 @@ def _build_bridgetower(words, image_size, patch):
         size={"shortest_edge": image_size}, crop_size={"shortest_edge": image_size}, size_divisor=patch,
     )
     return model, processor, tokenizer
+
+
+def save_tiny(out: Path, build, kind: str, words: Sequence[str], image_size: int, seed: int, *build_args) -> Path:
+    """Build a tiny random model with ``build(*build_args)`` -> (model, processor, tokenizer) under
+    torch seed ``seed`` (the global RNG left as it was), and write it to ``out`` as a model folder
+    with ``cptbench_tiny.json`` saying how it was made: the one tail of every tiny builder."""
+    import torch
+
+    from cptbench.models.loading import quiet_progress
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model, processor, tokenizer = build(*build_args)
+    model.eval()
+    with quiet_progress():
+        model.save_pretrained(out)
+    processor.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "cptbench_tiny.json").write_text(
+        json.dumps({"kind": kind, "image_size": image_size, "seed": seed, "words": list(words)}, indent=1) + "\n")
+    return out

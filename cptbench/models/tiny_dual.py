@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from cptbench.models.tiny import _byte_symbols, _pieces, _wordpiece_vocab
+from cptbench.models.tiny import _byte_symbols, _pieces, _wordpiece_vocab, save_tiny
 
 KINDS = ("clip", "blip")
 
@@ -96,22 +96,8 @@ def build_tiny_dual_model(kind: str, out_dir: Path, words: Sequence[str] = (), i
     out.mkdir(parents=True, exist_ok=True)
     words = [*DUAL_WORDS, *words]
 
-    import torch
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        build = _build_clip if kind == "clip" else _build_blip
-        model, processor, tokenizer = build(words, image_size, patch)
-    model.eval()
-    from cptbench.models.loading import quiet_progress
-
-    with quiet_progress():
-        model.save_pretrained(out)
-    processor.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    (out / "cptbench_tiny.json").write_text(
-        json.dumps({"kind": kind, "image_size": image_size, "seed": seed, "words": list(words)}, indent=1) + "\n")
-    return out
+    build = _build_clip if kind == "clip" else _build_blip
+    return save_tiny(out, build, kind, words, image_size, seed, words, image_size, patch)
 
 
 def _build_clip(words, image_size, patch):

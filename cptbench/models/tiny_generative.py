@@ -26,7 +26,6 @@ the global torch RNG is left as it was.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -72,22 +71,10 @@ def build_tiny_generative(kind: str, out_dir: Path, words: Sequence[str] = (), i
     out.mkdir(parents=True, exist_ok=True)
     words = [str(w) for w in words]
 
-    import torch
+    from cptbench.models.tiny import save_tiny
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        build = _build_llava if kind == "llava" else _build_qwen2_vl
-        model, processor, tokenizer = build(words, int(image_size))
-    model.eval()
-    from cptbench.models.loading import quiet_progress
-
-    with quiet_progress():
-        model.save_pretrained(out)
-    processor.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    (out / "cptbench_tiny.json").write_text(
-        json.dumps({"kind": kind, "image_size": image_size, "seed": seed, "words": words}, indent=1) + "\n")
-    return out
+    build = _build_llava if kind == "llava" else _build_qwen2_vl
+    return save_tiny(out, build, kind, words, image_size, seed, words, int(image_size))
 
 
 def _small_text(vocab: int, **extra):
