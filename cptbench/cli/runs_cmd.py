@@ -122,12 +122,7 @@ def runs(state, results, tasks, methods, models, shots, seeds, splits, configs, 
     if not sel:
         state.log("nothing selected: nothing moved")
         return
-    if not yes:
-        import sys
-
-        if not sys.stdin.isatty():
-            raise UsageError(f"--delete would move {len(sel)} runs aside; add --yes to confirm (no terminal to ask).")
-        click.confirm(f"Move these {len(sel)} runs to {store.layout.deleted_runs}?", abort=True)
+    _confirm(yes, f"--delete would move {len(sel)} runs aside", f"Move these {len(sel)} runs to {store.layout.deleted_runs}?")
     moved = _move_aside(store, sel)
     state.log(f"moved {moved} records to {store.layout.deleted_runs} and their predictions to "
               f"{store.layout.deleted_predictions_dir}/; {len(records) - moved} runs remain")
@@ -159,21 +154,28 @@ def _deleted_records(store) -> list:
     return [RunRecord.from_json(raw, f"{path}: line {line}") for line, raw in read_jsonl(path, with_lines=True)]
 
 
+def _confirm(yes: bool, action: str, question: str) -> None:
+    """Go on when ``--yes`` was given or the user says yes at a terminal; without a terminal, refuse
+    naming ``action`` and the flag to add."""
+    import sys
+
+    from cptbench.core.errors import UsageError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"{action}; add --yes to confirm (no terminal to ask).")
+    click.confirm(question, abort=True)
+
+
 def _restore(state, store, sel, yes: bool) -> None:
     """Move the selected deleted runs and their predictions back; rebuild the leaderboard."""
     import os
 
-    from cptbench.core.errors import UsageError
-
     if not sel:
         state.log("nothing selected among the deleted runs: nothing restored")
         return
-    if not yes:
-        import sys
-
-        if not sys.stdin.isatty():
-            raise UsageError(f"--restore would move {len(sel)} runs back; add --yes to confirm (no terminal to ask).")
-        click.confirm(f"Move these {len(sel)} runs back to {store.runs_path}?", abort=True)
+    _confirm(yes, f"--restore would move {len(sel)} runs back", f"Move these {len(sel)} runs back to {store.runs_path}?")
     import json
 
     lines = store.restore_records([r.run_id for r in sel], store.layout.deleted_runs)
