@@ -14,23 +14,30 @@ import pytest  # noqa: E402
 TINY_MODEL_WORDS = ("man", "woman", "dog", "cat", "shirt", "left", "right", "red", "car", "table", "chair")
 
 
+def _built_once(tmp_path_factory, build, prefix: str, default_size: int):
+    """A session factory ``make(kind, image_size=default_size, seed=0) -> Path``: the folder written
+    by ``build(kind, folder, image_size=..., seed=...)``, built once per arguments."""
+    built = {}
+
+    def make(kind: str, image_size: int = default_size, seed: int = 0):
+        key = (kind, image_size, seed)
+        if key not in built:
+            folder = tmp_path_factory.mktemp(f"{prefix}{kind}-{image_size}-{seed}")
+            built[key] = build(kind, folder, image_size=image_size, seed=seed)
+        return built[key]
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """Factory: ``tiny_model_dir(kind, image_size=32, seed=0) -> Path`` of a tiny random model folder
     (kind: vilt | flava | bridgetower), built once per session and loadable with
     ``cptbench.models.loading.load_adapter(str(path))``. Treat the folder as read-only."""
-    built = {}
+    from cptbench.models.tiny import build_tiny_model
 
-    def make(kind: str, image_size: int = 32, seed: int = 0):
-        key = (kind, image_size, seed)
-        if key not in built:
-            from cptbench.models.tiny import build_tiny_model
-
-            folder = tmp_path_factory.mktemp(f"tiny-{kind}-{image_size}-{seed}")
-            built[key] = build_tiny_model(kind, folder, TINY_MODEL_WORDS, image_size=image_size, seed=seed)
-        return built[key]
-
-    return make
+    return _built_once(tmp_path_factory, lambda kind, folder, **kw: build_tiny_model(kind, folder, TINY_MODEL_WORDS, **kw),
+                       "tiny-", 32)
 
 
 @pytest.fixture(scope="session")
@@ -55,18 +62,10 @@ def tiny_dual_dir(tmp_path_factory):
     """Factory: ``tiny_dual_dir(kind, image_size=32, seed=0) -> Path`` of a tiny random dual-encoder
     folder (kind: clip | blip), built once per session, loadable with
     ``cptbench.models.dual_encoder.load_dual_encoder(str(path))``. Treat the folder as read-only."""
-    built = {}
+    from cptbench.models.tiny_dual import build_tiny_dual_model
 
-    def make(kind: str, image_size: int = 32, seed: int = 0):
-        key = (kind, image_size, seed)
-        if key not in built:
-            from cptbench.models.tiny_dual import build_tiny_dual_model
-
-            folder = tmp_path_factory.mktemp(f"tiny-{kind}-{image_size}-{seed}")
-            built[key] = build_tiny_dual_model(kind, folder, TINY_MODEL_WORDS, image_size=image_size, seed=seed)
-        return built[key]
-
-    return make
+    return _built_once(tmp_path_factory,
+                       lambda kind, folder, **kw: build_tiny_dual_model(kind, folder, TINY_MODEL_WORDS, **kw), "tiny-", 32)
 # ---- END tiny dual-encoder fixtures ---------------------------------------------------------------
 
 
@@ -82,16 +81,7 @@ def tiny_generative_dir(tmp_path_factory):
     """Factory: ``tiny_generative_dir(kind, image_size=64, seed=0) -> Path`` of a tiny random
     generative model folder (kind: llava | qwen2_vl), built once per session and loadable with
     ``cptbench.models.generative.load_generative(str(path))``. Treat the folder as read-only."""
-    built = {}
+    from cptbench.models.tiny_generative import build_tiny_generative
 
-    def make(kind: str, image_size: int = 64, seed: int = 0):
-        key = (kind, image_size, seed)
-        if key not in built:
-            from cptbench.models.tiny_generative import build_tiny_generative
-
-            folder = tmp_path_factory.mktemp(f"tiny-gen-{kind}-{image_size}-{seed}")
-            built[key] = build_tiny_generative(kind, folder, image_size=image_size, seed=seed)
-        return built[key]
-
-    return make
+    return _built_once(tmp_path_factory, build_tiny_generative, "tiny-gen-", 64)
 # ---- END tiny generative-model fixtures ------------------------------------------------------------
